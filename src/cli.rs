@@ -1,0 +1,420 @@
+//! The command line (clap). Errors are reported with context (anyhow) here,
+//! at the edge; everything below returns typed errors.
+
+use crate::articles::{self, ArticleInput};
+use crate::config::Config;
+use crate::digest::{self, CreateOutcome};
+use crate::domain::time::{format_rfc3339, now_millis};
+use crate::scheduler::Schedule;
+use crate::startup::{self, AppState, Application, Role};
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use figment::providers::Serialized;
+use figment::Figment;
+use std::path::PathBuf;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "herald",
+    version,
+    about = "Self-hosted newsletter service: double opt-in signup, digests of new articles, SMTP delivery.",
+    long_about = "Self-hosted newsletter service: double opt-in signup, digests of new articles, SMTP delivery.\n\n\
+Configuration is layered: built-in defaults < herald.toml (or --config) < HERALD_* environment variables < these flags. \
+With nothing configured herald uses a SQLite file in ./data, listens on 127.0.0.1:8080 and writes outgoing mail as .eml files into ./data/outbox."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, serde::Serialize)]
+pub struct GlobalArgs {
+    /// Configuration file (default: ./herald.toml when it exists).
+    #[arg(long, global = true, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Directory for the SQLite file and the outbox [env: HERALD_DATA_DIR].
+    #[arg(long, global = true, value_name = "DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// sqlite://PATH or postgres://USER:PASS@HOST/DB [env: HERALD_DATABASE_URL].
+    #[arg(long, global = true, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    /// smtp://host:port, smtp://host:port?tls=required, smtps://user:pass@host [env: HERALD_SMTP_URL].
+    #[arg(long, global = true, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smtp_url: Option<String>,
+    /// Address to listen on, e.g. 127.0.0.1:8080 [env: HERALD_BIND].
+    #[arg(long, global = true, value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind: Option<String>,
+    /// Public URL used in links, e.g. https://news.example.com/newsletter [env: HERALD_BASE_URL].
+    #[arg(long, global = true, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the web server, the scheduler and the delivery worker (applies migrations first).
+    Serve {
+        /// Run only part of herald in this process (for several processes on PostgreSQL).
+        #[arg(long, value_enum, default_value_t = Role::All)]
+        role: Role,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Add and list articles.
+    #[command(subcommand)]
+    Article(ArticleCommand),
+    /// Preview, send and control digests.
+    #[command(subcommand)]
+    Digest(DigestCommand),
+    /// Look at subscribers.
+    #[command(subcommand)]
+    Subscribers(SubscribersCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ArticleCommand {
+    /// Add an article (adding the same URL again updates it).
+    Add {
+        #[arg(long)]
+        title: String,
+        /// The article's public URL.
+        #[arg(long)]
+        url: String,
+        /// File with the article body: HTML, or plain text with blank lines between paragraphs.
+        #[arg(long, value_name = "FILE")]
+        html: PathBuf,
+        /// Publication time, RFC 3339 (default: now).
+        #[arg(long, value_name = "TIME")]
+        published_at: Option<String>,
+        #[arg(long)]
+        author: Option<String>,
+        /// Lead image URL (default: the first image in the body).
+        #[arg(long, value_name = "URL")]
+        image: Option<String>,
+    },
+    /// List the newest articles.
+    List {
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DigestCommand {
+    /// Render the next digest (HTML and text) without sending anything.
+    Preview {
+        /// Write the HTML part here (default: print both parts to stdout).
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        /// Write the text part here.
+        #[arg(long, value_name = "FILE")]
+        text: Option<PathBuf>,
+    },
+    /// Create the digest that is due on the schedule, or one now with --now, and queue it.
+    Send {
+        /// Do not wait for the schedule: create a digest of the new articles now.
+        #[arg(long)]
+        now: bool,
+        /// A retried command with the same key does not create a second digest.
+        #[arg(long, value_name = "KEY")]
+        idempotency_key: Option<String>,
+    },
+    /// Show one digest's progress, or the recent digests and the next scheduled run.
+    Status { id: Option<i64> },
+    /// Stop sending a digest; messages in flight finish.
+    Pause { id: i64 },
+    /// Continue a paused digest where it stopped.
+    Resume { id: i64 },
+    /// Stop a digest for good; says how many recipients were left unsent.
+    Cancel { id: i64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SubscribersCommand {
+    /// List subscribers (and the count per status).
+    List {
+        /// pending, confirmed, unsubscribed or bounced.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+}
+
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
+    let overrides = Figment::from(Serialized::defaults(global));
+    Config::load(global.config.as_deref(), overrides).context("loading the configuration")
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = load_config(&cli.global)?;
+    match cli.command {
+        Command::Serve { role } => serve(config, role).await,
+        Command::Migrate => {
+            let store = crate::store::Store::connect(&config.database_url())
+                .await
+                .context("connecting to the database")?;
+            store.migrate().await.context("applying migrations")?;
+            println!("migrations applied ({})", store.backend_name());
+            Ok(())
+        }
+        Command::Article(cmd) => article(config, cmd).await,
+        Command::Digest(cmd) => digest_cmd(config, cmd).await,
+        Command::Subscribers(cmd) => subscribers(config, cmd).await,
+    }
+}
+
+async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
+    if config.api_token.as_deref().is_none_or(str::is_empty) {
+        tracing::warn!(
+            "no api_token configured (HERALD_API_TOKEN): the /api endpoints refuse every request"
+        );
+    }
+    if config.smtp_url.is_none() {
+        tracing::info!(outbox = %config.outbox_dir().display(), "no SMTP server configured (HERALD_SMTP_URL): outgoing mail is written as .eml files");
+    }
+    let app = Application::build(config, role)
+        .await
+        .context("starting herald")?;
+    let cancel = CancellationToken::new();
+    startup::cancel_on_signals(cancel.clone());
+    app.run(cancel).await.context("running herald")?;
+    tracing::info!("herald stopped");
+    Ok(())
+}
+
+async fn state(config: Config) -> anyhow::Result<AppState> {
+    AppState::build(config)
+        .await
+        .context("opening herald's database")
+}
+
+async fn article(config: Config, cmd: ArticleCommand) -> anyhow::Result<()> {
+    let state = state(config).await?;
+    match cmd {
+        ArticleCommand::Add {
+            title,
+            url,
+            html,
+            published_at,
+            author,
+            image,
+        } => {
+            let body = std::fs::read_to_string(&html)
+                .with_context(|| format!("reading {}", html.display()))?;
+            let published_at = match published_at {
+                Some(t) => Some(
+                    chrono::DateTime::parse_from_rfc3339(&t)
+                        .with_context(|| format!("--published-at {t:?} is not an RFC 3339 time (e.g. 2026-11-26T07:00:00Z)"))?
+                        .timestamp_millis(),
+                ),
+                None => None,
+            };
+            let input = ArticleInput {
+                title,
+                url,
+                html: body,
+                published_at,
+                author,
+                image_url: image,
+                guid: None,
+            };
+            let (id, created) = articles::add_article(&state.store, input)
+                .await
+                .map_err(|e| match e {
+                    articles::Error::Invalid(m) => anyhow::anyhow!("{m}"),
+                    articles::Error::Store(e) => {
+                        anyhow::Error::new(e).context("storing the article")
+                    }
+                })?;
+            println!("{} article {id}", if created { "added" } else { "updated" });
+        }
+        ArticleCommand::List { limit } => {
+            for a in state.store.list_articles(limit).await? {
+                println!(
+                    "{:>6}  {}  {}\n        {}",
+                    a.id,
+                    format_rfc3339(a.published_at),
+                    a.title,
+                    a.url
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn digest_cmd(config: Config, cmd: DigestCommand) -> anyhow::Result<()> {
+    let state = state(config).await?;
+    let store = &state.store;
+    match cmd {
+        DigestCommand::Preview { html, text } => {
+            let Some(preview) = digest::preview(store, &state.config, now_millis()).await? else {
+                println!("no new articles since the last digest: nothing would be sent");
+                return Ok(());
+            };
+            let r = preview.rendered;
+            let sample = format!("{}/unsubscribe/PREVIEW", state.base_url);
+            let (h, t) = digest::render::personalise(&r.html, &r.text, &sample);
+            match (&html, &text) {
+                (None, None) => println!("Subject: {}\n\n{t}\n\n----- HTML -----\n{h}", r.subject),
+                _ => {
+                    if let Some(p) = &html {
+                        std::fs::write(p, &h)
+                            .with_context(|| format!("writing {}", p.display()))?;
+                    }
+                    if let Some(p) = &text {
+                        std::fs::write(p, &t)
+                            .with_context(|| format!("writing {}", p.display()))?;
+                    }
+                    println!(
+                        "Subject: {} ({} articles, HTML {} bytes)",
+                        r.subject,
+                        preview.article_ids.len(),
+                        h.len()
+                    );
+                }
+            }
+        }
+        DigestCommand::Send {
+            now,
+            idempotency_key,
+        } => {
+            let (slot, up_to) = if now {
+                (
+                    digest::manual_slot(idempotency_key.as_deref()),
+                    now_millis(),
+                )
+            } else {
+                let schedule = Schedule::parse(&state.config.schedule)?;
+                let catch_up =
+                    chrono::Duration::seconds(state.config.schedule.catch_up_secs as i64);
+                let Some(at) = schedule.latest_slot(chrono::Utc::now(), catch_up) else {
+                    bail!("no scheduled digest is due now; use --now to send one anyway");
+                };
+                (schedule.slot_name(at), at.timestamp_millis())
+            };
+            match digest::create(store, &state.config, &slot, up_to).await? {
+                CreateOutcome::Created(id) => {
+                    let d = store.digest_by_id(id).await?;
+                    let recipients = d.map(|d| d.recipients).unwrap_or(0);
+                    println!("digest {id} queued for {recipients} subscribers; a running `herald serve` delivers it");
+                }
+                CreateOutcome::AlreadyExists(id) => {
+                    println!("digest {id} already exists for this slot; nothing new queued")
+                }
+                CreateOutcome::NothingNew => {
+                    println!("no new articles since the last digest: nothing to send")
+                }
+            }
+        }
+        DigestCommand::Status { id: Some(id) } => {
+            let Some(d) = store.digest_by_id(id).await? else {
+                bail!("no digest {id}");
+            };
+            let c = store.digest_counts(id, now_millis()).await?;
+            println!(
+                "digest {}  {}  created {}",
+                d.id,
+                d.status,
+                format_rfc3339(d.created_at)
+            );
+            println!("subject: {}", d.subject);
+            println!(
+                "recipients {}: sent {}, queued {} (retrying {}), in flight {}, stuck {}, failed {}, skipped {}",
+                d.recipients, c.sent, c.queued, c.retrying, c.in_flight, c.stuck, c.failed, c.skipped
+            );
+            for (email, error) in store.failed_deliveries(id, 50).await? {
+                println!("  failed {email}: {}", error.unwrap_or_default());
+            }
+        }
+        DigestCommand::Status { id: None } => {
+            for d in store.recent_digests(10).await? {
+                let c = store.digest_counts(d.id, now_millis()).await?;
+                println!(
+                    "{:>5}  {:<9}  {}  sent {}/{}  failed {}  {}",
+                    d.id,
+                    d.status,
+                    format_rfc3339(d.created_at),
+                    c.sent,
+                    d.recipients,
+                    c.failed,
+                    d.subject
+                );
+            }
+            if state.config.schedule.enabled {
+                let schedule = Schedule::parse(&state.config.schedule)?;
+                if let Some(next) = schedule.upcoming(chrono::Utc::now(), 1).first() {
+                    println!("next scheduled run: {}", next.to_rfc3339());
+                }
+            }
+        }
+        DigestCommand::Pause { id } => {
+            if !store
+                .set_digest_status(id, &["queued", "sending"], "paused")
+                .await?
+            {
+                bail!("digest {id} is not queued or sending");
+            }
+            println!("digest {id} paused: no new messages are claimed; messages in flight finish");
+        }
+        DigestCommand::Resume { id } => {
+            if !store.set_digest_status(id, &["paused"], "sending").await? {
+                bail!("digest {id} is not paused");
+            }
+            println!("digest {id} resumed");
+        }
+        DigestCommand::Cancel { id } => match store.cancel_digest(id, now_millis()).await? {
+            Some(unsent) => println!("digest {id} cancelled; {unsent} recipients were left unsent"),
+            None => bail!("digest {id} is not queued, sending or paused"),
+        },
+    }
+    Ok(())
+}
+
+async fn subscribers(config: Config, cmd: SubscribersCommand) -> anyhow::Result<()> {
+    let state = state(config).await?;
+    match cmd {
+        SubscribersCommand::List { status, limit } => {
+            if let Some(s) = &status {
+                if crate::domain::SubscriberStatus::parse(s).is_none() {
+                    bail!("unknown status {s:?}: use pending, confirmed, unsubscribed or bounced");
+                }
+            }
+            for (status, n) in state.store.subscriber_counts().await? {
+                println!("{status}: {n}");
+            }
+            for s in state
+                .store
+                .list_subscribers(status.as_deref(), limit)
+                .await?
+            {
+                println!(
+                    "{:>6}  {:<12}  {}  {}",
+                    s.id,
+                    s.status,
+                    s.email,
+                    s.name.unwrap_or_default()
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,214 @@
+//! Configuration: defaults < herald.toml < HERALD_* environment < command-line
+//! flags. Nested keys use a double underscore in the environment, e.g.
+//! `HERALD_DELIVERY__CONCURRENCY=16` sets `delivery.concurrency`.
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where herald keeps its SQLite file, outbox and other state.
+    pub data_dir: PathBuf,
+    /// `sqlite://path` or `postgres://…`; default: `sqlite://{data_dir}/herald.db`.
+    pub database_url: Option<String>,
+    /// Address the web server listens on.
+    pub bind: String,
+    /// Public URL of this herald, used in every link in mail and pages;
+    /// default: `http://{bind}`.
+    pub base_url: Option<String>,
+    /// Shown on pages and in mail.
+    pub site_name: String,
+    /// Link back to the news site, shown in mail and pages.
+    pub site_url: Option<String>,
+    /// From: of every message.
+    pub from: String,
+    /// `smtp://host:port`, `smtp://host:port?tls=required` (STARTTLS),
+    /// `smtps://user:pass@host` (implicit TLS). Unset: messages go to the outbox dir.
+    pub smtp_url: Option<String>,
+    /// Where messages are written as .eml files when no SMTP server is set;
+    /// default: `{data_dir}/outbox`.
+    pub outbox_dir: Option<PathBuf>,
+    /// Signs unsubscribe links. Unset: generated once and kept in the database.
+    pub secret: Option<String>,
+    /// Bearer token for /api. Unset: the API answers 401 to everybody.
+    pub api_token: Option<String>,
+    /// Seconds a graceful shutdown may take before in-flight work is left
+    /// to lease expiry.
+    pub shutdown_timeout_secs: u64,
+    pub schedule: ScheduleConfig,
+    pub digest: DigestConfig,
+    pub delivery: DeliveryConfig,
+    pub confirmation: ConfirmationConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScheduleConfig {
+    pub enabled: bool,
+    /// Five-field cron expression (minute hour day month weekday).
+    pub cron: String,
+    /// IANA time zone the cron expression is read in.
+    pub timezone: String,
+    /// A slot missed by at most this many seconds (herald was down) still fires.
+    pub catch_up_secs: u64,
+    pub tick_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DigestConfig {
+    /// At most this many articles in one digest (newest first); keeps the
+    /// HTML part well under Gmail's clipping size.
+    pub max_articles: u32,
+    /// Articles published longer ago than this are never put in a digest.
+    pub max_article_age_days: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// Messages in flight at once (also the SMTP pool size).
+    pub concurrency: u32,
+    pub batch_size: u32,
+    /// How long a claimed delivery is reserved for a worker; after that
+    /// another worker takes it over (a crashed worker loses nothing).
+    pub lease_secs: u64,
+    pub max_attempts: u32,
+    /// First retry delay in milliseconds; doubles per attempt, with jitter,
+    /// capped at 6 h.
+    pub retry_base_ms: u64,
+    pub poll_interval_ms: u64,
+    /// Permanent (5xx) failures after which a subscriber is marked bounced.
+    pub bounce_threshold: u32,
+    pub smtp_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConfirmationConfig {
+    pub token_ttl_hours: u64,
+    /// A pending address gets at most one new confirmation mail per this
+    /// many seconds, however often the form is submitted.
+    pub resend_interval_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+            database_url: None,
+            bind: "127.0.0.1:8080".into(),
+            base_url: None,
+            site_name: "herald".into(),
+            site_url: None,
+            from: "herald <herald@localhost>".into(),
+            smtp_url: None,
+            outbox_dir: None,
+            secret: None,
+            api_token: None,
+            shutdown_timeout_secs: 30,
+            schedule: ScheduleConfig::default(),
+            digest: DigestConfig::default(),
+            delivery: DeliveryConfig::default(),
+            confirmation: ConfirmationConfig::default(),
+        }
+    }
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            cron: "0 7 * * *".into(),
+            timezone: "UTC".into(),
+            catch_up_secs: 3600,
+            tick_secs: 20,
+        }
+    }
+}
+
+impl Default for DigestConfig {
+    fn default() -> Self {
+        Self {
+            max_articles: 20,
+            max_article_age_days: 7,
+        }
+    }
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 8,
+            batch_size: 200,
+            lease_secs: 120,
+            max_attempts: 8,
+            retry_base_ms: 60_000,
+            poll_interval_ms: 1000,
+            bounce_threshold: 3,
+            smtp_timeout_secs: 30,
+        }
+    }
+}
+
+impl Default for ConfirmationConfig {
+    fn default() -> Self {
+        Self {
+            token_ttl_hours: 48,
+            resend_interval_secs: 600,
+        }
+    }
+}
+
+impl Config {
+    /// Layers the sources. `config_file` defaults to `herald.toml` in the
+    /// working directory; a missing default file is fine, a missing named file
+    /// is an error. `overrides` are the command-line flags that were given.
+    pub fn load(
+        config_file: Option<&Path>,
+        overrides: Figment,
+    ) -> Result<Self, Box<figment::Error>> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match config_file {
+            Some(path) => {
+                if !path.exists() {
+                    return Err(Box::new(figment::Error::from(format!(
+                        "config file {} does not exist",
+                        path.display()
+                    ))));
+                }
+                figment = figment.merge(Toml::file(path));
+            }
+            None => figment = figment.merge(Toml::file("herald.toml")),
+        }
+        figment
+            .merge(Env::prefixed("HERALD_").ignore(&["LOG"]).split("__"))
+            .merge(overrides)
+            .extract()
+            .map_err(Box::new)
+    }
+
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("herald.db").display()),
+        }
+    }
+
+    pub fn base_url(&self) -> String {
+        let url = match &self.base_url {
+            Some(url) => url.clone(),
+            None => format!("http://{}", self.bind),
+        };
+        url.trim_end_matches('/').to_string()
+    }
+
+    pub fn outbox_dir(&self) -> PathBuf {
+        self.outbox_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("outbox"))
+    }
+}

@@ -1,0 +1,109 @@
+//! Choosing the articles of the next digest and creating it.
+
+pub mod render;
+
+use crate::config::Config;
+use crate::domain::time::{now_millis, to_datetime, Millis};
+use crate::store::{DigestCreated, NewDigest, Store};
+use render::ArticleView;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    #[error("could not render the digest: {0}")]
+    Render(#[from] askama::Error),
+    #[error("invalid timezone {0:?}")]
+    Timezone(String),
+}
+
+/// What would go out next, rendered, without creating anything.
+pub struct Preview {
+    pub article_ids: Vec<i64>,
+    pub window_start: Millis,
+    pub rendered: render::RenderedDigest,
+}
+
+fn date_label(config: &Config, at: Millis) -> Result<String, Error> {
+    let tz: chrono_tz::Tz = config
+        .schedule
+        .timezone
+        .parse()
+        .map_err(|_| Error::Timezone(config.schedule.timezone.clone()))?;
+    Ok(to_datetime(at)
+        .with_timezone(&tz)
+        .format("%A %-d %B %Y")
+        .to_string())
+}
+
+/// Renders the digest that a send at `up_to` would create, or None when no
+/// article was published since the previous digest.
+pub async fn preview(
+    store: &Store,
+    config: &Config,
+    up_to: Millis,
+) -> Result<Option<Preview>, Error> {
+    let oldest = up_to - i64::from(config.digest.max_article_age_days) * 86_400_000;
+    let articles = store
+        .articles_for_next_digest(oldest, up_to, i64::from(config.digest.max_articles))
+        .await?;
+    if articles.is_empty() {
+        return Ok(None);
+    }
+    let window_start = store.last_window_end().await?.unwrap_or(oldest);
+    let views: Vec<ArticleView> = articles.iter().map(ArticleView::from).collect();
+    let rendered = render::render(config, &views, &date_label(config, up_to)?)?;
+    Ok(Some(Preview {
+        article_ids: articles.iter().map(|a| a.id).collect(),
+        window_start,
+        rendered,
+    }))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateOutcome {
+    Created(i64),
+    AlreadyExists(i64),
+    NothingNew,
+}
+
+/// Creates the digest for `slot` covering articles published up to `up_to`
+/// and queues its deliveries. Idempotent per slot.
+pub async fn create(
+    store: &Store,
+    config: &Config,
+    slot: &str,
+    up_to: Millis,
+) -> Result<CreateOutcome, Error> {
+    if let Some(existing) = store.digest_by_slot(slot).await? {
+        return Ok(CreateOutcome::AlreadyExists(existing.id));
+    }
+    let Some(preview) = preview(store, config, up_to).await? else {
+        return Ok(CreateOutcome::NothingNew);
+    };
+    let digest = NewDigest {
+        slot: slot.to_string(),
+        window_start: preview.window_start,
+        window_end: up_to,
+        subject: preview.rendered.subject,
+        body_html: preview.rendered.html,
+        body_text: preview.rendered.text,
+        article_ids: preview.article_ids,
+    };
+    let outcome = match store.create_digest(&digest, now_millis()).await? {
+        DigestCreated::Created(id) => {
+            tracing::info!(digest_id = id, slot, "digest created and queued");
+            CreateOutcome::Created(id)
+        }
+        DigestCreated::AlreadyExists(id) => CreateOutcome::AlreadyExists(id),
+    };
+    Ok(outcome)
+}
+
+/// Slot name for a manual send: the idempotency key when given, else unique.
+pub fn manual_slot(idempotency_key: Option<&str>) -> String {
+    match idempotency_key {
+        Some(key) => format!("manual:{key}"),
+        None => format!("manual:{}", crate::domain::token::new_confirmation_token()),
+    }
+}

@@ -1,0 +1,16 @@
+//! herald: a self-hosted newsletter service for news sites. Visitors
+//! subscribe with double opt-in; digests of new articles go out over SMTP on
+//! a schedule, each copy with its own one-click unsubscribe link.
+
+pub mod articles;
+pub mod cli;
+pub mod config;
+pub mod delivery;
+pub mod digest;
+pub mod domain;
+pub mod mail;
+pub mod scheduler;
+pub mod startup;
+pub mod store;
+pub mod subscriptions;
+pub mod web;

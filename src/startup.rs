@@ -1,0 +1,220 @@
+//! Building herald from its configuration, once, for `main` and the tests
+//! alike: store, mailer, signer, and the long-running tasks.
+
+use crate::config::Config;
+use crate::delivery::Worker;
+use crate::domain::token::{new_secret, LinkSigner};
+use crate::mail::Mailer;
+use crate::scheduler::{self, Schedule};
+use crate::store::Store;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    #[error(transparent)]
+    Mail(#[from] crate::mail::Error),
+    #[error(transparent)]
+    Schedule(#[from] crate::scheduler::Error),
+    #[error("could not listen on {0}: {1}")]
+    Bind(String, std::io::Error),
+    #[error("the web server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub store: Store,
+    pub config: Arc<Config>,
+    pub mailer: Mailer,
+    pub signer: LinkSigner,
+    /// Public URL without a trailing slash.
+    pub base_url: String,
+    /// Wakes the delivery worker when work was just queued.
+    pub wake_worker: Arc<Notify>,
+}
+
+impl AppState {
+    /// Connects, migrates, and loads or creates the link-signing secret.
+    pub async fn build(config: Config) -> Result<Self, Error> {
+        let store = Store::connect(&config.database_url()).await?;
+        store.migrate().await?;
+        let secret = match &config.secret {
+            Some(secret) => secret.clone(),
+            None => {
+                store
+                    .setting_or_insert("link_secret", &new_secret())
+                    .await?
+            }
+        };
+        let timeout = Duration::from_secs(config.delivery.smtp_timeout_secs.max(1));
+        let mailer = match &config.smtp_url {
+            Some(url) => Mailer::smtp(url, &config.from, config.delivery.concurrency, timeout)?,
+            None => Mailer::outbox(config.outbox_dir(), &config.from)?,
+        };
+        Ok(Self {
+            store,
+            base_url: config.base_url(),
+            config: Arc::new(config),
+            mailer,
+            signer: LinkSigner::new(&secret),
+            wake_worker: Arc::new(Notify::new()),
+        })
+    }
+
+    pub fn worker(&self) -> Worker {
+        Worker::new(
+            self.store.clone(),
+            self.mailer.clone(),
+            self.config.clone(),
+            self.signer.clone(),
+            self.base_url.clone(),
+            self.wake_worker.clone(),
+        )
+    }
+}
+
+/// Which parts a process runs (`herald serve --role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// Web server, scheduler and delivery worker.
+    All,
+    /// Only the web server.
+    Web,
+    /// Only the scheduler and the delivery worker.
+    Worker,
+}
+
+/// A herald that is listening and ready to run.
+pub struct Application {
+    state: AppState,
+    listener: Option<TcpListener>,
+    addr: Option<SocketAddr>,
+    role: Role,
+}
+
+impl Application {
+    /// Binds first, so that with port 0 (tests) the default base URL names
+    /// the port actually bound.
+    pub async fn build(mut config: Config, role: Role) -> Result<Self, Error> {
+        let bind = config.bind.clone();
+        let (listener, addr) = if role == Role::Worker {
+            (None, None)
+        } else {
+            let listener = TcpListener::bind(&bind)
+                .await
+                .map_err(|e| Error::Bind(bind.clone(), e))?;
+            let addr = listener
+                .local_addr()
+                .map_err(|e| Error::Bind(bind.clone(), e))?;
+            if config.base_url.is_none() {
+                config.base_url = Some(format!("http://{addr}"));
+            }
+            (Some(listener), Some(addr))
+        };
+        let state = AppState::build(config).await?;
+        Ok(Self {
+            state,
+            listener,
+            addr,
+            role,
+        })
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.addr
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Runs until `cancel` fires, then shuts down gracefully: the web server
+    /// stops accepting, the worker stops claiming and finishes or releases
+    /// what it holds, all within `shutdown_timeout_secs`.
+    pub async fn run(self, cancel: CancellationToken) -> Result<(), Error> {
+        let state = self.state;
+        let mut tasks = tokio::task::JoinSet::new();
+        if self.role != Role::Web {
+            let worker = state.worker();
+            tasks.spawn(worker.run(cancel.child_token()));
+            if state.config.schedule.enabled {
+                let schedule = Schedule::parse(&state.config.schedule)?;
+                tasks.spawn(scheduler::run(
+                    state.store.clone(),
+                    state.config.clone(),
+                    schedule,
+                    state.wake_worker.clone(),
+                    cancel.child_token(),
+                ));
+            }
+        }
+        let mut web_result = Ok(());
+        if let Some(listener) = self.listener {
+            if let Some(addr) = self.addr {
+                tracing::info!(%addr, base_url = %state.base_url, "herald is listening");
+            }
+            let app = crate::web::router(state.clone());
+            let shutdown = cancel.clone();
+            web_result = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+            .map_err(Error::Serve);
+        } else {
+            cancel.cancelled().await;
+        }
+        let deadline = Duration::from_secs(state.config.shutdown_timeout_secs);
+        let drained = tokio::time::timeout(deadline, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                ?deadline,
+                "shutdown deadline passed; unfinished work is left to lease expiry"
+            );
+            tasks.abort_all();
+        }
+        state.store.close().await;
+        web_result
+    }
+}
+
+/// Cancels `token` on SIGTERM or Ctrl-C.
+pub fn cancel_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot listen for SIGTERM");
+                        let _ = ctrl_c.await;
+                        token.cancel();
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = ctrl_c.await;
+        }
+        tracing::info!("shutdown requested");
+        token.cancel();
+    });
+}

@@ -1,0 +1,134 @@
+use super::{with_pool, write_tx, Result, Store};
+use crate::domain::time::Millis;
+
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct ArticleRow {
+    pub id: i64,
+    pub feed_id: Option<i64>,
+    pub guid: String,
+    pub url: String,
+    pub title: String,
+    pub summary: String,
+    pub html: String,
+    pub image_url: Option<String>,
+    pub author: Option<String>,
+    pub published_at: Millis,
+    pub created_at: Millis,
+}
+
+/// An article whose fields were already cleaned (see `articles::clean`).
+#[derive(Debug, Clone)]
+pub struct NewArticle {
+    pub feed_id: Option<i64>,
+    pub guid: String,
+    pub url: String,
+    pub title: String,
+    pub summary: String,
+    pub html: String,
+    pub image_url: Option<String>,
+    pub author: Option<String>,
+    pub published_at: Millis,
+}
+
+pub(crate) const ARTICLE_COLUMNS: &str =
+    "id, feed_id, guid, url, title, summary, html, image_url, author, published_at, created_at";
+
+impl Store {
+    /// Inserts the article, or updates the one with the same guid from the
+    /// same source (an edited article is updated, never duplicated).
+    /// Returns the id and whether it was new.
+    pub async fn upsert_article(&self, a: &NewArticle, now: Millis) -> Result<(i64, bool)> {
+        macro_rules! body {
+            ($tx:ident) => {{
+                let existing: Option<i64> = sqlx::query_scalar(
+                    "SELECT id FROM articles WHERE COALESCE(feed_id, 0) = COALESCE($1, 0) AND guid = $2",
+                )
+                .bind(a.feed_id)
+                .bind(&a.guid)
+                .fetch_optional(&mut *$tx)
+                .await?;
+                let result = match existing {
+                    Some(id) => {
+                        sqlx::query(
+                            "UPDATE articles SET url = $2, title = $3, summary = $4, html = $5, image_url = $6,
+                             author = $7, published_at = $8, updated_at = $9 WHERE id = $1",
+                        )
+                        .bind(id)
+                        .bind(&a.url)
+                        .bind(&a.title)
+                        .bind(&a.summary)
+                        .bind(&a.html)
+                        .bind(&a.image_url)
+                        .bind(&a.author)
+                        .bind(a.published_at)
+                        .bind(now)
+                        .execute(&mut *$tx)
+                        .await?;
+                        (id, false)
+                    }
+                    None => {
+                        let id: i64 = sqlx::query_scalar(
+                            "INSERT INTO articles (feed_id, guid, url, title, summary, html, image_url, author, published_at, created_at, updated_at)
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING id",
+                        )
+                        .bind(a.feed_id)
+                        .bind(&a.guid)
+                        .bind(&a.url)
+                        .bind(&a.title)
+                        .bind(&a.summary)
+                        .bind(&a.html)
+                        .bind(&a.image_url)
+                        .bind(&a.author)
+                        .bind(a.published_at)
+                        .bind(now)
+                        .fetch_one(&mut *$tx)
+                        .await?;
+                        (id, true)
+                    }
+                };
+                $tx.commit().await?;
+                Ok(result)
+            }};
+        }
+        match self {
+            Store::Sqlite(pool) => {
+                let mut tx = write_tx!(sqlite pool);
+                body!(tx)
+            }
+            Store::Postgres(pool) => {
+                let mut tx = write_tx!(postgres pool);
+                body!(tx)
+            }
+        }
+    }
+
+    pub async fn list_articles(&self, limit: i64) -> Result<Vec<ArticleRow>> {
+        let sql = format!(
+            "SELECT {ARTICLE_COLUMNS} FROM articles ORDER BY published_at DESC, id DESC LIMIT $1"
+        );
+        with_pool!(self, pool => {
+            Ok(sqlx::query_as(&sql).bind(limit).fetch_all(pool).await?)
+        })
+    }
+
+    /// The articles the next digest would carry: published in the window
+    /// (not older than `oldest`, not in the future of `up_to`) and not yet in
+    /// any digest that was not cancelled. Newest first, at most `limit`.
+    pub async fn articles_for_next_digest(
+        &self,
+        oldest: Millis,
+        up_to: Millis,
+        limit: i64,
+    ) -> Result<Vec<ArticleRow>> {
+        let sql = format!(
+            "SELECT {ARTICLE_COLUMNS} FROM articles a
+             WHERE a.published_at > $1 AND a.published_at <= $2
+               AND NOT EXISTS (SELECT 1 FROM digest_articles da JOIN digests d ON d.id = da.digest_id
+                               WHERE da.article_id = a.id AND d.status <> 'cancelled')
+             ORDER BY a.published_at DESC, a.id DESC LIMIT $3"
+        );
+        with_pool!(self, pool => {
+            Ok(sqlx::query_as(&sql).bind(oldest).bind(up_to).bind(limit).fetch_all(pool).await?)
+        })
+    }
+}

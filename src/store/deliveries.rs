@@ -1,0 +1,173 @@
+use super::{write_tx, Result, Store};
+use crate::domain::time::Millis;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ClaimedDelivery {
+    pub digest_id: i64,
+    pub subscriber_id: i64,
+    pub attempts: i64,
+    pub email: String,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum DeliveryOutcome {
+    /// The server accepted the message; its reply is kept.
+    Sent { response: String },
+    /// Temporary failure: try again at `next_attempt_at`.
+    Retry {
+        error: String,
+        next_attempt_at: Millis,
+    },
+    /// Gave up: a permanent (5xx) reply, or too many temporary failures.
+    Failed { error: String, is_permanent: bool },
+    /// Not attempted (shutdown): back to the queue, the attempt not counted.
+    Released,
+}
+
+impl Store {
+    /// Claims up to `limit` due deliveries for `owner` until `lease_until`:
+    /// queued ones whose time has come, and ones whose previous worker's
+    /// lease ran out. Paused and cancelled digests are left alone.
+    /// PostgreSQL skips rows other workers hold (`FOR UPDATE SKIP LOCKED`);
+    /// SQLite runs it in one short immediate transaction.
+    pub async fn claim_deliveries(
+        &self,
+        owner: &str,
+        now: Millis,
+        lease_until: Millis,
+        limit: i64,
+    ) -> Result<Vec<ClaimedDelivery>> {
+        let lock = match self {
+            Store::Sqlite(_) => "",
+            Store::Postgres(_) => " FOR UPDATE OF d SKIP LOCKED",
+        };
+        let sql = format!(
+            "UPDATE deliveries SET status = 'sending', lease_owner = $1, lease_until = $2, attempts = attempts + 1
+             WHERE (digest_id, subscriber_id) IN (
+                 SELECT d.digest_id, d.subscriber_id FROM deliveries d JOIN digests g ON g.id = d.digest_id
+                 WHERE g.status IN ('queued', 'sending')
+                   AND ((d.status = 'queued' AND d.next_attempt_at <= $3)
+                        OR (d.status = 'sending' AND d.lease_until < $3))
+                 ORDER BY d.digest_id, d.next_attempt_at
+                 LIMIT $4{lock})
+             RETURNING digest_id, subscriber_id, attempts,
+                 (SELECT s.email FROM subscribers s WHERE s.id = deliveries.subscriber_id) AS email,
+                 (SELECT s.name FROM subscribers s WHERE s.id = deliveries.subscriber_id) AS name"
+        );
+        macro_rules! body {
+            ($tx:ident) => {{
+                let claimed: Vec<ClaimedDelivery> = sqlx::query_as(&sql)
+                    .bind(owner)
+                    .bind(lease_until)
+                    .bind(now)
+                    .bind(limit)
+                    .fetch_all(&mut *$tx)
+                    .await?;
+                if !claimed.is_empty() {
+                    let mut digest_ids: Vec<i64> = claimed.iter().map(|c| c.digest_id).collect();
+                    digest_ids.dedup();
+                    for id in digest_ids {
+                        sqlx::query("UPDATE digests SET status = 'sending' WHERE id = $1 AND status = 'queued'")
+                            .bind(id)
+                            .execute(&mut *$tx)
+                            .await?;
+                    }
+                }
+                $tx.commit().await?;
+                Ok(claimed)
+            }};
+        }
+        match self {
+            Store::Sqlite(pool) => {
+                let mut tx = write_tx!(sqlite pool);
+                body!(tx)
+            }
+            Store::Postgres(pool) => {
+                let mut tx = write_tx!(postgres pool);
+                body!(tx)
+            }
+        }
+    }
+
+    /// Records a batch of outcomes in one transaction. Only rows this
+    /// worker still holds are written: if its lease ran out and another
+    /// worker took a row over, that worker's record wins.
+    pub async fn record_deliveries(
+        &self,
+        owner: &str,
+        outcomes: &[(i64, i64, DeliveryOutcome)],
+        now: Millis,
+        bounce_threshold: i64,
+    ) -> Result<()> {
+        macro_rules! body {
+            ($tx:ident) => {{
+                for (digest_id, subscriber_id, outcome) in outcomes {
+                    let q = match outcome {
+                        DeliveryOutcome::Sent { response } => sqlx::query(
+                            "UPDATE deliveries SET status = 'sent', sent_at = $4, smtp_response = $5, last_error = NULL,
+                             lease_owner = NULL, lease_until = NULL
+                             WHERE digest_id = $1 AND subscriber_id = $2 AND lease_owner = $3 AND status = 'sending'",
+                        )
+                        .bind(digest_id)
+                        .bind(subscriber_id)
+                        .bind(owner)
+                        .bind(now)
+                        .bind(response),
+                        DeliveryOutcome::Retry { error, next_attempt_at } => sqlx::query(
+                            "UPDATE deliveries SET status = 'queued', next_attempt_at = $4, last_error = $5,
+                             lease_owner = NULL, lease_until = NULL
+                             WHERE digest_id = $1 AND subscriber_id = $2 AND lease_owner = $3 AND status = 'sending'",
+                        )
+                        .bind(digest_id)
+                        .bind(subscriber_id)
+                        .bind(owner)
+                        .bind(next_attempt_at)
+                        .bind(error),
+                        DeliveryOutcome::Failed { error, .. } => sqlx::query(
+                            "UPDATE deliveries SET status = 'failed', last_error = $4, lease_owner = NULL, lease_until = NULL
+                             WHERE digest_id = $1 AND subscriber_id = $2 AND lease_owner = $3 AND status = 'sending'",
+                        )
+                        .bind(digest_id)
+                        .bind(subscriber_id)
+                        .bind(owner)
+                        .bind(error),
+                        DeliveryOutcome::Released => sqlx::query(
+                            "UPDATE deliveries SET status = 'queued', attempts = attempts - 1, lease_owner = NULL, lease_until = NULL
+                             WHERE digest_id = $1 AND subscriber_id = $2 AND lease_owner = $3 AND status = 'sending'",
+                        )
+                        .bind(digest_id)
+                        .bind(subscriber_id)
+                        .bind(owner),
+                    };
+                    let written = q.execute(&mut *$tx).await?.rows_affected();
+                    if written > 0 {
+                        if let DeliveryOutcome::Failed { is_permanent: true, .. } = outcome {
+                            sqlx::query(
+                                "UPDATE subscribers SET hard_bounces = hard_bounces + 1,
+                                 status = CASE WHEN hard_bounces + 1 >= $2 AND status = 'confirmed' THEN 'bounced' ELSE status END
+                                 WHERE id = $1",
+                            )
+                            .bind(subscriber_id)
+                            .bind(bounce_threshold)
+                            .execute(&mut *$tx)
+                            .await?;
+                        }
+                    }
+                }
+                $tx.commit().await?;
+                Ok(())
+            }};
+        }
+        match self {
+            Store::Sqlite(pool) => {
+                let mut tx = write_tx!(sqlite pool);
+                body!(tx)
+            }
+            Store::Postgres(pool) => {
+                let mut tx = write_tx!(postgres pool);
+                body!(tx)
+            }
+        }
+    }
+}

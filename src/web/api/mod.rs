@@ -1,0 +1,125 @@
+//! The operator API: JSON, bearer token from config, compared in constant
+//! time. Without a configured token every request is refused.
+
+mod articles;
+mod digests;
+
+use crate::startup::AppState;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// Article bodies can be large; everything else in the API is small.
+pub const API_BODY_LIMIT: usize = 4 * 1024 * 1024;
+
+pub fn router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/articles", post(articles::create).get(articles::list))
+        .route("/digests", post(digests::create).get(digests::list))
+        .route("/digests/{id}", get(digests::show))
+        .route("/digests/{id}/pause", post(digests::pause))
+        .route("/digests/{id}/resume", post(digests::resume))
+        .route("/digests/{id}/cancel", post(digests::cancel))
+        .fallback(|| async { ApiError::NotFound("no such endpoint").into_response() })
+        .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(state, require_token))
+}
+
+fn token_matches(given: &str, expected: &str) -> bool {
+    // Hash both so the comparison takes the same time whatever the lengths.
+    let a = Sha256::digest(given.as_bytes());
+    let b = Sha256::digest(expected.as_bytes());
+    a.ct_eq(&b).into()
+}
+
+async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match (given, state.config.api_token.as_deref()) {
+        (Some(given), Some(expected)) if !expected.is_empty() && token_matches(given, expected) => {
+            next.run(request).await
+        }
+        _ => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            Json(serde_json::json!({"error": "unauthorized"})),
+        )
+            .into_response(),
+    }
+}
+
+/// API errors: a status and a short message; internals go to the log only.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<crate::store::Error> for ApiError {
+    fn from(e: crate::store::Error) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+impl From<crate::digest::Error> for ApiError {
+    fn from(e: crate::digest::Error) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, message) = match &self {
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m.clone()),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m.to_string()),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, m.clone()),
+            ApiError::Internal(e) => {
+                tracing::error!(error = %e, "API request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error".to_string(),
+                )
+            }
+        };
+        (status, Json(serde_json::json!({ "error": message }))).into_response()
+    }
+}
+
+/// JSON body extraction whose failures answer in the API's error shape.
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for ApiJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => {
+                let status = rejection.status();
+                Err((
+                    status,
+                    Json(serde_json::json!({"error": rejection.body_text()})),
+                )
+                    .into_response())
+            }
+        }
+    }
+}

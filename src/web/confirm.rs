@@ -1,0 +1,106 @@
+//! `GET /confirm/{token}` shows a button; only its POST confirms, so a mail
+//! scanner that opens every link confirms nobody.
+
+use super::pages::{page, MessagePage};
+use crate::startup::AppState;
+use crate::store::{ConfirmOutcome, SignupOutcome, TokenLookup};
+use crate::subscriptions;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+
+fn invalid_link(state: &AppState) -> Response {
+    page(
+        StatusCode::NOT_FOUND,
+        MessagePage::new(
+            "This link is not valid",
+            &["The confirmation link is incomplete or was never issued. Copy the whole link from the message, or sign up again."],
+        )
+        .site(&state.config.site_name)
+        .link("/".into(), "Sign up again"),
+    )
+}
+
+fn expired(state: &AppState, token: &str) -> Response {
+    page(
+        StatusCode::GONE,
+        MessagePage::new(
+            "This link has expired",
+            &["Confirmation links work for a limited time. We can send you a fresh one."],
+        )
+        .site(&state.config.site_name)
+        .action(format!("/confirm/{token}/resend"), "Send me a new link"),
+    )
+}
+
+fn already(state: &AppState) -> Response {
+    page(
+        StatusCode::OK,
+        MessagePage::new(
+            "Already confirmed",
+            &["This link was already used: your subscription is confirmed. There is nothing more to do."],
+        )
+        .site(&state.config.site_name),
+    )
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Response, super::Error> {
+    let state = &state;
+    let token = token.as_str();
+    Ok(
+        match subscriptions::lookup_confirmation(state, token).await? {
+            TokenLookup::Valid { .. } => page(
+                StatusCode::OK,
+                MessagePage::new(
+                    "Confirm your subscription",
+                    &["One more step: press the button to start receiving the digest."],
+                )
+                .site(&state.config.site_name)
+                .action(format!("/confirm/{token}"), "Confirm subscription"),
+            ),
+            TokenLookup::Used => already(state),
+            TokenLookup::Expired { .. } => expired(state, token),
+            TokenLookup::Unknown => invalid_link(state),
+        },
+    )
+}
+
+pub async fn submit(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Response, super::Error> {
+    Ok(match subscriptions::confirm(&state, &token).await? {
+        ConfirmOutcome::Confirmed => page(
+            StatusCode::OK,
+            MessagePage::new(
+                "You are subscribed",
+                &["Thank you for confirming. The next digest will reach you at this address; every digest has a one-click unsubscribe link."],
+            )
+            .site(&state.config.site_name),
+        ),
+        ConfirmOutcome::AlreadyConfirmed => already(&state),
+        ConfirmOutcome::Expired => expired(&state, &token),
+        ConfirmOutcome::Unknown => invalid_link(&state),
+    })
+}
+
+pub async fn resend(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Response, super::Error> {
+    Ok(match subscriptions::resend_confirmation(&state, &token).await? {
+        None => invalid_link(&state),
+        Some(SignupOutcome::AlreadyConfirmed) => already(&state),
+        Some(_) => page(
+            StatusCode::OK,
+            MessagePage::new(
+                "Check your inbox",
+                &["If a new link can be sent, it is on its way. It may take a few minutes to arrive."],
+            )
+            .site(&state.config.site_name),
+        ),
+    })
+}

@@ -1,0 +1,80 @@
+//! `GET /unsubscribe/{token}` shows a button; its POST, and a bare RFC 8058
+//! POST to `/unsubscribe/one-click/{token}`, unsubscribe at once.
+
+use super::pages::{page, MessagePage};
+use crate::startup::AppState;
+use crate::subscriptions::{self, UnsubscribeOutcome};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+fn invalid(state: &AppState) -> Response {
+    page(
+        StatusCode::NOT_FOUND,
+        MessagePage::new(
+            "This link is not valid",
+            &["The unsubscribe link is incomplete or was not issued by us. Copy the whole link from the digest and try again."],
+        )
+        .site(&state.config.site_name),
+    )
+}
+
+fn done(state: &AppState) -> Response {
+    page(
+        StatusCode::OK,
+        MessagePage::new(
+            "You are unsubscribed",
+            &["You will not receive any more digests from us. If this was a mistake, you can sign up again at any time."],
+        )
+        .site(&state.config.site_name)
+        .link("/".into(), "Sign up again"),
+    )
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Response, super::Error> {
+    let Some(subscriber) = subscriptions::subscriber_for_unsubscribe_token(&state, &token).await?
+    else {
+        return Ok(invalid(&state));
+    };
+    if subscriber.status == "unsubscribed" {
+        return Ok(done(&state));
+    }
+    Ok(page(
+        StatusCode::OK,
+        MessagePage::new(
+            "Unsubscribe from the digest?",
+            &["Press the button and we will stop sending the digest to this address at once."],
+        )
+        .site(&state.config.site_name)
+        .action(format!("/unsubscribe/{token}"), "Unsubscribe"),
+    ))
+}
+
+pub async fn submit(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Response, super::Error> {
+    Ok(match subscriptions::unsubscribe(&state, &token).await? {
+        UnsubscribeOutcome::InvalidToken => invalid(&state),
+        UnsubscribeOutcome::Unsubscribed | UnsubscribeOutcome::AlreadyUnsubscribed => done(&state),
+    })
+}
+
+/// RFC 8058: mail clients POST `List-Unsubscribe=One-Click` here, without
+/// cookies or JavaScript. Whatever the body, a valid token unsubscribes.
+pub async fn one_click(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Response, super::Error> {
+    Ok(match subscriptions::unsubscribe(&state, &token).await? {
+        UnsubscribeOutcome::InvalidToken => {
+            (StatusCode::NOT_FOUND, "unknown unsubscribe link\n").into_response()
+        }
+        UnsubscribeOutcome::Unsubscribed | UnsubscribeOutcome::AlreadyUnsubscribed => {
+            (StatusCode::OK, "unsubscribed\n").into_response()
+        }
+    })
+}
