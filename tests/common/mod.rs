@@ -186,7 +186,11 @@ impl SmtpSink {
         let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dir)
             .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
             .unwrap_or_default();
-        files.sort();
+        // In arrival order: smtp-sink's names have one-second resolution.
+        files.sort_by_key(|p| {
+            let modified = std::fs::metadata(p).and_then(|m| m.modified()).ok();
+            (modified, p.clone())
+        });
         files
             .into_iter()
             .filter_map(|p| std::fs::read(&p).ok())
