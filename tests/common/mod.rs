@@ -537,6 +537,19 @@ impl TestApp {
             .expect("import");
     }
 
+    /// Restarts the SMTP server on the same port with other options
+    /// (e.g. none: the relay recovered), keeping what it received.
+    pub fn restart_sink(&mut self, extra: &[&str]) {
+        let placeholder = SmtpSink {
+            port: 0,
+            dir: PathBuf::new(),
+            _tmp: tempfile::tempdir().expect("temp dir"),
+            child: Command::new("true").spawn().expect("spawn true"),
+        };
+        let old = std::mem::replace(&mut self.sink, placeholder);
+        self.sink = old.restart(extra);
+    }
+
     pub async fn shutdown(mut self) {
         self.cancel.cancel();
         if let Some(h) = self.handle.take() {

@@ -1,0 +1,226 @@
+//! The operator API and /health.
+
+mod common;
+
+use common::{spawn_app, spawn_app_with, Backend, SmtpSink, API_TOKEN};
+use herald::digest::{self, CreateOutcome};
+use herald::domain::time::now_millis;
+use herald::startup::AppState;
+
+async fn api_refuses_requests_without_the_right_bearer_token(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let url = app.url("/api/digests");
+    let attempts = [
+        None,
+        Some("Bearer wrong-token".to_string()),
+        Some(format!("bearer {API_TOKEN}")),
+        Some(format!("Basic {API_TOKEN}")),
+        Some(format!("Bearer {API_TOKEN}x")),
+        Some("Bearer ".to_string()),
+    ];
+    for header in attempts {
+        let mut req = app.client.get(&url);
+        if let Some(h) = &header {
+            req = req.header("authorization", h);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 401, "{header:?}");
+        assert_eq!(
+            resp.text().await.unwrap(),
+            r#"{"error":"unauthorized"}"#,
+            "no detail"
+        );
+    }
+    let ok = app
+        .api(reqwest::Method::GET, "/api/digests")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    app.shutdown().await;
+
+    // With no token configured the API is closed to everybody.
+    let closed = spawn_app_with(backend, SmtpSink::start(&[]), |c| c.api_token = None).await;
+    let resp = closed
+        .client
+        .get(closed.url("/api/digests"))
+        .bearer_auth("")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = closed
+        .api(reqwest::Method::GET, "/api/digests")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    closed.shutdown().await;
+}
+
+async fn health_reports_the_database(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let resp = app.get("/health").await;
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["status"], "ok");
+    let expected = match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    assert_eq!(body["database"], expected);
+    // Database gone: 503.
+    app.store.close().await;
+    let resp = app.get("/health").await;
+    assert_eq!(resp.status(), 503);
+}
+
+async fn bad_articles_are_refused_with_a_reason(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let cases = [
+        (
+            serde_json::json!({"title": "", "url": "https://e.com/a"}),
+            400,
+            "title",
+        ),
+        (
+            serde_json::json!({"title": "  \r\n ", "url": "https://e.com/a"}),
+            400,
+            "title",
+        ),
+        (
+            serde_json::json!({"title": "T", "url": "javascript:alert(1)"}),
+            400,
+            "http(s)",
+        ),
+        (
+            serde_json::json!({"title": "T", "url": "/relative"}),
+            400,
+            "http(s)",
+        ),
+        (
+            serde_json::json!({"title": "T", "url": "https://e.com/a", "image_url": "javascript:x"}),
+            400,
+            "image URL",
+        ),
+        (serde_json::json!({"url": "https://e.com/a"}), 422, "title"),
+    ];
+    for (body, status, needle) in cases {
+        let resp = app
+            .api(reqwest::Method::POST, "/api/articles")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), status, "{body}");
+        let text = resp.text().await.unwrap();
+        assert!(text.contains(needle), "{body}: {text}");
+    }
+    let huge = "x".repeat(5 * 1024 * 1024);
+    let resp = app
+        .api(reqwest::Method::POST, "/api/articles")
+        .json(&serde_json::json!({"title": "T", "url": "https://e.com/a", "html": huge}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    assert!(app.store.list_articles(10).await.unwrap().is_empty());
+    // A title with CR/LF is cleaned to one line, never refused or passed on.
+    app.add_article(
+        "Line one\r\nBcc: x@example.com",
+        "https://e.com/b",
+        "<p>x</p>",
+    )
+    .await;
+    assert_eq!(
+        app.store.list_articles(10).await.unwrap()[0].title,
+        "Line one Bcc: x@example.com"
+    );
+    // The same URL again updates the article instead of adding a second one.
+    let resp = app
+        .api(reqwest::Method::POST, "/api/articles")
+        .json(&serde_json::json!({"title": "Line one, edited", "url": "https://e.com/b", "html": "<p>y</p>"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let articles = app.store.list_articles(10).await.unwrap();
+    assert_eq!(articles.len(), 1);
+    assert_eq!(articles[0].title, "Line one, edited");
+    app.shutdown().await;
+}
+
+async fn send_now_is_idempotent_per_key_and_needs_new_articles(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let send = |key: Option<&'static str>| {
+        let mut req = app.api(reqwest::Method::POST, "/api/digests");
+        if let Some(k) = key {
+            req = req.header("Idempotency-Key", k);
+        }
+        req.send()
+    };
+    let nothing = send(None).await.unwrap();
+    assert_eq!(nothing.status(), 200);
+    let body: serde_json::Value = nothing.json().await.unwrap();
+    assert_eq!(body["created"], false);
+    assert_eq!(body["reason"], "no new articles since the last digest");
+    app.add_article("Story", "https://e.com/story", "<p>x</p>")
+        .await;
+    let first = send(Some("k-1")).await.unwrap();
+    assert_eq!(first.status(), 201);
+    let first: serde_json::Value = first.json().await.unwrap();
+    let retried = send(Some("k-1")).await.unwrap();
+    assert_eq!(retried.status(), 200);
+    let retried: serde_json::Value = retried.json().await.unwrap();
+    assert_eq!(
+        retried["id"], first["id"],
+        "the retry returns the same digest"
+    );
+    assert_eq!(retried["created"], false);
+    // A different key but nothing new since: no second digest.
+    let other: serde_json::Value = send(Some("k-2")).await.unwrap().json().await.unwrap();
+    assert_eq!(other["created"], false);
+    assert_eq!(app.store.recent_digests(10).await.unwrap().len(), 1);
+    app.shutdown().await;
+}
+
+async fn two_instances_racing_for_one_slot_create_one_digest(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.import_confirmed(&["a@example.com", "b@example.com", "c@example.com"])
+        .await;
+    app.add_article("Story", "https://e.com/story", "<p>x</p>")
+        .await;
+    // A second herald on the same database, with its own connection pool.
+    let other = AppState::build(app.config.clone()).await.unwrap();
+    let slot = "schedule:2026-11-26T07:00 Europe/London";
+    let (a, b) = tokio::join!(
+        digest::create(&app.store, &app.config, slot, now_millis()),
+        digest::create(&other.store, &other.config, slot, now_millis()),
+    );
+    let outcomes = [a.unwrap(), b.unwrap()];
+    let created: Vec<_> = outcomes
+        .iter()
+        .filter(|o| matches!(o, CreateOutcome::Created(_)))
+        .collect();
+    assert_eq!(created.len(), 1, "{outcomes:?}");
+    assert_eq!(app.store.recent_digests(10).await.unwrap().len(), 1);
+    let id = app.store.recent_digests(1).await.unwrap()[0].id;
+    assert_eq!(
+        app.store
+            .digest_by_id(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .recipients,
+        3
+    );
+    app.shutdown().await;
+}
+
+both_backends!(
+    api_refuses_requests_without_the_right_bearer_token,
+    health_reports_the_database,
+    bad_articles_are_refused_with_a_reason,
+    send_now_is_idempotent_per_key_and_needs_new_articles,
+    two_instances_racing_for_one_slot_create_one_digest,
+);

@@ -1,0 +1,187 @@
+//! Delivery against a real SMTP server that misbehaves on purpose:
+//! smtp-sink's -f (5xx), -r (4xx) and -q (drop the connection) options.
+
+mod common;
+
+use common::{spawn_app_role, Backend, SmtpSink, TestApp};
+use herald::startup::Role;
+use std::time::Duration;
+
+async fn app_with_digest(
+    backend: Backend,
+    sink: SmtpSink,
+    recipients: &[&str],
+    tweak: impl FnOnce(&mut herald::config::Config),
+) -> (TestApp, i64) {
+    let app = spawn_app_role(backend, sink, Role::Web, tweak).await;
+    app.import_confirmed(recipients).await;
+    app.add_article("Story", "https://news.example.com/story/", "<p>Text.</p>")
+        .await;
+    let id = app.send_digest_now().await;
+    (app, id)
+}
+
+async fn permanent_rejection_fails_the_recipient_with_the_server_reply(backend: Backend) {
+    let (app, id) = app_with_digest(
+        backend,
+        SmtpSink::start(&["-f", "RCPT"]),
+        &["a@example.com", "b@example.com"],
+        |c| {
+            c.delivery.bounce_threshold = 1;
+        },
+    )
+    .await;
+    app.start_worker();
+    let status = app.wait_digest_done(id, Duration::from_secs(20)).await;
+    assert_eq!(status["counts"]["failed"], 2, "{status}");
+    assert_eq!(status["counts"]["sent"], 0);
+    let failures = status["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 2);
+    for f in failures {
+        let error = f["error"].as_str().unwrap();
+        assert!(
+            error.contains("550") || error.contains("permanent"),
+            "server reply kept: {error}"
+        );
+    }
+    // One hard failure with bounce_threshold = 1: the address is marked bounced.
+    assert_eq!(
+        app.subscriber_status("a@example.com").await.as_deref(),
+        Some("bounced")
+    );
+    assert!(app.sink.messages().is_empty());
+    app.shutdown().await;
+}
+
+async fn temporary_rejection_is_retried_until_the_server_accepts(backend: Backend) {
+    let (mut app, id) = app_with_digest(
+        backend,
+        SmtpSink::start(&["-r", "RCPT"]),
+        &["a@example.com", "b@example.com"],
+        |_| {},
+    )
+    .await;
+    app.start_worker();
+    // The relay answers 4xx: the deliveries wait for a retry, with the reply kept.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = app.digest_status(id).await;
+        if status["counts"]["retrying"].as_i64().unwrap_or(0) == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no retry recorded: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The relay recovers (same port, no fault): both go out.
+    app.restart_sink(&[]);
+    let status = app.wait_digest_done(id, Duration::from_secs(20)).await;
+    assert_eq!(status["counts"]["sent"], 2, "{status}");
+    assert_eq!(app.sink.messages().len(), 2);
+    app.shutdown().await;
+}
+
+async fn connection_dropped_at_end_of_data_is_retried(backend: Backend) {
+    let (mut app, id) = app_with_digest(
+        backend,
+        SmtpSink::start(&["-q", "."]),
+        &["a@example.com"],
+        |_| {},
+    )
+    .await;
+    app.start_worker();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = app.digest_status(id).await;
+        if status["counts"]["retrying"].as_i64().unwrap_or(0) == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no retry recorded: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.restart_sink(&[]);
+    let status = app.wait_digest_done(id, Duration::from_secs(20)).await;
+    assert_eq!(status["counts"]["sent"], 1, "{status}");
+    assert!(!app.sink.messages_to("a@example.com").is_empty());
+    app.shutdown().await;
+}
+
+async fn pause_stops_sending_and_resume_continues(backend: Backend) {
+    let emails: Vec<String> = (0..6).map(|i| format!("r{i}@example.com")).collect();
+    let refs: Vec<&str> = emails.iter().map(String::as_str).collect();
+    let (app, id) = app_with_digest(backend, SmtpSink::start(&[]), &refs, |_| {}).await;
+    let resp = app
+        .api(reqwest::Method::POST, &format!("/api/digests/{id}/pause"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    app.start_worker();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let status = app.digest_status(id).await;
+    assert_eq!(status["digest"]["status"], "paused");
+    assert_eq!(status["counts"]["queued"], 6, "{status}");
+    assert!(app.sink.messages().is_empty(), "nothing sent while paused");
+    // Pausing twice is refused with a clear answer.
+    let again = app
+        .api(reqwest::Method::POST, &format!("/api/digests/{id}/pause"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 409);
+    let resp = app
+        .api(reqwest::Method::POST, &format!("/api/digests/{id}/resume"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let status = app.wait_digest_done(id, Duration::from_secs(20)).await;
+    assert_eq!(status["counts"]["sent"], 6);
+    assert_eq!(app.sink.messages().len(), 6, "each recipient exactly once");
+    app.shutdown().await;
+}
+
+async fn cancel_leaves_the_rest_unsent_and_says_how_many(backend: Backend) {
+    let (app, id) = app_with_digest(
+        backend,
+        SmtpSink::start(&[]),
+        &["a@example.com", "b@example.com", "c@example.com"],
+        |_| {},
+    )
+    .await;
+    let resp = app
+        .api(reqwest::Method::POST, &format!("/api/digests/{id}/cancel"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["unsent"], 3, "{body}");
+    assert_eq!(body["digest"]["status"], "cancelled");
+    app.start_worker();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(app.sink.messages().is_empty());
+    let again = app
+        .api(reqwest::Method::POST, &format!("/api/digests/{id}/cancel"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 409);
+    // The cancelled digest's article is free for the next digest.
+    let next = app.send_digest_now().await;
+    assert_ne!(next, id);
+    app.shutdown().await;
+}
+
+both_backends!(
+    permanent_rejection_fails_the_recipient_with_the_server_reply,
+    temporary_rejection_is_retried_until_the_server_accepts,
+    connection_dropped_at_end_of_data_is_retried,
+    pause_stops_sending_and_resume_continues,
+    cancel_leaves_the_rest_unsent_and_says_how_many,
+);
