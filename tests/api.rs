@@ -224,3 +224,18 @@ both_backends!(
     send_now_is_idempotent_per_key_and_needs_new_articles,
     two_instances_racing_for_one_slot_create_one_digest,
 );
+
+async fn link_secret_is_generated_once_and_kept(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.import_confirmed(&["a@example.com"]).await;
+    let before = app.one_click_url("a@example.com").await;
+    // A restart (a new AppState on the same database) signs the same way.
+    let again = AppState::build(app.config.clone()).await.unwrap();
+    let token = before.rsplit('/').next().unwrap();
+    let id = herald::domain::token::LinkSigner::claimed_id(token).unwrap();
+    assert!(again.signer.verify(token, id, "a@example.com"));
+    assert_eq!(again.signer.unsubscribe_token(id, "a@example.com"), token);
+    app.shutdown().await;
+}
+
+both_backends!(link_secret_is_generated_once_and_kept);

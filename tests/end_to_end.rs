@@ -280,3 +280,57 @@ both_backends!(
     subscriber_lifecycle_end_to_end,
     unsubscribe_skips_digests_already_queued
 );
+
+async fn the_schedule_creates_one_digest_per_slot(backend: Backend) {
+    // Every minute, with a two-minute catch-up: the scheduler finds the
+    // latest minute at start and creates its digest, once.
+    let app = common::spawn_app_with(backend, SmtpSink::start(&[]), |c| {
+        c.schedule.enabled = true;
+        c.schedule.cron = "* * * * *".into();
+        c.schedule.timezone = "Europe/London".into();
+        c.schedule.catch_up_secs = 120;
+        c.schedule.tick_secs = 1;
+    })
+    .await;
+    app.import_confirmed(&["reader@example.com"]).await;
+    app.add_article(
+        "Scheduled story",
+        "https://news.example.com/scheduled/",
+        "<p>Text.</p>",
+    )
+    .await;
+    // Published "now", so it belongs to the next slot: wait for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(75);
+    let digest = loop {
+        if let Some(d) = app
+            .store
+            .recent_digests(5)
+            .await
+            .unwrap()
+            .into_iter()
+            .next()
+        {
+            break d;
+        }
+        assert!(std::time::Instant::now() < deadline, "no scheduled digest");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        digest.slot.starts_with("schedule:") && digest.slot.ends_with(" Europe/London"),
+        "{}",
+        digest.slot
+    );
+    let status = app
+        .wait_digest_done(digest.id, Duration::from_secs(20))
+        .await;
+    assert_eq!(status["counts"]["sent"], 1);
+    let mails = app.sink.messages_to("reader@example.com");
+    assert_eq!(mails.len(), 1);
+    assert!(mails[0].text.contains("Scheduled story"));
+    // More ticks within the same minute create nothing more.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(app.store.recent_digests(5).await.unwrap().len(), 1);
+    app.shutdown().await;
+}
+
+both_backends!(the_schedule_creates_one_digest_per_slot);

@@ -72,10 +72,10 @@ pub fn text_of(html: &str) -> String {
     crate::domain::single_line(&decoded)
 }
 
-/// Operators may hand in plain text (paragraphs separated by blank lines):
-/// it becomes escaped `<p>` paragraphs.
+/// Operators may hand in plain text (as copied from a page): every
+/// non-empty line becomes an escaped `<p>` paragraph.
 pub fn text_to_html(text: &str) -> String {
-    text.split("\n\n")
+    text.lines()
         .map(|p| p.trim())
         .filter(|p| !p.is_empty())
         .map(|p| format!("<p>{}</p>", html_escape::encode_text(p)))

@@ -1,0 +1,402 @@
+//! herald as an operator runs it: the real binary, configured through
+//! HERALD_* variables, killed with SIGKILL mid-send, stopped with SIGTERM,
+//! and driven from the command line.
+
+mod common;
+
+use common::{free_port, fresh_database, Backend, SmtpSink};
+use herald::config::Config;
+use herald::digest::{self, CreateOutcome};
+use herald::domain::time::now_millis;
+use herald::domain::SubscriberEmail;
+use herald::store::Store;
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const HERALD: &str = env!("CARGO_BIN_EXE_herald");
+
+fn herald(db_url: &str, data_dir: &Path) -> Command {
+    let mut cmd = Command::new(HERALD);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HERALD_DATABASE_URL", db_url)
+        .env("HERALD_DATA_DIR", data_dir)
+        .env("HERALD_LOG", "warn")
+        .current_dir(data_dir);
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("run herald");
+    assert!(
+        out.status.success(),
+        "herald failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A database with `n` confirmed subscribers and one queued digest.
+async fn seeded(backend: Backend, n: usize) -> (common::TestDb, Store, i64) {
+    let db = fresh_database(backend).await;
+    let store = Store::connect(&db.url).await.unwrap();
+    store.migrate().await.unwrap();
+    let emails: Vec<SubscriberEmail> = (0..n)
+        .map(|i| SubscriberEmail::parse(&format!("reader{i:05}@example.com")).unwrap())
+        .collect();
+    store
+        .import_confirmed(&emails, "import", now_millis())
+        .await
+        .unwrap();
+    herald::articles::add_article(
+        &store,
+        herald::articles::ArticleInput {
+            title: "Story".into(),
+            url: "https://news.example.com/story/".into(),
+            html: "<p>Text.</p>".into(),
+            published_at: None,
+            author: None,
+            image_url: None,
+            guid: None,
+        },
+    )
+    .await
+    .unwrap();
+    let config = Config {
+        database_url: Some(db.url.clone()),
+        ..Config::default()
+    };
+    let CreateOutcome::Created(id) = digest::create(&store, &config, "manual:test", now_millis())
+        .await
+        .unwrap()
+    else {
+        panic!("digest not created");
+    };
+    (db, store, id)
+}
+
+fn start_worker(db_url: &str, data_dir: &Path, sink: &SmtpSink) -> Child {
+    herald(db_url, data_dir)
+        .args(["serve", "--role", "worker"])
+        .env("HERALD_SMTP_URL", sink.url())
+        .env("HERALD_SCHEDULE__ENABLED", "false")
+        .env("HERALD_DELIVERY__BATCH_SIZE", "20")
+        .env("HERALD_DELIVERY__CONCURRENCY", "4")
+        .env("HERALD_DELIVERY__LEASE_SECS", "2")
+        .env("HERALD_DELIVERY__POLL_INTERVAL_MS", "50")
+        .env("HERALD_SHUTDOWN_TIMEOUT_SECS", "10")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start herald serve --role worker")
+}
+
+fn signal(child: &Child, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+async fn wait_until(timeout: Duration, what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// In-flight bound: a killed worker can have sent, but not yet recorded, at
+/// most one claimed batch (`batch_size` = 20).
+const IN_FLIGHT_BOUND: usize = 20;
+
+async fn sigkill_mid_send_then_restart_finishes_without_resending(backend: Backend) {
+    const N: usize = 400;
+    let (db, store, id) = seeded(backend, N).await;
+    let data = tempfile::tempdir().unwrap();
+    let sink = SmtpSink::start(&[]);
+    let kills = 3;
+    for round in 0..kills {
+        let mut child = start_worker(&db.url, data.path(), &sink);
+        let target = (round + 1) as i64 * (N as i64 / 5);
+        wait_until(
+            Duration::from_secs(60),
+            "progress before the kill",
+            async || store.digest_counts(id, now_millis()).await.unwrap().sent >= target,
+        )
+        .await;
+        signal(&child, "-KILL");
+        let _ = child.wait();
+    }
+    let counts = store.digest_counts(id, now_millis()).await.unwrap();
+    assert!(
+        counts.sent < N as i64,
+        "the kills happened mid-send: {counts:?}"
+    );
+    let mut child = start_worker(&db.url, data.path(), &sink);
+    wait_until(
+        Duration::from_secs(90),
+        "the digest to finish",
+        async || store.digest_by_id(id).await.unwrap().unwrap().status == "done",
+    )
+    .await;
+    signal(&child, "-TERM");
+    let _ = child.wait();
+    let counts = store.digest_counts(id, now_millis()).await.unwrap();
+    assert_eq!(
+        counts.sent, N as i64,
+        "every subscriber has exactly one sent record: {counts:?}"
+    );
+    assert_eq!(
+        counts.failed + counts.queued + counts.in_flight + counts.stuck + counts.skipped,
+        0
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut received: HashMap<String, usize> = HashMap::new();
+    for m in sink.messages() {
+        *received.entry(m.envelope_to).or_default() += 1;
+    }
+    assert_eq!(received.len(), N, "nobody was skipped");
+    let duplicates: usize = received.values().map(|n| n - 1).sum();
+    assert!(
+        duplicates <= kills * IN_FLIGHT_BOUND,
+        "{duplicates} duplicates for {kills} kills; the bound is {} per kill",
+        IN_FLIGHT_BOUND
+    );
+    store.close().await;
+}
+
+async fn sigterm_releases_or_finishes_in_flight_work_and_exits_zero(backend: Backend) {
+    const N: usize = 200;
+    let (db, store, id) = seeded(backend, N).await;
+    let data = tempfile::tempdir().unwrap();
+    let sink = SmtpSink::start(&[]);
+    let mut child = start_worker(&db.url, data.path(), &sink);
+    wait_until(Duration::from_secs(60), "sending to start", async || {
+        store.digest_counts(id, now_millis()).await.unwrap().sent >= 20
+    })
+    .await;
+    signal(&child, "-TERM");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "herald did not stop after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "exit status {status:?}");
+    let counts = store.digest_counts(id, now_millis()).await.unwrap();
+    assert_eq!(
+        counts.in_flight + counts.stuck,
+        0,
+        "nothing left claimed: {counts:?}"
+    );
+    assert_eq!(counts.sent + counts.queued, N as i64, "{counts:?}");
+    // What was recorded as sent arrived; the rest waits for the next worker.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(sink.messages().len() >= counts.sent as usize);
+    store.close().await;
+}
+
+async fn cli_adds_the_seed_article_previews_and_queues_a_digest(backend: Backend) {
+    let db = fresh_database(backend).await;
+    let data = tempfile::tempdir().unwrap();
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/article-iran-azerbaijan.txt");
+    run(herald(&db.url, data.path()).arg("migrate"));
+    let out = run(herald(&db.url, data.path())
+        .args([
+            "article",
+            "add",
+            "--title",
+            "Tensions Elevate Between Iran And Azerbaijan",
+            "--url",
+            "https://news.example.com/tensions/",
+            "--published-at",
+            &chrono::Utc::now().to_rfc3339(),
+            "--html",
+        ])
+        .arg(&fixture));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "added article 1"
+    );
+    let out = run(herald(&db.url, data.path()).args(["digest", "preview"]));
+    let preview = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        preview.contains("Subject: herald: Tensions Elevate Between Iran And Azerbaijan"),
+        "{preview}"
+    );
+    assert!(preview.contains(
+        "Relations between Azerbaijan and Iran have presented a series of warning signs."
+    ));
+    for unwanted in [
+        "mailpoet",
+        "Share this news",
+        "Related Stories",
+        "Sign up Now",
+        "Image source",
+        "Read more:",
+    ] {
+        assert!(!preview.contains(unwanted), "preview contains {unwanted:?}");
+    }
+    let out = run(herald(&db.url, data.path()).args([
+        "digest",
+        "send",
+        "--now",
+        "--idempotency-key",
+        "cli-1",
+    ]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("digest 1 queued for 0 subscribers"));
+    let out = run(herald(&db.url, data.path()).args([
+        "digest",
+        "send",
+        "--now",
+        "--idempotency-key",
+        "cli-1",
+    ]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("digest 1 already exists"));
+    let out = run(herald(&db.url, data.path()).args(["digest", "status", "1"]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("recipients 0: sent 0"));
+    // Bad input to the CLI is an error with a reason, not a panic.
+    let bad = herald(&db.url, data.path())
+        .args([
+            "article", "add", "--title", "T", "--url", "ftp://x", "--html",
+        ])
+        .arg(&fixture)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("absolute http(s) URL"));
+    let bad = herald(&db.url, data.path())
+        .args(["digest", "pause", "99"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("digest 99 is not queued or sending"));
+}
+
+both_backends!(
+    sigkill_mid_send_then_restart_finishes_without_resending,
+    sigterm_releases_or_finishes_in_flight_work_and_exits_zero,
+    cli_adds_the_seed_article_previews_and_queues_a_digest,
+);
+
+#[test]
+fn help_names_every_command() {
+    let out = Command::new(HERALD).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for cmd in ["serve", "migrate", "article", "digest", "subscribers"] {
+        assert!(help.contains(cmd), "{help}");
+    }
+    let out = Command::new(HERALD)
+        .args(["digest", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for cmd in ["preview", "send", "status", "pause", "resume", "cancel"] {
+        assert!(help.contains(cmd), "{help}");
+    }
+}
+
+#[test]
+fn bad_configuration_is_reported_not_ignored() {
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("herald.toml"), "bnid = \"127.0.0.1:1\"\n").unwrap();
+    let out = herald("sqlite://x.db", data.path())
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bnid"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Zero configuration: SQLite in ./data, and with no SMTP server every
+/// message is written as an .eml file in ./data/outbox.
+#[tokio::test]
+async fn zero_configuration_serves_on_sqlite_and_writes_mail_to_the_outbox() {
+    let cwd = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = Command::new(HERALD)
+        .env_clear()
+        .env("HERALD_BIND", format!("127.0.0.1:{port}"))
+        .arg("serve")
+        .current_dir(cwd.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = client.get(format!("{base}/health")).send().await {
+            assert_eq!(r.status(), 200);
+            break;
+        }
+        assert!(Instant::now() < deadline, "herald serve did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let resp = client
+        .post(format!("{base}/subscribe"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("email=first%40example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let outbox = cwd.path().join("data/outbox");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let eml = loop {
+        let files: Vec<_> = std::fs::read_dir(&outbox)
+            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        if let Some(f) = files
+            .into_iter()
+            .find(|p| p.extension().is_some_and(|e| e == "eml"))
+        {
+            break f;
+        }
+        assert!(Instant::now() < deadline, "no .eml in {}", outbox.display());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let raw = std::fs::read(&eml).unwrap();
+    let msg = mail_parser::MessageParser::default().parse(&raw).unwrap();
+    assert_eq!(msg.subject(), Some("Confirm your subscription to herald"));
+    assert!(msg
+        .body_text(0)
+        .unwrap()
+        .contains(&format!("{base}/confirm/")));
+    assert!(cwd.path().join("data/herald.db").exists());
+    signal(&child, "-TERM");
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    let mut log = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(
+        log.contains("outbox"),
+        "the log says where mail goes: {log}"
+    );
+}
