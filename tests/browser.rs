@@ -1,0 +1,251 @@
+//! The pages in a real browser: headless Chromium, driven over the DevTools
+//! protocol, fills in the signup form, follows the confirmation link from the
+//! mail and presses the buttons — with no JavaScript on herald's pages.
+
+mod common;
+
+use common::{spawn_app, Backend, TestApp};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+struct Browser {
+    child: Child,
+    _profile: tempfile::TempDir,
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    next_id: u64,
+}
+
+impl Browser {
+    async fn launch() -> Browser {
+        assert!(
+            std::path::Path::new(CHROMIUM).exists(),
+            "{CHROMIUM} is missing: install Debian's chromium package (scripts/test.sh does)"
+        );
+        let profile = tempfile::tempdir().unwrap();
+        let port = common::free_port();
+        let child = Command::new(CHROMIUM)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--window-size=1000,900",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(format!("--remote-debugging-port={port}"))
+            .arg("about:blank")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromium");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let ws_url = loop {
+            let list = reqwest::get(format!("http://127.0.0.1:{port}/json/list")).await;
+            if let Ok(resp) = list {
+                if let Ok(targets) = resp.json::<Vec<Value>>().await {
+                    if let Some(url) = targets
+                        .iter()
+                        .find(|t| t["type"] == "page")
+                        .and_then(|t| t["webSocketDebuggerUrl"].as_str())
+                    {
+                        break url.to_string();
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chromium's DevTools endpoint did not come up"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let (ws, _) = tokio_tungstenite::connect_async(ws_url)
+            .await
+            .expect("DevTools websocket");
+        Browser {
+            child,
+            _profile: profile,
+            ws,
+            next_id: 0,
+        }
+    }
+
+    async fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let msg = json!({"id": id, "method": method, "params": params}).to_string();
+        self.ws
+            .send(Message::text(msg))
+            .await
+            .expect("send to chromium");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let frame = tokio::time::timeout(deadline - Instant::now(), self.ws.next())
+                .await
+                .expect("chromium answers in time")
+                .expect("websocket open")
+                .expect("websocket frame");
+            if let Message::Text(text) = frame {
+                let v: Value = serde_json::from_str(&text).unwrap();
+                if v["id"] == id {
+                    assert!(v.get("error").is_none(), "{method}: {v}");
+                    return v["result"].clone();
+                }
+            }
+        }
+    }
+
+    async fn eval(&mut self, expression: &str) -> Value {
+        let r = self
+            .call(
+                "Runtime.evaluate",
+                json!({"expression": expression, "returnByValue": true}),
+            )
+            .await;
+        r["result"]["value"].clone()
+    }
+
+    /// Waits until the page at `path_suffix` has loaded and shows `text`.
+    async fn wait_for_text(&mut self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let ready = self.eval("document.readyState").await;
+            let body = self
+                .eval("document.body ? document.body.innerText : ''")
+                .await;
+            let body = body.as_str().unwrap_or("").to_string();
+            if ready == "complete" && body.contains(text) {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "page never showed {text:?}; it shows {body:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn open(&mut self, url: &str) {
+        self.call("Page.navigate", json!({"url": url})).await;
+    }
+
+    async fn screenshot(&mut self, name: &str) {
+        let r = self
+            .call("Page.captureScreenshot", json!({"format": "png"}))
+            .await;
+        use base64::Engine;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(r["data"].as_str().unwrap())
+            .unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "a PNG came back");
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(name), png).unwrap();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn fill_and_submit(email: &str, name: &str) -> String {
+    format!(
+        "document.querySelector('#email').value = {}; document.querySelector('#name').value = {}; document.querySelector('button[type=submit]').click(); true",
+        json!(email),
+        json!(name)
+    )
+}
+
+async fn a_reader_subscribes_confirms_and_unsubscribes_in_a_browser(backend: Backend) {
+    let app: TestApp = spawn_app(backend).await;
+    let mut browser = Browser::launch().await;
+
+    // The form, with its labels tied to the inputs.
+    browser.open(&app.url("/")).await;
+    browser
+        .wait_for_text("Get The Daily Herald in your inbox")
+        .await;
+    assert_eq!(browser.eval("document.querySelector('label[for=email]') !== null && document.querySelector('#email').type").await, "email");
+    assert_eq!(browser.eval("document.documentElement.lang").await, "en");
+    browser.screenshot(&format!("signup-{backend:?}.png")).await;
+
+    // A typo: the page says what is wrong and keeps what was typed.
+    browser
+        .eval(&fill_and_submit("reader-at-example.com", "Ann"))
+        .await;
+    browser
+        .wait_for_text("does not look like an email address")
+        .await;
+    assert_eq!(
+        browser.eval("document.querySelector('#email').value").await,
+        "reader-at-example.com"
+    );
+    assert_eq!(
+        browser.eval("document.querySelector('#name').value").await,
+        "Ann"
+    );
+    assert_eq!(
+        browser
+            .eval("document.querySelector('[role=alert]') !== null")
+            .await,
+        true
+    );
+
+    // Fixed: the thanks page.
+    browser
+        .eval(&fill_and_submit("reader@example.com", "Ann"))
+        .await;
+    browser.wait_for_text("Check your inbox").await;
+    assert!(browser.eval("location.pathname").await == "/thanks");
+
+    // The link from the mail opens a page; the button confirms.
+    let mails = app.sink.wait_for(1, Duration::from_secs(10)).await;
+    let link = mails[0].link_starting(&app.url("/confirm/")).unwrap();
+    browser.open(&link).await;
+    browser.wait_for_text("Confirm your subscription").await;
+    browser
+        .screenshot(&format!("confirm-{backend:?}.png"))
+        .await;
+    assert_eq!(
+        app.subscriber_status("reader@example.com").await.as_deref(),
+        Some("pending")
+    );
+    browser
+        .eval("document.querySelector('button').click(); true")
+        .await;
+    browser.wait_for_text("You are subscribed").await;
+    assert_eq!(
+        app.subscriber_status("reader@example.com").await.as_deref(),
+        Some("confirmed")
+    );
+
+    // The unsubscribe page from a digest link, and its button.
+    let one_click = app.one_click_url("reader@example.com").await;
+    let page = one_click.replace("/unsubscribe/one-click/", "/unsubscribe/");
+    browser.open(&page).await;
+    browser.wait_for_text("Unsubscribe from the digest?").await;
+    browser
+        .eval("document.querySelector('button').click(); true")
+        .await;
+    browser.wait_for_text("You are unsubscribed").await;
+    assert_eq!(
+        app.subscriber_status("reader@example.com").await.as_deref(),
+        Some("unsubscribed")
+    );
+    app.shutdown().await;
+}
+
+both_backends!(a_reader_subscribes_confirms_and_unsubscribes_in_a_browser);
