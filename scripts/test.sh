@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # herald's whole test suite, on a fresh Debian machine with only the Rust
-# toolchain: installs what is missing (PostgreSQL, Postfix for smtp-sink),
+# toolchain: installs what is missing (PostgreSQL, Postfix for smtp-sink,
+# Chromium for the page tests),
 # starts a throwaway PostgreSQL cluster on a free loopback port, checks
 # formatting and lints, runs every test against SQLite and PostgreSQL (each
 # integration test starts its own smtp-sink on a free loopback port), and
