@@ -5,6 +5,7 @@ use crate::articles::{self, ArticleInput};
 use crate::config::Config;
 use crate::digest::{self, CreateOutcome};
 use crate::domain::time::{format_rfc3339, now_millis};
+use crate::feeds;
 use crate::scheduler::Schedule;
 use crate::startup::{self, AppState, Application, Role};
 use anyhow::{bail, Context};
@@ -71,6 +72,9 @@ pub enum Command {
     /// Add and list articles.
     #[command(subcommand)]
     Article(ArticleCommand),
+    /// Follow the site's RSS / Atom / JSON feeds.
+    #[command(subcommand)]
+    Feed(FeedCommand),
     /// Preview, send and control digests.
     #[command(subcommand)]
     Digest(DigestCommand),
@@ -104,6 +108,30 @@ pub enum ArticleCommand {
     List {
         #[arg(long, default_value_t = 20)]
         limit: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FeedCommand {
+    /// Follow a feed (polled from the next round on; `feed poll --now` polls at once).
+    Add {
+        url: String,
+        /// At the first poll, items published up to this many days earlier
+        /// go into the next digest (default: feeds.backfill_days, 0).
+        #[arg(long)]
+        backfill_days: Option<u64>,
+        /// Seconds between polls (default: feeds.poll_interval_secs, 900).
+        #[arg(long)]
+        interval: Option<u64>,
+    },
+    /// Feeds with their last poll, last error and next poll time.
+    List,
+    /// Stop following a feed (its articles stay).
+    Remove { id: i64 },
+    /// Poll the feeds that are due, or all of them with --now.
+    Poll {
+        #[arg(long)]
+        now: bool,
     },
 }
 
@@ -176,6 +204,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Article(cmd) => article(config, cmd).await,
+        Command::Feed(cmd) => feed(config, cmd).await,
         Command::Digest(cmd) => digest_cmd(config, cmd).await,
         Command::Subscribers(cmd) => subscribers(config, cmd).await,
     }
@@ -255,6 +284,77 @@ async fn article(config: Config, cmd: ArticleCommand) -> anyhow::Result<()> {
                     a.title,
                     a.url
                 );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn when(ms: Option<i64>) -> String {
+    ms.map(format_rfc3339).unwrap_or_else(|| "never".into())
+}
+
+async fn feed(config: Config, cmd: FeedCommand) -> anyhow::Result<()> {
+    let state = state(config).await?;
+    match cmd {
+        FeedCommand::Add {
+            url,
+            backfill_days,
+            interval,
+        } => {
+            let mut settings = state.config.feeds.clone();
+            settings.backfill_days = backfill_days.unwrap_or(settings.backfill_days);
+            settings.poll_interval_secs = interval.unwrap_or(settings.poll_interval_secs);
+            let (id, created) = feeds::add_feed(&state.store, &settings, &url).await?;
+            println!(
+                "{} feed {id}: {url}",
+                if created {
+                    "following"
+                } else {
+                    "already following"
+                }
+            );
+        }
+        FeedCommand::List => {
+            for f in state.store.list_feeds().await? {
+                println!("{:>4}  {}  {}", f.id, f.url, f.title.unwrap_or_default());
+                println!(
+                    "      last poll {} ({}), next poll {}, failures in a row {}",
+                    when(f.last_polled_at),
+                    f.last_status.unwrap_or_else(|| "not yet".into()),
+                    format_rfc3339(f.next_poll_at),
+                    f.consecutive_failures
+                );
+                if let Some(e) = f.last_error {
+                    println!("      last error: {e}");
+                }
+            }
+        }
+        FeedCommand::Remove { id } => {
+            if !state.store.remove_feed(id).await? {
+                bail!("no feed {id}");
+            }
+            println!("feed {id} removed; its articles stay");
+        }
+        FeedCommand::Poll { now } => {
+            let poller = feeds::Poller::new(state.store.clone(), state.config.clone())?;
+            let reports = if now {
+                poller.poll_all().await?
+            } else {
+                poller.poll_due(&CancellationToken::new()).await?
+            };
+            if reports.is_empty() {
+                println!("no feed is due; use --now to poll all of them");
+            }
+            for r in reports {
+                match r.error {
+                    Some(e) => println!("feed {}: error: {e}; next poll {}", r.feed_id, format_rfc3339(r.next_poll_at)),
+                    None if r.not_modified => println!("feed {}: not modified", r.feed_id),
+                    None => println!(
+                        "feed {}: {} new, {} updated, {} held back (older than the backfill window)",
+                        r.feed_id, r.new_articles, r.updated_articles, r.held_back
+                    ),
+                }
             }
         }
     }

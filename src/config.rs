@@ -42,6 +42,41 @@ pub struct Config {
     pub digest: DigestConfig,
     pub delivery: DeliveryConfig,
     pub confirmation: ConfirmationConfig,
+    pub feeds: FeedsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeedsConfig {
+    /// Feeds to follow; added at start if missing (more can be added with
+    /// `herald feed add` or the API).
+    pub urls: Vec<String>,
+    /// Default seconds between two polls of a feed (each poll is jittered ±10%).
+    pub poll_interval_secs: u64,
+    /// Whole-request timeout.
+    pub timeout_secs: u64,
+    /// Largest response body read; a bigger feed is refused.
+    pub max_bytes: u64,
+    pub max_redirects: usize,
+    /// At a feed's first poll, items published at most this many days
+    /// earlier go into the next digest; older ones are stored but held back.
+    pub backfill_days: u64,
+    /// How often the poller looks for due feeds.
+    pub tick_secs: u64,
+}
+
+impl Default for FeedsConfig {
+    fn default() -> Self {
+        Self {
+            urls: Vec::new(),
+            poll_interval_secs: 900,
+            timeout_secs: 20,
+            max_bytes: 10 * 1024 * 1024,
+            max_redirects: 5,
+            backfill_days: 0,
+            tick_secs: 5,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -114,6 +149,7 @@ impl Default for Config {
             digest: DigestConfig::default(),
             delivery: DeliveryConfig::default(),
             confirmation: ConfirmationConfig::default(),
+            feeds: FeedsConfig::default(),
         }
     }
 }

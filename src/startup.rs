@@ -22,6 +22,8 @@ pub enum Error {
     Mail(#[from] crate::mail::Error),
     #[error(transparent)]
     Schedule(#[from] crate::scheduler::Error),
+    #[error(transparent)]
+    Feeds(#[from] crate::feeds::Error),
     #[error("could not listen on {0}: {1}")]
     Bind(String, std::io::Error),
     #[error("the web server failed: {0}")]
@@ -53,6 +55,12 @@ impl AppState {
                     .await?
             }
         };
+        for url in &config.feeds.urls {
+            let (id, created) = crate::feeds::add_feed(&store, &config.feeds, url).await?;
+            if created {
+                tracing::info!(feed_id = id, %url, "feed from the configuration added");
+            }
+        }
         let timeout = Duration::from_secs(config.delivery.smtp_timeout_secs.max(1));
         let mailer = match &config.smtp_url {
             Some(url) => Mailer::smtp(url, &config.from, config.delivery.concurrency, timeout)?,
@@ -144,6 +152,8 @@ impl Application {
         if self.role != Role::Web {
             let worker = state.worker();
             tasks.spawn(worker.run(cancel.child_token()));
+            let poller = crate::feeds::Poller::new(state.store.clone(), state.config.clone())?;
+            tasks.spawn(poller.run(cancel.child_token()));
             if state.config.schedule.enabled {
                 let schedule = Schedule::parse(&state.config.schedule)?;
                 tasks.spawn(scheduler::run(

@@ -290,11 +290,66 @@ both_backends!(
     cli_adds_the_seed_article_previews_and_queues_a_digest,
 );
 
+async fn cli_follows_polls_lists_and_removes_a_feed(backend: Backend) {
+    // A feed served from a file by a tiny HTTP server in this test.
+    let feed = format!(
+        "<?xml version=\"1.0\"?><rss version=\"2.0\"><channel><title>CLI feed</title><link>https://c.example/</link>\
+         <item><title>CLI story</title><link>https://c.example/1</link><guid>c1</guid><pubDate>{}</pubDate></item></channel></rss>",
+        chrono::Utc::now().to_rfc2822()
+    );
+    let app =
+        axum::Router::new().route("/feed.xml", axum::routing::get(move || async move { feed }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let db = fresh_database(backend).await;
+    let data = tempfile::tempdir().unwrap();
+    let url = format!("http://{addr}/feed.xml");
+    let out = run(herald(&db.url, data.path()).args(["feed", "add", &url, "--backfill-days", "1"]));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("following feed 1: {url}")
+    );
+    let out = run(herald(&db.url, data.path())
+        .args(["feed", "poll", "--now"])
+        .env("HERALD_FEEDS__BACKFILL_DAYS", "1"));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("feed 1: 1 new, 0 updated, 0 held back"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = run(herald(&db.url, data.path()).args(["feed", "list"]));
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        list.contains("CLI feed") && list.contains("next poll") && list.contains("(ok)"),
+        "{list}"
+    );
+    let out = run(herald(&db.url, data.path()).args(["feed", "poll"]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no feed is due"));
+    let out = run(herald(&db.url, data.path()).args(["feed", "remove", "1"]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("feed 1 removed"));
+    let bad = herald(&db.url, data.path())
+        .args(["feed", "add", "not a url"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid feed URL"));
+}
+
+both_backends!(cli_follows_polls_lists_and_removes_a_feed);
+
 #[test]
 fn help_names_every_command() {
     let out = Command::new(HERALD).arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
-    for cmd in ["serve", "migrate", "article", "digest", "subscribers"] {
+    for cmd in [
+        "serve",
+        "migrate",
+        "article",
+        "feed",
+        "digest",
+        "subscribers",
+    ] {
         assert!(help.contains(cmd), "{help}");
     }
     let out = Command::new(HERALD)

@@ -10,6 +10,8 @@ async fn post_raw(app: &common::TestApp, content_type: &str, body: Vec<u8>) -> r
     app.client
         .post(app.url("/subscribe"))
         .header("content-type", content_type)
+        // A refused body may be left unread: never reuse that connection.
+        .header("connection", "close")
         .body(body)
         .send()
         .await

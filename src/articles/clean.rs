@@ -57,6 +57,7 @@ fn is_boilerplate(text: &str) -> bool {
     ];
     EXACT.contains(&t.as_str())
         || t.starts_with("read more:")
+        || (t.starts_with("the post ") && t.contains("appeared first on"))
         || t.starts_with("also read:")
         || t.starts_with("read also:")
 }
@@ -177,7 +178,7 @@ pub fn excerpt(clean_html: &str) -> String {
     cut_at_word(&text, EXCERPT_CHARS)
 }
 
-fn cut_at_word(text: &str, max_chars: usize) -> String {
+pub fn cut_at_word(text: &str, max_chars: usize) -> String {
     if text.chars().count() <= max_chars {
         return text.to_string();
     }

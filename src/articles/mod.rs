@@ -95,6 +95,8 @@ pub async fn add_article(store: &Store, input: ArticleInput) -> Result<(i64, boo
             .map(|a| single_line(&a))
             .filter(|a| !a.is_empty()),
         published_at: input.published_at.unwrap_or(now).min(now),
+        categories: None,
+        held_back: false,
     };
     Ok(store.upsert_article(&article, now).await?)
 }

@@ -14,6 +14,8 @@ pub struct ArticleRow {
     pub author: Option<String>,
     pub published_at: Millis,
     pub created_at: Millis,
+    pub categories: Option<String>,
+    pub held_back: i64,
 }
 
 /// An article whose fields were already cleaned (see `articles::clean`).
@@ -28,10 +30,15 @@ pub struct NewArticle {
     pub image_url: Option<String>,
     pub author: Option<String>,
     pub published_at: Millis,
+    /// JSON array of category names.
+    pub categories: Option<String>,
+    /// Stored but never put in a digest (a feed's old items at first poll).
+    /// Applies when the article is inserted; an update keeps the old flag.
+    pub held_back: bool,
 }
 
 pub(crate) const ARTICLE_COLUMNS: &str =
-    "id, feed_id, guid, url, title, summary, html, image_url, author, published_at, created_at";
+    "id, feed_id, guid, url, title, summary, html, image_url, author, published_at, created_at, categories, held_back";
 
 impl Store {
     /// Inserts the article, or updates the one with the same guid from the
@@ -51,7 +58,7 @@ impl Store {
                     Some(id) => {
                         sqlx::query(
                             "UPDATE articles SET url = $2, title = $3, summary = $4, html = $5, image_url = $6,
-                             author = $7, published_at = $8, updated_at = $9 WHERE id = $1",
+                             author = $7, published_at = $8, updated_at = $9, categories = $10 WHERE id = $1",
                         )
                         .bind(id)
                         .bind(&a.url)
@@ -62,14 +69,15 @@ impl Store {
                         .bind(&a.author)
                         .bind(a.published_at)
                         .bind(now)
+                        .bind(&a.categories)
                         .execute(&mut *$tx)
                         .await?;
                         (id, false)
                     }
                     None => {
                         let id: i64 = sqlx::query_scalar(
-                            "INSERT INTO articles (feed_id, guid, url, title, summary, html, image_url, author, published_at, created_at, updated_at)
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING id",
+                            "INSERT INTO articles (feed_id, guid, url, title, summary, html, image_url, author, published_at, created_at, updated_at, categories, held_back)
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12) RETURNING id",
                         )
                         .bind(a.feed_id)
                         .bind(&a.guid)
@@ -81,6 +89,8 @@ impl Store {
                         .bind(&a.author)
                         .bind(a.published_at)
                         .bind(now)
+                        .bind(&a.categories)
+                        .bind(i64::from(a.held_back))
                         .fetch_one(&mut *$tx)
                         .await?;
                         (id, true)
@@ -122,7 +132,7 @@ impl Store {
     ) -> Result<Vec<ArticleRow>> {
         let sql = format!(
             "SELECT {ARTICLE_COLUMNS} FROM articles a
-             WHERE a.published_at > $1 AND a.published_at <= $2
+             WHERE a.published_at > $1 AND a.published_at <= $2 AND a.held_back = 0
                AND NOT EXISTS (SELECT 1 FROM digest_articles da JOIN digests d ON d.id = da.digest_id
                                WHERE da.article_id = a.id AND d.status <> 'cancelled')
              ORDER BY a.published_at DESC, a.id DESC LIMIT $3"

@@ -5,6 +5,7 @@
 mod articles;
 mod deliveries;
 mod digests;
+mod feeds;
 mod outbox;
 mod settings;
 mod subscribers;
@@ -12,6 +13,7 @@ mod subscribers;
 pub use articles::{ArticleRow, NewArticle};
 pub use deliveries::{ClaimedDelivery, DeliveryOutcome};
 pub use digests::{DigestCounts, DigestCreated, DigestRow, NewDigest};
+pub use feeds::{FeedRow, PollSuccess};
 pub use outbox::{OutboxMessage, OutboxOutcome};
 pub use subscribers::{
     ConfirmOutcome, PendingConfirmation, SignupOutcome, SignupRequest, SubscriberRow, TokenLookup,

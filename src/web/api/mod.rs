@@ -3,6 +3,7 @@
 
 mod articles;
 mod digests;
+mod feeds;
 
 use crate::startup::AppState;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -21,6 +22,12 @@ pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/articles", post(articles::create).get(articles::list))
         .route("/digests", post(digests::create).get(digests::list))
+        .route("/feeds", post(feeds::create).get(feeds::list))
+        .route(
+            "/feeds/{id}",
+            axum::routing::delete(feeds::remove).get(feeds::show),
+        )
+        .route("/feeds/{id}/poll", post(feeds::poll))
         .route("/digests/{id}", get(digests::show))
         .route("/digests/{id}/pause", post(digests::pause))
         .route("/digests/{id}/resume", post(digests::resume))

@@ -1,0 +1,464 @@
+//! Feeds as the web serves them: a local HTTP server hands out fixture
+//! feeds, good and broken, and herald polls them.
+
+mod common;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::Router;
+use common::{spawn_app_role, spawn_app_with, Backend, SmtpSink, TestApp};
+use herald::feeds::Poller;
+use herald::startup::Role;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const SEED_HTML: &str = include_str!("fixtures/article-iran-azerbaijan.html");
+const FEED: &str = include_str!("fixtures/wordpress-feed.xml");
+const SEED_ITEM: &str = include_str!("fixtures/wordpress-item-seed.xml");
+const SEED_TITLE: &str = "Tensions Elevate Between Iran And Azerbaijan";
+const SEED_URL: &str =
+    "https://news.example.com/2021/10/tensions-elevate-between-iran-and-azerbaijan/";
+
+fn rfc822(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc2822()
+}
+
+fn old_item(n: u32, date: &str) -> String {
+    format!(
+        "<item><title>Old story {n}</title><link>https://news.example.com/old-{n}/</link><guid>https://news.example.com/?p={n}</guid><pubDate>{date}</pubDate><description>Old text {n}.</description></item>"
+    )
+}
+
+/// What the fixture server serves, changeable while a test runs.
+#[derive(Default)]
+struct Site {
+    items: Vec<String>,
+    version: u32,
+    hits: u32,
+    not_modified: u32,
+}
+
+type Shared = Arc<Mutex<Site>>;
+
+async fn wordpress(State(site): State<Shared>, headers: HeaderMap) -> Response {
+    let mut site = site.lock().unwrap();
+    site.hits += 1;
+    let etag = format!("\"v{}\"", site.version);
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        == Some(etag.as_str())
+    {
+        site.not_modified += 1;
+        return StatusCode::NOT_MODIFIED.into_response();
+    }
+    let body = FEED
+        .replace("{{NOW_RFC822}}", &rfc822(chrono::Utc::now()))
+        .replace("{{ITEMS}}", &site.items.join("\n"));
+    (
+        [
+            (header::CONTENT_TYPE, "application/rss+xml; charset=UTF-8"),
+            (header::ETAG, etag.as_str()),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn rss(items: &str) -> String {
+    format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><rss version=\"2.0\"><channel><title>T</title><link>https://t.example/</link>{items}</channel></rss>")
+}
+
+async fn fixture_server(site: Shared) -> String {
+    let now = rfc822(chrono::Utc::now());
+    let dupes = rss(&format!(
+        "<item><title>First copy</title><link>https://t.example/d</link><guid>dup-1</guid><pubDate>{now}</pubDate></item>\
+         <item><title>Second copy</title><link>https://t.example/d2</link><guid>dup-1</guid><pubDate>{now}</pubDate></item>"
+    ));
+    let untitled = rss(&format!(
+        "<item><link>https://t.example/no-title</link><pubDate>{now}</pubDate><description>A story without a title, but with words.</description></item>\
+         <item><title>No link</title><guid isPermaLink=\"false\">nolink-1</guid><pubDate>{now}</pubDate><description>Text.</description></item>\
+         <item><title>Future</title><link>https://t.example/future</link><pubDate>Tue, 01 Jan 2099 00:00:00 GMT</pubDate></item>"
+    ));
+    let atom = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?><feed xmlns=\"http://www.w3.org/2005/Atom\"><title>Atom news</title><link href=\"https://a.example/\"/><id>urn:a</id><updated>{t}</updated>\
+         <entry><title>Atom story</title><link href=\"https://a.example/story\"/><id>urn:a:1</id><published>{t}</published><content type=\"html\">&lt;p&gt;Atom body &lt;a href=\"/rel\"&gt;link&lt;/a&gt;&lt;/p&gt;</content></entry></feed>",
+        t = chrono::Utc::now().to_rfc3339()
+    );
+    let json = format!(
+        "{{\"version\": \"https://jsonfeed.org/version/1.1\", \"title\": \"J\", \"home_page_url\": \"https://j.example/\", \"items\": [{{\"id\": \"j1\", \"url\": \"https://j.example/1\", \"title\": \"JSON story\", \"content_html\": \"<p>JSON body</p>\", \"date_published\": \"{}\"}}]}}",
+        chrono::Utc::now().to_rfc3339()
+    );
+    let app = Router::new()
+        .route("/wordpress.xml", get(wordpress))
+        .route("/atom.xml", get(move || async move { atom }))
+        .route("/feed.json", get(move || async move { json }))
+        .route("/dupes.xml", get(move || async move { dupes }))
+        .route("/untitled.xml", get(move || async move { untitled }))
+        .route("/not-xml", get(|| async { "this is plain text, not a feed" }))
+        .route("/truncated.xml", get(|| async { "<?xml version=\"1.0\"?><rss version=\"2.0\"><channel><title>Cut off</title><item><title>Half" }))
+        .route("/page.html", get(|| async {
+            ([(header::CONTENT_TYPE, "text/html")], "<!doctype html><html><head><title>Home</title></head><body><h1>Welcome</h1></body></html>")
+        }))
+        .route("/huge.xml", get(|| async {
+            // 50 MB, chunked (no Content-Length), so the cap is hit while reading.
+            let chunk = vec![b' '; 1024 * 1024];
+            let stream = futures_util::stream::iter((0..50).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
+            ([(header::CONTENT_TYPE, "application/rss+xml")], Body::from_stream(stream))
+        }))
+        .route("/loop.xml", get(|| async { Redirect::temporary("/loop.xml") }))
+        .route("/missing.xml", get(|| async { StatusCode::NOT_FOUND }))
+        .route("/broken.xml", get(|| async { StatusCode::INTERNAL_SERVER_ERROR }))
+        .route("/busy.xml", get(|| async { (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "120")], "slow down") }))
+        .route("/hang.xml", get(|| async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            "too late"
+        }))
+        .with_state(site);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+async fn add_feed(app: &TestApp, url: &str) -> i64 {
+    let resp = app
+        .api(reqwest::Method::POST, "/api/feeds")
+        .json(&serde_json::json!({"url": url}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "feed {url} added");
+    resp.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_i64()
+        .unwrap()
+}
+
+async fn poll(app: &TestApp, id: i64) -> serde_json::Value {
+    let resp = app
+        .api(reqwest::Method::POST, &format!("/api/feeds/{id}/poll"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json::<serde_json::Value>().await.unwrap()["report"].clone()
+}
+
+async fn a_wordpress_feed_becomes_a_digest_once(backend: Backend) {
+    let site: Shared = Arc::new(Mutex::new(Site::default()));
+    site.lock().unwrap().items = vec![old_item(1, "Mon, 04 Oct 2021 08:00:00 +0000")];
+    let server = fixture_server(site.clone()).await;
+    let app = spawn_app_with(backend, SmtpSink::start(&[]), |_| {}).await;
+    app.import_confirmed(&["reader@example.com"]).await;
+    let id = add_feed(&app, &format!("{server}/wordpress.xml")).await;
+
+    // First poll: the story already in the feed is stored but held back.
+    let report = poll(&app, id).await;
+    assert_eq!(report["held_back"], 1, "{report}");
+    assert_eq!(report["new_articles"], 0);
+    let resp = app
+        .api(reqwest::Method::POST, "/api/digests")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.json::<serde_json::Value>().await.unwrap()["created"],
+        false,
+        "old items are not dumped into a digest"
+    );
+
+    // The site publishes the seed article.
+    {
+        let mut s = site.lock().unwrap();
+        let item = SEED_ITEM
+            .replace("{{NOW_RFC822}}", &rfc822(chrono::Utc::now()))
+            .replace("{{SEED_HTML}}", SEED_HTML);
+        s.items.insert(0, item);
+        s.version += 1;
+    }
+    let report = poll(&app, id).await;
+    assert_eq!(report["new_articles"], 1, "{report}");
+    assert_eq!(
+        report["updated_articles"], 1,
+        "the old item is seen again, updated, still held back"
+    );
+
+    let digest = app.send_digest_now().await;
+    let status = app.wait_digest_done(digest, Duration::from_secs(20)).await;
+    assert_eq!(status["counts"]["sent"], 1);
+    let mail = &app.sink.messages_to("reader@example.com")[0];
+    assert_eq!(mail.subject, format!("The Daily Herald: {SEED_TITLE}"));
+    assert!(mail.html.contains(SEED_TITLE));
+    assert!(mail.html.contains(SEED_URL));
+    assert!(
+        mail.html.contains(
+            "https://news.example.com/wp-content/uploads/2021/10/iran-azerbaijan-1024x576.jpg"
+        ),
+        "media:content image"
+    );
+    assert!(mail.text.contains(
+        "Relations between Azerbaijan and Iran have presented a series of warning signs."
+    ));
+    assert!(mail.html.contains("By Staff Writer"));
+    for unwanted in [
+        "mailpoet",
+        "Share this news",
+        "Related Stories",
+        "Sign up Now",
+        "Read more:",
+        "Old story",
+        "trackReader",
+        "pixel.gif",
+    ] {
+        assert!(
+            !mail.html.contains(unwanted) && !mail.text.contains(unwanted),
+            "digest contains {unwanted:?}"
+        );
+    }
+    let article = &app.store.list_articles(10).await.unwrap()[0];
+    assert_eq!(
+        article.categories.as_deref(),
+        Some(r#"["World","Middle East"]"#)
+    );
+
+    // Nothing changed at the site: 304, no new article, no new digest.
+    let report = poll(&app, id).await;
+    assert_eq!(report["not_modified"], true, "{report}");
+    assert_eq!(
+        site.lock().unwrap().not_modified,
+        1,
+        "the server saw If-None-Match"
+    );
+    let resp = app
+        .api(reqwest::Method::POST, "/api/digests")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.json::<serde_json::Value>().await.unwrap()["created"],
+        false
+    );
+
+    // The article is edited and republished (same guid): updated, not sent again.
+    {
+        let mut s = site.lock().unwrap();
+        s.items[0] = s.items[0].replace(
+            "Tensions Elevate Between Iran And Azerbaijan</title>",
+            "Tensions Elevate Between Iran And Azerbaijan (updated)</title>",
+        );
+        s.version += 1;
+    }
+    let report = poll(&app, id).await;
+    assert_eq!(report["updated_articles"], 2, "{report}");
+    assert_eq!(report["new_articles"], 0);
+    let resp = app
+        .api(reqwest::Method::POST, "/api/digests")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.json::<serde_json::Value>().await.unwrap()["created"],
+        false,
+        "an edited article is never sent twice"
+    );
+    assert_eq!(app.store.articles_of_feed(id).await.unwrap().len(), 2);
+    app.shutdown().await;
+}
+
+async fn backfill_window_lets_recent_items_into_the_first_digest(backend: Backend) {
+    let site: Shared = Arc::new(Mutex::new(Site::default()));
+    let two_days_ago = rfc822(chrono::Utc::now() - chrono::Duration::days(2));
+    let month_ago = rfc822(chrono::Utc::now() - chrono::Duration::days(30));
+    site.lock().unwrap().items = vec![old_item(1, &two_days_ago), old_item(2, &month_ago)];
+    let server = fixture_server(site).await;
+    let app = spawn_app_with(backend, SmtpSink::start(&[]), |c| c.feeds.backfill_days = 7).await;
+    let id = add_feed(&app, &format!("{server}/wordpress.xml")).await;
+    let report = poll(&app, id).await;
+    assert_eq!(report["new_articles"], 1, "{report}");
+    assert_eq!(report["held_back"], 1);
+    app.shutdown().await;
+}
+
+async fn atom_json_and_odd_items_are_read(backend: Backend) {
+    let server = fixture_server(Arc::new(Mutex::new(Site::default()))).await;
+    let app = spawn_app_with(backend, SmtpSink::start(&[]), |c| c.feeds.backfill_days = 1).await;
+    for (path, expected_titles) in [
+        ("/atom.xml", vec!["Atom story"]),
+        ("/feed.json", vec!["JSON story"]),
+        // Duplicate guids in one feed: one article, the first copy.
+        ("/dupes.xml", vec!["First copy"]),
+        // No title: the first words stand in. No link: the feed's site link.
+        // A future date is clamped to now.
+        (
+            "/untitled.xml",
+            vec![
+                "A story without a title, but with words.",
+                "No link",
+                "Future",
+            ],
+        ),
+    ] {
+        let id = add_feed(&app, &format!("{server}{path}")).await;
+        let report = poll(&app, id).await;
+        assert!(report["error"].is_null(), "{path}: {report}");
+        let articles = app.store.articles_of_feed(id).await.unwrap();
+        let mut titles: Vec<&str> = articles.iter().map(|a| a.title.as_str()).collect();
+        let mut expected = expected_titles.clone();
+        titles.sort();
+        expected.sort();
+        assert_eq!(titles, expected, "{path}");
+        for a in &articles {
+            assert!(
+                a.published_at <= herald::domain::time::now_millis(),
+                "{path}: no future dates"
+            );
+            assert!(a.url.starts_with("https://"), "{path}: {}", a.url);
+        }
+    }
+    let atom = app
+        .store
+        .list_articles(20)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|a| a.title == "Atom story")
+        .unwrap();
+    assert!(
+        atom.html.contains("href=\"https://a.example/rel\""),
+        "relative link made absolute: {}",
+        atom.html
+    );
+    let no_link = app
+        .store
+        .list_articles(20)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|a| a.title == "No link")
+        .unwrap();
+    assert_eq!(no_link.url, "https://t.example/");
+    app.shutdown().await;
+}
+
+async fn broken_feeds_get_a_clear_error_and_stop_nothing(backend: Backend) {
+    let site: Shared = Arc::new(Mutex::new(Site::default()));
+    site.lock().unwrap().items = vec![old_item(1, &rfc822(chrono::Utc::now()))];
+    let server = fixture_server(site).await;
+    let app = spawn_app_role(backend, SmtpSink::start(&[]), Role::Web, |c| {
+        c.feeds.timeout_secs = 2;
+        c.feeds.backfill_days = 1;
+    })
+    .await;
+    let good = add_feed(&app, &format!("{server}/wordpress.xml")).await;
+    assert_eq!(poll(&app, good).await["new_articles"], 1);
+    let cases = [
+        ("/not-xml", "not a feed"),
+        ("/truncated.xml", "not a feed"),
+        ("/page.html", "not a feed"),
+        ("/huge.xml", "larger than"),
+        ("/loop.xml", "too many redirects"),
+        ("/missing.xml", "HTTP 404"),
+        ("/broken.xml", "HTTP 500"),
+        ("/busy.xml", "HTTP 429"),
+        ("/hang.xml", "no answer within 2 s"),
+    ];
+    let mut ids = Vec::new();
+    for (path, _) in &cases {
+        ids.push(add_feed(&app, &format!("{server}{path}")).await);
+    }
+    // One round over every feed, the good one included.
+    let poller = Poller::new(app.store.clone(), app.state.config.clone()).unwrap();
+    let before = herald::domain::time::now_millis();
+    let reports = poller.poll_all().await.unwrap();
+    assert_eq!(reports.len(), cases.len() + 1, "every feed was polled");
+    for ((path, needle), id) in cases.iter().zip(&ids) {
+        let feed = app.store.feed_by_id(*id).await.unwrap().unwrap();
+        let error = feed.last_error.clone().unwrap_or_default();
+        assert!(
+            error.contains(needle),
+            "{path}: expected {needle:?}, got {error:?}"
+        );
+        assert_eq!(feed.consecutive_failures, 1, "{path}");
+        assert!(feed.next_poll_at > before + 60_000, "{path}: backs off");
+    }
+    let busy = app.store.feed_by_id(ids[7]).await.unwrap().unwrap();
+    assert!(
+        busy.next_poll_at >= before + 120_000,
+        "Retry-After: 120 is honoured"
+    );
+    // The good feed polled fine and its article is still there.
+    let good_feed = app.store.feed_by_id(good).await.unwrap().unwrap();
+    assert!(good_feed.last_error.is_none());
+    assert_eq!(app.store.articles_of_feed(good).await.unwrap().len(), 1);
+    // The API lists each feed's last error and next poll time.
+    let list: serde_json::Value = app
+        .api(reqwest::Method::GET, "/api/feeds")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let listed = list["feeds"].as_array().unwrap();
+    assert_eq!(listed.len(), cases.len() + 1);
+    assert!(listed
+        .iter()
+        .any(|f| f["last_error"] == "HTTP 404" && f["next_poll_at"].as_i64().unwrap() > before));
+    // Bad feed URLs are refused at once.
+    let resp = app
+        .api(reqwest::Method::POST, "/api/feeds")
+        .json(&serde_json::json!({"url": "ftp://example.com/feed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    app.shutdown().await;
+}
+
+both_backends!(
+    a_wordpress_feed_becomes_a_digest_once,
+    backfill_window_lets_recent_items_into_the_first_digest,
+    atom_json_and_odd_items_are_read,
+    broken_feeds_get_a_clear_error_and_stop_nothing,
+);
+
+async fn the_poller_follows_feeds_listed_in_the_configuration(backend: Backend) {
+    let site: Shared = Arc::new(Mutex::new(Site::default()));
+    site.lock().unwrap().items = vec![old_item(7, &rfc822(chrono::Utc::now()))];
+    let server = fixture_server(site.clone()).await;
+    let url = format!("{server}/wordpress.xml");
+    let app = spawn_app_with(backend, SmtpSink::start(&[]), |c| {
+        c.feeds.urls = vec![url.clone()];
+        c.feeds.tick_secs = 1;
+        c.feeds.backfill_days = 1;
+    })
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let articles = app.store.list_articles(10).await.unwrap();
+        if articles.iter().any(|a| a.title == "Old story 7") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the poller never fetched the configured feed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let feeds = app.store.list_feeds().await.unwrap();
+    assert_eq!(feeds.len(), 1);
+    assert_eq!(feeds[0].title.as_deref(), Some("News Example"));
+    assert!(
+        feeds[0].next_poll_at > herald::domain::time::now_millis() + 600_000,
+        "next poll about 15 minutes out"
+    );
+    // Polled once, not on every tick.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(site.lock().unwrap().hits, 1);
+    app.shutdown().await;
+}
+
+both_backends!(the_poller_follows_feeds_listed_in_the_configuration);
