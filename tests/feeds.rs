@@ -98,6 +98,21 @@ async fn fixture_server(site: Shared) -> String {
         .route("/feed.json", get(move || async move { json }))
         .route("/dupes.xml", get(move || async move { dupes }))
         .route("/untitled.xml", get(move || async move { untitled }))
+        .route("/gzip.xml", get(|headers: HeaderMap| async move {
+            let accepts = headers.get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            assert!(accepts.contains("gzip"), "herald asks for gzip: {accepts:?}");
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            std::io::Write::write_all(&mut gz, rss("<item><title>Gzipped story</title><link>https://t.example/gz</link><guid>gz1</guid></item>").as_bytes()).unwrap();
+            ([(header::CONTENT_TYPE, "application/rss+xml"), (header::CONTENT_ENCODING, "gzip")], gz.finish().unwrap())
+        }))
+        .route("/br.xml", get(|headers: HeaderMap| async move {
+            let accepts = headers.get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            assert!(accepts.contains("br"), "herald asks for brotli: {accepts:?}");
+            let mut out = Vec::new();
+            let body = rss("<item><title>Brotli story</title><link>https://t.example/br</link><guid>br1</guid></item>");
+            brotli::BrotliCompress(&mut body.as_bytes(), &mut out, &Default::default()).unwrap();
+            ([(header::CONTENT_TYPE, "application/rss+xml"), (header::CONTENT_ENCODING, "br")], out)
+        }))
         .route("/not-xml", get(|| async { "this is plain text, not a feed" }))
         .route("/truncated.xml", get(|| async { "<?xml version=\"1.0\"?><rss version=\"2.0\"><channel><title>Cut off</title><item><title>Half" }))
         .route("/page.html", get(|| async {
@@ -288,6 +303,9 @@ async fn atom_json_and_odd_items_are_read(backend: Backend) {
     for (path, expected_titles) in [
         ("/atom.xml", vec!["Atom story"]),
         ("/feed.json", vec!["JSON story"]),
+        // Compressed responses.
+        ("/gzip.xml", vec!["Gzipped story"]),
+        ("/br.xml", vec!["Brotli story"]),
         // Duplicate guids in one feed: one article, the first copy.
         ("/dupes.xml", vec!["First copy"]),
         // No title: the first words stand in. No link: the feed's site link.
