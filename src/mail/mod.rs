@@ -3,13 +3,15 @@
 //! directory. No SMTP code lives outside this module.
 
 mod build;
+pub mod pool;
 
 pub use build::{confirmation_message, digest_message, DigestCopy};
 
 use lettre::message::Mailbox;
-use lettre::transport::smtp::PoolConfig;
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
+use pool::{SmtpPool, SmtpTarget};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +39,7 @@ pub enum SendError {
 
 #[derive(Clone)]
 enum Transport {
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Smtp(Arc<SmtpPool>),
     File(AsyncFileTransport<Tokio1Executor>, PathBuf),
 }
 
@@ -50,7 +52,7 @@ pub struct Mailer {
 impl std::fmt::Debug for Mailer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.transport {
-            Transport::Smtp(_) => write!(f, "Mailer(smtp, from {})", self.from),
+            Transport::Smtp(p) => write!(f, "Mailer(smtp {:?}, from {})", p.target(), self.from),
             Transport::File(_, dir) => {
                 write!(f, "Mailer(outbox {}, from {})", dir.display(), self.from)
             }
@@ -60,13 +62,9 @@ impl std::fmt::Debug for Mailer {
 
 impl Mailer {
     pub fn smtp(url: &str, from: &str, pool_size: u32, timeout: Duration) -> Result<Self, Error> {
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-            .map_err(|e| Error::SmtpUrl(e.to_string()))?
-            .pool_config(PoolConfig::new().max_size(pool_size.max(1)))
-            .timeout(Some(timeout))
-            .build();
+        let pool = SmtpPool::new(SmtpTarget::parse(url)?, pool_size, timeout);
         Ok(Self {
-            transport: Transport::Smtp(transport),
+            transport: Transport::Smtp(Arc::new(pool)),
             from: parse_from(from)?,
         })
     }
@@ -81,7 +79,7 @@ impl Mailer {
 
     pub fn describe(&self) -> String {
         match &self.transport {
-            Transport::Smtp(_) => "SMTP".into(),
+            Transport::Smtp(p) => format!("SMTP {:?}", p.target()),
             Transport::File(_, dir) => format!("outbox directory {}", dir.display()),
         }
     }
@@ -90,14 +88,7 @@ impl Mailer {
     /// .eml file written).
     pub async fn send(&self, message: Message) -> Result<String, SendError> {
         match &self.transport {
-            Transport::Smtp(t) => match t.send(message).await {
-                Ok(response) => {
-                    let text: Vec<&str> = response.message().collect();
-                    Ok(format!("{} {}", response.code(), text.join(" ")))
-                }
-                Err(e) if e.is_permanent() => Err(SendError::Permanent(e.to_string())),
-                Err(e) => Err(SendError::Transient(e.to_string())),
-            },
+            Transport::Smtp(pool) => pool.send(message.envelope(), &message.formatted()).await,
             Transport::File(t, dir) => match t.send(message).await {
                 Ok(id) => {
                     let path = dir.join(format!("{id}.eml"));
