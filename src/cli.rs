@@ -78,6 +78,9 @@ pub enum Command {
     /// Preview, send and control digests.
     #[command(subcommand)]
     Digest(DigestCommand),
+    /// Measure throughput and scale on this machine (needs Postfix's smtp-sink and smtp-source).
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Look at subscribers.
     #[command(subcommand)]
     Subscribers(SubscribersCommand),
@@ -166,6 +169,35 @@ pub enum DigestCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Delivery throughput against smtp-source's ceiling at each concurrency, and the worker's peak RSS.
+    Send {
+        #[arg(long, default_value_t = 20_000)]
+        subscribers: i64,
+        /// Comma-separated concurrencies.
+        #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+        concurrency: Vec<usize>,
+        #[arg(long, value_enum, default_value_t = crate::bench::Databases::Both)]
+        database: crate::bench::Databases,
+        /// A PostgreSQL server where the benchmark may create databases.
+        #[arg(long, env = "PG_TEST_URL")]
+        postgres_url: Option<String>,
+        /// Message size in bytes.
+        #[arg(long, default_value_t = 20_000)]
+        size: usize,
+    },
+    /// Time queueing one digest for N confirmed subscribers.
+    Enqueue {
+        #[arg(long, default_value_t = 1_000_000)]
+        subscribers: i64,
+        #[arg(long, value_enum, default_value_t = crate::bench::Databases::Both)]
+        database: crate::bench::Databases,
+        #[arg(long, env = "PG_TEST_URL")]
+        postgres_url: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum SubscribersCommand {
     /// List subscribers (and the count per status).
     List {
@@ -192,8 +224,12 @@ fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let command = match cli.command {
+        Command::Bench(cmd) => return bench(cmd).await,
+        other => other,
+    };
     let config = load_config(&cli.global)?;
-    match cli.command {
+    match command {
         Command::Serve { role } => serve(config, role).await,
         Command::Migrate => {
             let store = crate::store::Store::connect(&config.database_url())
@@ -207,6 +243,34 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Feed(cmd) => feed(config, cmd).await,
         Command::Digest(cmd) => digest_cmd(config, cmd).await,
         Command::Subscribers(cmd) => subscribers(config, cmd).await,
+        Command::Bench(cmd) => bench(cmd).await,
+    }
+}
+
+/// Benchmarks make their own databases and services: no configuration.
+async fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Send {
+            subscribers,
+            concurrency,
+            database,
+            postgres_url,
+            size,
+        } => {
+            crate::bench::send(
+                subscribers,
+                &concurrency,
+                database,
+                postgres_url.as_deref(),
+                size,
+            )
+            .await
+        }
+        BenchCommand::Enqueue {
+            subscribers,
+            database,
+            postgres_url,
+        } => crate::bench::enqueue(subscribers, database, postgres_url.as_deref()).await,
     }
 }
 

@@ -221,7 +221,11 @@ impl Config {
             None => figment = figment.merge(Toml::file("herald.toml")),
         }
         figment
-            .merge(Env::prefixed("HERALD_").ignore(&["LOG"]).split("__"))
+            .merge(
+                Env::prefixed("HERALD_")
+                    .ignore(&["LOG", "WORKER_THREADS"])
+                    .split("__"),
+            )
             .merge(overrides)
             .extract()
             .map_err(Box::new)

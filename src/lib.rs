@@ -3,6 +3,7 @@
 //! a schedule, each copy with its own one-click unsubscribe link.
 
 pub mod articles;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod delivery;

@@ -111,8 +111,9 @@ async fn wait_until(timeout: Duration, what: &str, mut check: impl AsyncFnMut() 
 }
 
 /// In-flight bound: a killed worker can have sent, but not yet recorded, at
-/// most one claimed batch (`batch_size` = 20).
-const IN_FLIGHT_BOUND: usize = 20;
+/// most the messages in flight (`concurrency` = 4) plus the recorder's
+/// buffer (`batch_size` = 20).
+const IN_FLIGHT_BOUND: usize = 4 + 20;
 
 async fn sigkill_mid_send_then_restart_finishes_without_resending(backend: Backend) {
     const N: usize = 400;

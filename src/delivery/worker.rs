@@ -1,9 +1,23 @@
+//! The delivery pipeline. Three loops run side by side so the SMTP
+//! connections never wait on the database:
+//!
+//! - the claimer takes batches of due deliveries (with a lease) and queues
+//!   them, claiming the next batch while the previous one is being sent;
+//! - the sender renders each subscriber's copy and sends it, `concurrency`
+//!   at a time;
+//! - the recorder writes outcomes in batches, one transaction each.
+//!
+//! Killed at any moment, a worker loses nothing: unrecorded rows go back to
+//! the queue when their lease runs out. Only messages the server accepted
+//! but that were not yet recorded can go out twice; there are at most
+//! `concurrency + batch_size` of those (in flight plus the recorder's buffer).
+
 use super::retry_delay_ms;
 use crate::config::Config;
-use crate::digest::render::personalise;
+use crate::digest::render::UNSUBSCRIBE_PLACEHOLDER;
 use crate::domain::time::now_millis;
 use crate::domain::token::LinkSigner;
-use crate::mail::{self, DigestCopy, Mailer, SendError};
+use crate::mail::{self, DigestBodies, DigestCopy, Mailer, SendError};
 use crate::store::{
     ClaimedDelivery, DeliveryOutcome, DigestRow, OutboxMessage, OutboxOutcome, Store,
 };
@@ -11,23 +25,42 @@ use futures_util::stream::{self, StreamExt};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 /// Outbox messages claimed per round.
 const OUTBOX_BATCH: i64 = 50;
+/// The recorder waits at most this long to fill a batch of outcomes.
+const RECORD_LINGER: Duration = Duration::from_millis(25);
 
-pub struct Worker {
+/// Everything needed to send a copy, shared by the pipeline's tasks.
+struct Sending {
     store: Store,
     mailer: Mailer,
     config: Arc<Config>,
     signer: LinkSigner,
     base_url: String,
-    /// Identifies this worker's leases.
+    list_id: String,
     owner: String,
+}
+
+/// A digest as the worker keeps it while sending: bodies prepared once.
+struct PreparedDigest {
+    subject: String,
+    bodies: DigestBodies,
+}
+
+struct Job {
+    delivery: ClaimedDelivery,
+    digest: Option<Arc<PreparedDigest>>,
+}
+
+type Outcome = (i64, i64, DeliveryOutcome);
+
+pub struct Worker {
+    ctx: Arc<Sending>,
     wake: Arc<Notify>,
-    digests: HashMap<i64, Arc<DigestRow>>,
 }
 
 impl Worker {
@@ -48,99 +81,275 @@ impl Worker {
                 .unwrap_or("worker")
         );
         Self {
-            store,
-            mailer,
-            config,
-            signer,
-            base_url,
-            owner,
+            ctx: Arc::new(Sending {
+                list_id: list_id(&config, &base_url),
+                store,
+                mailer,
+                config,
+                signer,
+                base_url,
+                owner,
+            }),
             wake,
-            digests: HashMap::new(),
         }
     }
 
-    /// Runs until `cancel` fires. In-flight sends finish; claimed work not
-    /// yet started is released for the next worker.
-    pub async fn run(mut self, cancel: CancellationToken) {
-        tracing::info!(owner = %self.owner, transport = %self.mailer.describe(), "delivery worker started");
-        let poll = Duration::from_millis(self.config.delivery.poll_interval_ms.max(10));
-        while !cancel.is_cancelled() {
-            let did_work = match self.round(&cancel).await {
-                Ok(n) => n > 0,
-                Err(e) => {
-                    tracing::error!(error = %e, "delivery round failed; retrying shortly");
-                    false
+    /// Runs until `cancel` fires. Messages in flight finish and are
+    /// recorded; claimed work not yet started is released for the next worker.
+    pub async fn run(self, cancel: CancellationToken) {
+        let ctx = self.ctx;
+        let batch = ctx.config.delivery.batch_size.max(1) as usize;
+        let concurrency = ctx.config.delivery.concurrency.max(1) as usize;
+        tracing::info!(owner = %ctx.owner, transport = %ctx.mailer.describe(), concurrency, batch, "delivery worker started");
+        let (job_tx, job_rx) = mpsc::channel::<Job>(batch * 2);
+        let (outcome_tx, outcome_rx) = mpsc::channel::<Outcome>(batch * 2);
+        let recorder = tokio::spawn(record_loop(ctx.clone(), outcome_rx, batch));
+        let sender = tokio::spawn(send_loop(
+            ctx.clone(),
+            job_rx,
+            outcome_tx,
+            concurrency,
+            cancel.clone(),
+        ));
+        claim_loop(ctx.clone(), job_tx, batch, self.wake, cancel).await;
+        // The claimer has stopped: the sender drains (releasing what it
+        // has not started), then the recorder writes what is left.
+        if let Err(e) = sender.await {
+            tracing::error!(error = %e, "sender task failed");
+        }
+        if let Err(e) = recorder.await {
+            tracing::error!(error = %e, "recorder task failed");
+        }
+        tracing::info!(owner = %ctx.owner, "delivery worker stopped");
+    }
+}
+
+fn lease_until(ctx: &Sending, now: i64) -> i64 {
+    now + (ctx.config.delivery.lease_secs as i64) * 1000
+}
+
+fn retry_base_ms(ctx: &Sending) -> i64 {
+    (ctx.config.delivery.retry_base_ms as i64).max(1)
+}
+
+async fn claim_loop(
+    ctx: Arc<Sending>,
+    jobs: mpsc::Sender<Job>,
+    batch: usize,
+    wake: Arc<Notify>,
+    cancel: CancellationToken,
+) {
+    let poll = Duration::from_millis(ctx.config.delivery.poll_interval_ms.max(10));
+    let mut digests: HashMap<i64, Arc<PreparedDigest>> = HashMap::new();
+    while !cancel.is_cancelled() {
+        let claimed = match claim_round(&ctx, &jobs, batch, &mut digests, &cancel).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(error = %e, "claiming work failed; retrying shortly");
+                0
+            }
+        };
+        if claimed == 0 {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep(poll) => {}
+                _ = wake.notified() => {}
+            }
+        }
+    }
+}
+
+/// The outbox first (confirmations are time-sensitive), then one batch of
+/// deliveries, claimed only when the queue has room for all of it.
+async fn claim_round(
+    ctx: &Sending,
+    jobs: &mpsc::Sender<Job>,
+    batch: usize,
+    digests: &mut HashMap<i64, Arc<PreparedDigest>>,
+    cancel: &CancellationToken,
+) -> Result<usize, crate::store::Error> {
+    let mut handled = outbox_round(ctx, cancel).await?;
+    let Ok(permits) = jobs.reserve_many(batch).await else {
+        return Ok(handled);
+    };
+    let now = now_millis();
+    let started = std::time::Instant::now();
+    let claimed = ctx
+        .store
+        .claim_deliveries(&ctx.owner, now, lease_until(ctx, now), batch as i64)
+        .await?;
+    tracing::debug!(
+        rows = claimed.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "claim"
+    );
+    if claimed.is_empty() {
+        ctx.store.finish_digests(now).await?;
+        return Ok(handled);
+    }
+    handled += claimed.len();
+    tracing::debug!(owner = %ctx.owner, size = claimed.len(), "claimed a delivery batch");
+    for (delivery, permit) in claimed.into_iter().zip(permits) {
+        let digest = prepared_digest(ctx, digests, delivery.digest_id).await?;
+        permit.send(Job { delivery, digest });
+    }
+    Ok(handled)
+}
+
+async fn prepared_digest(
+    ctx: &Sending,
+    cache: &mut HashMap<i64, Arc<PreparedDigest>>,
+    id: i64,
+) -> Result<Option<Arc<PreparedDigest>>, crate::store::Error> {
+    if let Some(d) = cache.get(&id) {
+        return Ok(Some(d.clone()));
+    }
+    let Some(row) = ctx.store.digest_by_id(id).await? else {
+        return Ok(None);
+    };
+    let DigestRow {
+        subject,
+        body_html,
+        body_text,
+        ..
+    } = row;
+    let prepared = Arc::new(PreparedDigest {
+        subject,
+        bodies: DigestBodies::prepare(&body_html, &body_text, UNSUBSCRIBE_PLACEHOLDER),
+    });
+    cache.insert(id, prepared.clone());
+    Ok(Some(prepared))
+}
+
+/// Each copy is rendered and sent in a task of its own, so the work
+/// spreads over every core; a semaphore keeps `concurrency` in flight.
+async fn send_loop(
+    ctx: Arc<Sending>,
+    mut jobs: mpsc::Receiver<Job>,
+    outcomes: mpsc::Sender<Outcome>,
+    concurrency: usize,
+    cancel: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(concurrency));
+    let mut tasks = JoinSet::new();
+    while let Some(job) = jobs.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let (ctx, outcomes, cancel) = (ctx.clone(), outcomes.clone(), cancel.clone());
+        tasks.spawn(async move {
+            let d = &job.delivery;
+            let outcome = if cancel.is_cancelled() {
+                DeliveryOutcome::Released
+            } else {
+                match &job.digest {
+                    Some(digest) => send_digest_copy(&ctx, d, digest).await,
+                    None => DeliveryOutcome::Failed {
+                        error: "digest no longer exists".into(),
+                        is_permanent: false,
+                    },
                 }
             };
-            if !did_work {
-                tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    _ = tokio::time::sleep(poll) => {}
-                    _ = self.wake.notified() => {}
+            drop(slot);
+            if outcomes
+                .send((d.digest_id, d.subscriber_id, outcome))
+                .await
+                .is_err()
+            {
+                tracing::error!("the recorder stopped; an outcome is left to lease expiry");
+            }
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn record_loop(ctx: Arc<Sending>, mut outcomes: mpsc::Receiver<Outcome>, batch: usize) {
+    let bounce_threshold = i64::from(ctx.config.delivery.bounce_threshold.max(1));
+    let mut buffer = Vec::with_capacity(batch);
+    while let Some(first) = outcomes.recv().await {
+        buffer.push(first);
+        while buffer.len() < batch {
+            match tokio::time::timeout(RECORD_LINGER, outcomes.recv()).await {
+                Ok(Some(more)) => buffer.push(more),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let now = now_millis();
+        let started = std::time::Instant::now();
+        // A database hiccup must not lose outcomes: retry a few times; after
+        // that the rows' leases expire and they are sent again.
+        let mut attempt = 0;
+        loop {
+            match ctx
+                .store
+                .record_deliveries(&ctx.owner, &buffer, now, bounce_threshold)
+                .await
+            {
+                Ok(()) => break,
+                Err(e) if attempt < 5 => {
+                    attempt += 1;
+                    tracing::warn!(error = %e, attempt, "recording outcomes failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, lost = buffer.len(), "could not record outcomes; those rows will be retried after their lease");
+                    break;
                 }
             }
         }
-        tracing::info!(owner = %self.owner, "delivery worker stopped");
-    }
-
-    /// One round: the outbox first (confirmations are time-sensitive), then
-    /// a batch of digest deliveries. Returns how many messages it handled.
-    pub async fn round(
-        &mut self,
-        cancel: &CancellationToken,
-    ) -> Result<usize, crate::store::Error> {
-        let mut handled = self.outbox_round(cancel).await?;
-        handled += self.delivery_round(cancel).await?;
-        Ok(handled)
-    }
-
-    fn lease_until(&self, now: i64) -> i64 {
-        now + (self.config.delivery.lease_secs as i64) * 1000
-    }
-
-    async fn outbox_round(
-        &mut self,
-        cancel: &CancellationToken,
-    ) -> Result<usize, crate::store::Error> {
-        let now = now_millis();
-        let claimed = self
-            .store
-            .claim_outbox(now, self.lease_until(now), OUTBOX_BATCH)
-            .await?;
-        let n = claimed.len();
-        let concurrency = self.config.delivery.concurrency.max(1) as usize;
-        let this = &*self;
-        let results: Vec<(i64, OutboxOutcome)> = stream::iter(claimed)
-            .map(|m| async move {
-                if cancel.is_cancelled() {
-                    return (m.id, OutboxOutcome::Released);
-                }
-                let outcome = this.send_outbox(&m).await;
-                (m.id, outcome)
-            })
-            .buffer_unordered(concurrency)
-            .collect()
-            .await;
-        let now = now_millis();
-        for (id, outcome) in results {
-            self.store.record_outbox(id, &outcome, now).await?;
+        tracing::debug!(
+            rows = buffer.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "record"
+        );
+        buffer.clear();
+        if let Err(e) = ctx.store.finish_digests(now).await {
+            tracing::warn!(error = %e, "could not mark finished digests");
         }
-        Ok(n)
     }
+}
 
-    async fn send_outbox(&self, m: &OutboxMessage) -> OutboxOutcome {
-        let (Some(html), Some(text)) = (m.body_html.clone(), m.body_text.clone()) else {
-            return OutboxOutcome::Failed {
-                error: "message body missing".into(),
-            };
+async fn outbox_round(
+    ctx: &Sending,
+    cancel: &CancellationToken,
+) -> Result<usize, crate::store::Error> {
+    let now = now_millis();
+    let claimed = ctx
+        .store
+        .claim_outbox(now, lease_until(ctx, now), OUTBOX_BATCH)
+        .await?;
+    let n = claimed.len();
+    if n == 0 {
+        return Ok(0);
+    }
+    let concurrency = ctx.config.delivery.concurrency.max(1) as usize;
+    let results: Vec<(i64, OutboxOutcome)> = stream::iter(claimed)
+        .map(|m| async move {
+            if cancel.is_cancelled() {
+                return (m.id, OutboxOutcome::Released);
+            }
+            let outcome = send_outbox(ctx, &m).await;
+            (m.id, outcome)
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let now = now_millis();
+    for (id, outcome) in results {
+        ctx.store.record_outbox(id, &outcome, now).await?;
+    }
+    Ok(n)
+}
+
+async fn send_outbox(ctx: &Sending, m: &OutboxMessage) -> OutboxOutcome {
+    let (Some(html), Some(text)) = (m.body_html.clone(), m.body_text.clone()) else {
+        return OutboxOutcome::Failed {
+            error: "message body missing".into(),
         };
-        let message = match mail::confirmation_message(
-            &self.mailer.from,
-            &m.recipient,
-            &m.subject,
-            html,
-            text,
-        ) {
+    };
+    let message =
+        match mail::confirmation_message(&ctx.mailer.from, &m.recipient, &m.subject, html, text) {
             Ok(msg) => msg,
             Err(e) => {
                 return OutboxOutcome::Failed {
@@ -148,155 +357,85 @@ impl Worker {
                 }
             }
         };
-        match self.mailer.send(message).await {
-            Ok(_) => {
-                tracing::info!(outbox_id = m.id, kind = %m.kind, "transactional mail sent");
-                OutboxOutcome::Sent
-            }
-            Err(SendError::Permanent(error)) => {
-                tracing::warn!(outbox_id = m.id, %error, "transactional mail rejected");
-                OutboxOutcome::Failed { error }
-            }
-            Err(SendError::Transient(error))
-                if m.attempts < i64::from(self.config.delivery.max_attempts) =>
-            {
-                tracing::warn!(outbox_id = m.id, %error, attempts = m.attempts, "transactional mail failed; will retry");
-                OutboxOutcome::Retry {
-                    next_attempt_at: now_millis()
-                        + retry_delay_ms(self.retry_base_ms(), m.attempts),
-                    error,
-                }
-            }
-            Err(SendError::Transient(error)) => OutboxOutcome::Failed { error },
+    match ctx.mailer.send(message).await {
+        Ok(_) => {
+            tracing::info!(outbox_id = m.id, kind = %m.kind, "transactional mail sent");
+            OutboxOutcome::Sent
         }
-    }
-
-    fn retry_base_ms(&self) -> i64 {
-        (self.config.delivery.retry_base_ms as i64).max(1)
-    }
-
-    async fn digest(&mut self, id: i64) -> Result<Option<Arc<DigestRow>>, crate::store::Error> {
-        if let Some(d) = self.digests.get(&id) {
-            return Ok(Some(d.clone()));
+        Err(SendError::Permanent(error)) => {
+            tracing::warn!(outbox_id = m.id, %error, "transactional mail rejected");
+            OutboxOutcome::Failed { error }
         }
-        let Some(row) = self.store.digest_by_id(id).await? else {
-            return Ok(None);
-        };
-        let row = Arc::new(row);
-        self.digests.insert(id, row.clone());
-        Ok(Some(row))
-    }
-
-    async fn delivery_round(
-        &mut self,
-        cancel: &CancellationToken,
-    ) -> Result<usize, crate::store::Error> {
-        let now = now_millis();
-        let batch = i64::from(self.config.delivery.batch_size.max(1));
-        let claimed = self
-            .store
-            .claim_deliveries(&self.owner, now, self.lease_until(now), batch)
-            .await?;
-        if claimed.is_empty() {
-            self.store.finish_digests(now).await?;
-            return Ok(0);
-        }
-        let n = claimed.len();
-        let mut jobs = Vec::with_capacity(n);
-        for c in claimed {
-            let digest = self.digest(c.digest_id).await?;
-            jobs.push((c, digest));
-        }
-        let span = tracing::info_span!("delivery_batch", owner = %self.owner, size = n);
-        let concurrency = self.config.delivery.concurrency.max(1) as usize;
-        let this = &*self;
-        let outcomes: Vec<(i64, i64, DeliveryOutcome)> = stream::iter(jobs)
-            .map(|(c, digest)| async move {
-                let outcome = if cancel.is_cancelled() {
-                    DeliveryOutcome::Released
-                } else {
-                    match digest {
-                        Some(d) => this.send_digest_copy(&c, &d).await,
-                        None => DeliveryOutcome::Failed {
-                            error: "digest no longer exists".into(),
-                            is_permanent: false,
-                        },
-                    }
-                };
-                (c.digest_id, c.subscriber_id, outcome)
-            })
-            .buffer_unordered(concurrency)
-            .collect()
-            .instrument(span)
-            .await;
-        let now = now_millis();
-        self.store
-            .record_deliveries(
-                &self.owner,
-                &outcomes,
-                now,
-                i64::from(self.config.delivery.bounce_threshold.max(1)),
-            )
-            .await?;
-        self.store.finish_digests(now).await?;
-        Ok(n)
-    }
-
-    async fn send_digest_copy(&self, c: &ClaimedDelivery, d: &DigestRow) -> DeliveryOutcome {
-        let token = self.signer.unsubscribe_token(c.subscriber_id, &c.email);
-        let page_url = format!("{}/unsubscribe/{token}", self.base_url);
-        let one_click_url = format!("{}/unsubscribe/one-click/{token}", self.base_url);
-        let (html, text) = personalise(&d.body_html, &d.body_text, &page_url);
-        let copy = DigestCopy {
-            to_email: &c.email,
-            to_name: c.name.as_deref(),
-            subject: &d.subject,
-            html,
-            text,
-            one_click_url: &one_click_url,
-            unsubscribe_mailto: format!(
-                "mailto:{}?subject=unsubscribe%20{token}",
-                self.mailer.from.email
-            ),
-            list_id: &list_id(&self.config, &self.base_url),
-        };
-        let message = match mail::digest_message(&self.mailer.from, copy) {
-            Ok(m) => m,
-            Err(e) => {
-                return DeliveryOutcome::Failed {
-                    error: e.to_string(),
-                    is_permanent: false,
-                }
+        Err(SendError::Transient(error))
+            if m.attempts < i64::from(ctx.config.delivery.max_attempts) =>
+        {
+            tracing::warn!(outbox_id = m.id, %error, attempts = m.attempts, "transactional mail failed; will retry");
+            OutboxOutcome::Retry {
+                next_attempt_at: now_millis() + retry_delay_ms(retry_base_ms(ctx), m.attempts),
+                error,
             }
-        };
-        match self.mailer.send(message).await {
-            Ok(response) => DeliveryOutcome::Sent { response },
-            Err(SendError::Permanent(error)) => {
-                tracing::warn!(digest_id = c.digest_id, subscriber_id = c.subscriber_id, %error, "recipient rejected permanently");
-                DeliveryOutcome::Failed {
-                    error,
-                    is_permanent: true,
-                }
-            }
-            Err(SendError::Transient(error))
-                if c.attempts < i64::from(self.config.delivery.max_attempts) =>
-            {
-                tracing::info!(digest_id = c.digest_id, subscriber_id = c.subscriber_id, attempts = c.attempts, %error, "temporary failure; will retry");
-                DeliveryOutcome::Retry {
-                    next_attempt_at: now_millis()
-                        + retry_delay_ms(self.retry_base_ms(), c.attempts),
-                    error,
-                }
-            }
-            Err(SendError::Transient(error)) => DeliveryOutcome::Failed {
-                error: format!("gave up after {} attempts: {error}", c.attempts),
-                is_permanent: false,
-            },
         }
+        Err(SendError::Transient(error)) => OutboxOutcome::Failed { error },
     }
 }
 
-/// `List-Id: site name <digest.host>` (RFC 2919).
+async fn send_digest_copy(
+    ctx: &Sending,
+    c: &ClaimedDelivery,
+    d: &PreparedDigest,
+) -> DeliveryOutcome {
+    let token = ctx.signer.unsubscribe_token(c.subscriber_id, &c.email);
+    let page_url = format!("{}/unsubscribe/{token}", ctx.base_url);
+    let one_click_url = format!("{}/unsubscribe/one-click/{token}", ctx.base_url);
+    let (html, text) = d.bodies.personalise(&page_url);
+    let copy = DigestCopy {
+        to_email: &c.email,
+        to_name: c.name.as_deref(),
+        subject: &d.subject,
+        html,
+        text,
+        one_click_url: &one_click_url,
+        unsubscribe_mailto: format!(
+            "mailto:{}?subject=unsubscribe%20{token}",
+            ctx.mailer.from.email
+        ),
+        list_id: &ctx.list_id,
+    };
+    let message = match mail::digest_message(&ctx.mailer.from, copy) {
+        Ok(m) => m,
+        Err(e) => {
+            return DeliveryOutcome::Failed {
+                error: e.to_string(),
+                is_permanent: false,
+            }
+        }
+    };
+    match ctx.mailer.send(message).await {
+        Ok(response) => DeliveryOutcome::Sent { response },
+        Err(SendError::Permanent(error)) => {
+            tracing::warn!(digest_id = c.digest_id, subscriber_id = c.subscriber_id, %error, "recipient rejected permanently");
+            DeliveryOutcome::Failed {
+                error,
+                is_permanent: true,
+            }
+        }
+        Err(SendError::Transient(error))
+            if c.attempts < i64::from(ctx.config.delivery.max_attempts) =>
+        {
+            tracing::info!(digest_id = c.digest_id, subscriber_id = c.subscriber_id, attempts = c.attempts, %error, "temporary failure; will retry");
+            DeliveryOutcome::Retry {
+                next_attempt_at: now_millis() + retry_delay_ms(retry_base_ms(ctx), c.attempts),
+                error,
+            }
+        }
+        Err(SendError::Transient(error)) => DeliveryOutcome::Failed {
+            error: format!("gave up after {} attempts: {error}", c.attempts),
+            is_permanent: false,
+        },
+    }
+}
+
+/// `List-Id: "site name" <digest.host>` (RFC 2919).
 pub fn list_id(config: &Config, base_url: &str) -> String {
     let host = url::Url::parse(base_url)
         .ok()

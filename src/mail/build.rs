@@ -1,6 +1,6 @@
 use super::Error;
-use lettre::message::header::{HeaderName, HeaderValue};
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
+use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::Message;
 use rand::RngCore;
 
@@ -36,13 +36,65 @@ pub fn confirmation_message(
         .map_err(|e| Error::Build(e.to_string()))
 }
 
+/// A digest's two bodies, prepared once per digest: line endings made CRLF
+/// and checked to be 8bit-safe, so a subscriber's copy only needs its
+/// unsubscribe URL put in, not a fresh transfer encoding of 20 KB.
+#[derive(Debug, Clone)]
+pub struct DigestBodies {
+    html: String,
+    text: String,
+    placeholder: &'static str,
+    is_eight_bit_safe: bool,
+}
+
+/// Leaves room on a line for the unsubscribe URL that replaces the
+/// placeholder, within SMTP's 998-octet line limit.
+const MAX_TEMPLATE_LINE: usize = 700;
+
+fn crlf(s: &str) -> String {
+    s.replace("\r\n", "\n")
+        .replace('\r', "\n")
+        .replace('\n', "\r\n")
+}
+
+impl DigestBodies {
+    pub fn prepare(html: &str, text: &str, placeholder: &'static str) -> Self {
+        let html = crlf(html);
+        let text = crlf(text);
+        let is_eight_bit_safe = [&html, &text].iter().all(|b| {
+            !b.contains('\0') && b.split("\r\n").all(|line| line.len() <= MAX_TEMPLATE_LINE)
+        });
+        Self {
+            html,
+            text,
+            placeholder,
+            is_eight_bit_safe,
+        }
+    }
+
+    /// The two bodies for one subscriber. The URL is HTML-escaped in the HTML part.
+    pub fn personalise(&self, unsubscribe_url: &str) -> (Body, Body) {
+        let escaped = html_escape::encode_double_quoted_attribute(unsubscribe_url);
+        let html = self.html.replace(self.placeholder, &escaped);
+        let text = self.text.replace(self.placeholder, unsubscribe_url);
+        if self.is_eight_bit_safe && unsubscribe_url.len() < 250 {
+            (
+                Body::dangerous_pre_encoded(html.into_bytes(), ContentTransferEncoding::EightBit),
+                Body::dangerous_pre_encoded(text.into_bytes(), ContentTransferEncoding::EightBit),
+            )
+        } else {
+            (Body::new(html), Body::new(text))
+        }
+    }
+}
+
 /// One subscriber's copy of a digest.
 pub struct DigestCopy<'a> {
     pub to_email: &'a str,
     pub to_name: Option<&'a str>,
     pub subject: &'a str,
-    pub html: String,
-    pub text: String,
+    pub html: Body,
+    pub text: Body,
     /// RFC 8058 one-click URL (https in production).
     pub one_click_url: &'a str,
     /// mailto: fallback for List-Unsubscribe.
@@ -75,6 +127,18 @@ pub fn digest_message(from: &Mailbox, copy: DigestCopy<'_>) -> Result<Message, E
             HeaderName::new_from_ascii_str("Precedence"),
             "bulk".to_string(),
         ))
-        .multipart(MultiPart::alternative_plain_html(copy.text, copy.html))
+        .multipart(
+            MultiPart::alternative()
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_PLAIN)
+                        .body(copy.text),
+                )
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_HTML)
+                        .body(copy.html),
+                ),
+        )
         .map_err(|e| Error::Build(e.to_string()))
 }

@@ -5,7 +5,7 @@
 mod build;
 pub mod pool;
 
-pub use build::{confirmation_message, digest_message, DigestCopy};
+pub use build::{confirmation_message, digest_message, DigestBodies, DigestCopy};
 
 use lettre::message::Mailbox;
 use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};

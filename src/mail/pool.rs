@@ -41,16 +41,36 @@ pub struct SmtpTarget {
 
 impl std::fmt::Debug for SmtpTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{} ({:?}{})", self.host, self.port, self.security, if self.credentials.is_some() { ", auth" } else { "" })
+        write!(
+            f,
+            "{}:{} ({:?}{})",
+            self.host,
+            self.port,
+            self.security,
+            if self.credentials.is_some() {
+                ", auth"
+            } else {
+                ""
+            }
+        )
     }
 }
 
 impl SmtpTarget {
     pub fn parse(raw: &str) -> Result<Self, super::Error> {
-        let bad = |why: &str| super::Error::SmtpUrl(format!("{why} (expected smtp://host:port, smtp://user:pass@host:587?tls=required or smtps://user:pass@host)"));
+        let bad = |why: &str| {
+            super::Error::SmtpUrl(format!("{why} (expected smtp://host:port, smtp://user:pass@host:587?tls=required or smtps://user:pass@host)"))
+        };
         let url = url::Url::parse(raw).map_err(|_| bad("not a URL"))?;
-        let host = url.host_str().ok_or_else(|| bad("no host"))?.trim_matches(['[', ']']).to_string();
-        let tls = url.query_pairs().find(|(k, _)| k == "tls").map(|(_, v)| v.into_owned());
+        let host = url
+            .host_str()
+            .ok_or_else(|| bad("no host"))?
+            .trim_matches(['[', ']'])
+            .to_string();
+        let tls = url
+            .query_pairs()
+            .find(|(k, _)| k == "tls")
+            .map(|(_, v)| v.into_owned());
         let (security, default_port) = match (url.scheme(), tls.as_deref()) {
             ("smtps", _) => (Security::Implicit, 465),
             ("smtp", Some("required")) => (Security::StartTlsRequired, 587),
@@ -62,8 +82,15 @@ impl SmtpTarget {
         let credentials = if url.username().is_empty() {
             None
         } else {
-            let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
-            Some(Credentials::new(decode(url.username()), decode(url.password().unwrap_or(""))))
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            Some(Credentials::new(
+                decode(url.username()),
+                decode(url.password().unwrap_or("")),
+            ))
         };
         Ok(Self {
             host,
@@ -96,10 +123,16 @@ impl tokio::io::AsyncWrite for TlsStream {
     ) -> std::task::Poll<std::io::Result<usize>> {
         std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
     }
-    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.0).poll_flush(cx)
     }
-    fn poll_shutdown(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
@@ -114,11 +147,13 @@ fn tls_connector() -> Result<tokio_rustls::TlsConnector, SendError> {
     use tokio_rustls::rustls;
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| SendError::Transient(format!("TLS setup: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| SendError::Transient(format!("TLS setup: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
@@ -172,11 +207,16 @@ impl SmtpPool {
         let t = &self.target;
         let tcp = tokio::time::timeout(self.timeout, TcpStream::connect((t.host.as_str(), t.port)))
             .await
-            .map_err(|_| SendError::Transient(format!("connecting to {}:{} timed out", t.host, t.port)))?
-            .map_err(|e| SendError::Transient(format!("connecting to {}:{}: {e}", t.host, t.port)))?;
+            .map_err(|_| {
+                SendError::Transient(format!("connecting to {}:{} timed out", t.host, t.port))
+            })?
+            .map_err(|e| {
+                SendError::Transient(format!("connecting to {}:{}: {e}", t.host, t.port))
+            })?;
         tcp.set_nodelay(true).map_err(Self::transient)?;
         let stream: Box<dyn AsyncTokioStream> = if t.security == Security::Implicit {
-            let name = tokio_rustls::rustls::pki_types::ServerName::try_from(t.host.clone()).map_err(Self::transient)?;
+            let name = tokio_rustls::rustls::pki_types::ServerName::try_from(t.host.clone())
+                .map_err(Self::transient)?;
             let tls = tokio::time::timeout(self.timeout, tls_connector()?.connect(name, tcp))
                 .await
                 .map_err(|_| Self::transient("TLS handshake timed out"))?
@@ -185,10 +225,13 @@ impl SmtpPool {
         } else {
             Box::new(tcp)
         };
-        let mut conn = tokio::time::timeout(self.timeout, AsyncSmtpConnection::connect_with_transport(stream, &self.hello))
-            .await
-            .map_err(|_| Self::transient("no SMTP greeting in time"))?
-            .map_err(Self::classify)?;
+        let mut conn = tokio::time::timeout(
+            self.timeout,
+            AsyncSmtpConnection::connect_with_transport(stream, &self.hello),
+        )
+        .await
+        .map_err(|_| Self::transient("no SMTP greeting in time"))?
+        .map_err(Self::classify)?;
         let wants_tls = match t.security {
             Security::StartTlsRequired => true,
             Security::Opportunistic => conn.can_starttls(),
@@ -196,7 +239,9 @@ impl SmtpPool {
         };
         if wants_tls {
             let params = TlsParameters::new(t.host.clone()).map_err(Self::transient)?;
-            conn.starttls(params, &self.hello).await.map_err(Self::classify)?;
+            conn.starttls(params, &self.hello)
+                .await
+                .map_err(Self::classify)?;
         }
         if let Some(credentials) = &t.credentials {
             conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
@@ -215,7 +260,9 @@ impl SmtpPool {
                 continue;
             }
             if idle.last_used.elapsed() > CHECK_AFTER_IDLE
-                && !tokio::time::timeout(self.timeout, idle.conn.test_connected()).await.unwrap_or(false)
+                && !tokio::time::timeout(self.timeout, idle.conn.test_connected())
+                    .await
+                    .unwrap_or(false)
             {
                 continue;
             }
@@ -247,7 +294,10 @@ impl SmtpPool {
             }
             // lettre closes the connection after any failed command.
             Ok(Err(e)) => Err(Self::classify(e)),
-            Err(_) => Err(SendError::Transient(format!("no reply within {} s", self.timeout.as_secs()))),
+            Err(_) => Err(SendError::Transient(format!(
+                "no reply within {} s",
+                self.timeout.as_secs()
+            ))),
         }
     }
 }
@@ -259,7 +309,10 @@ mod tests {
     #[test]
     fn parses_the_url_forms() {
         let t = SmtpTarget::parse("smtp://127.0.0.1:2525").unwrap();
-        assert_eq!((t.host.as_str(), t.port, t.security), ("127.0.0.1", 2525, Security::None));
+        assert_eq!(
+            (t.host.as_str(), t.port, t.security),
+            ("127.0.0.1", 2525, Security::None)
+        );
         assert!(t.credentials.is_none());
         let t = SmtpTarget::parse("smtp://user%40x:p%3Ass@relay.example.com?tls=required").unwrap();
         assert_eq!((t.port, t.security), (587, Security::StartTlsRequired));

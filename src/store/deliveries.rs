@@ -100,20 +100,53 @@ impl Store {
         now: Millis,
         bounce_threshold: i64,
     ) -> Result<()> {
+        // The common case, "sent", is written for the whole batch in one
+        // set-based statement; the rest row by row.
+        let sent: Vec<serde_json::Value> = outcomes
+            .iter()
+            .filter_map(|(d, s, o)| match o {
+                DeliveryOutcome::Sent { response } => Some(
+                    serde_json::json!({"digest_id": d, "subscriber_id": s, "response": response}),
+                ),
+                _ => None,
+            })
+            .collect();
+        let sent_json = serde_json::Value::Array(sent).to_string();
+        let sent_sql = match self {
+            Store::Sqlite(_) => {
+                "UPDATE deliveries SET status = 'sent', sent_at = $1, smtp_response = v.response, last_error = NULL,
+                 lease_owner = NULL, lease_until = NULL
+                 FROM (SELECT json_extract(value, '$.digest_id') AS digest_id,
+                              json_extract(value, '$.subscriber_id') AS subscriber_id,
+                              json_extract(value, '$.response') AS response
+                       FROM json_each($2)) AS v
+                 WHERE deliveries.digest_id = v.digest_id AND deliveries.subscriber_id = v.subscriber_id
+                   -- unary + keeps SQLite on the primary key instead of the status index
+                   AND +deliveries.lease_owner = $3 AND +deliveries.status = 'sending'"
+            }
+            Store::Postgres(_) => {
+                "UPDATE deliveries SET status = 'sent', sent_at = $1, smtp_response = v.response, last_error = NULL,
+                 lease_owner = NULL, lease_until = NULL
+                 FROM json_to_recordset($2::json) AS v(digest_id BIGINT, subscriber_id BIGINT, response TEXT)
+                 WHERE deliveries.digest_id = v.digest_id AND deliveries.subscriber_id = v.subscriber_id
+                   -- an expression, so the planner takes the primary key, not the
+                   -- status index full of dead entries from this very send
+                   AND deliveries.lease_owner = $3 AND (deliveries.status || '') = 'sending'"
+            }
+        };
         macro_rules! body {
             ($tx:ident) => {{
+                if sent_json != "[]" {
+                    sqlx::query(sent_sql)
+                        .bind(now)
+                        .bind(&sent_json)
+                        .bind(owner)
+                        .execute(&mut *$tx)
+                        .await?;
+                }
                 for (digest_id, subscriber_id, outcome) in outcomes {
                     let q = match outcome {
-                        DeliveryOutcome::Sent { response } => sqlx::query(
-                            "UPDATE deliveries SET status = 'sent', sent_at = $4, smtp_response = $5, last_error = NULL,
-                             lease_owner = NULL, lease_until = NULL
-                             WHERE digest_id = $1 AND subscriber_id = $2 AND lease_owner = $3 AND status = 'sending'",
-                        )
-                        .bind(digest_id)
-                        .bind(subscriber_id)
-                        .bind(owner)
-                        .bind(now)
-                        .bind(response),
+                        DeliveryOutcome::Sent { .. } => continue,
                         DeliveryOutcome::Retry { error, next_attempt_at } => sqlx::query(
                             "UPDATE deliveries SET status = 'queued', next_attempt_at = $4, last_error = $5,
                              lease_owner = NULL, lease_until = NULL

@@ -114,7 +114,13 @@ impl Store {
             }
             Store::Postgres(pool) => {
                 let mut tx = write_tx!(postgres pool);
-                body!(tx)
+                let created: Result<DigestCreated> = body!(tx);
+                if let Ok(DigestCreated::Created(_)) = created {
+                    // The table just grew by a whole list: fresh statistics keep
+                    // the planner on the primary key while the digest is sent.
+                    sqlx::query("ANALYZE deliveries").execute(pool).await?;
+                }
+                created
             }
         }
     }

@@ -386,3 +386,35 @@ impl Store {
         }
     }
 }
+
+impl Store {
+    /// Benchmark seeding: `count` confirmed subscribers
+    /// `bench{n}@example.com`, generated inside the database in one
+    /// statement (no round trip per row).
+    pub async fn seed_bench_subscribers(&self, count: i64, now: Millis) -> Result<u64> {
+        let added = match self {
+            Store::Sqlite(pool) => sqlx::query(
+                "WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < $1)
+                 INSERT INTO subscribers (email, status, source, created_at, confirmed_at)
+                 SELECT 'bench' || n || '@example.com', 'confirmed', 'bench', $2, $2 FROM seq
+                 WHERE true ON CONFLICT (email) DO NOTHING",
+            )
+            .bind(count)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected(),
+            Store::Postgres(pool) => sqlx::query(
+                "INSERT INTO subscribers (email, status, source, created_at, confirmed_at)
+                 SELECT 'bench' || n || '@example.com', 'confirmed', 'bench', $2, $2
+                 FROM generate_series(1, $1::BIGINT) AS n ON CONFLICT (email) DO NOTHING",
+            )
+            .bind(count)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected(),
+        };
+        Ok(added)
+    }
+}

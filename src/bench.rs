@@ -1,0 +1,507 @@
+//! `herald bench`: throughput and scale measured against a baseline taken in
+//! the same run, on this machine. Not run in CI.
+//!
+//! `bench send` starts Postfix's smtp-sink on a loopback port, measures the
+//! ceiling with smtp-source at each concurrency (same message size, one
+//! connection per session reused for every message), then herald's whole
+//! path — claim, render each copy with its own links, send through the pool,
+//! record — with a `herald serve --role worker` process, and prints msg/s,
+//! herald/ceiling and the worker's peak RSS.
+//!
+//! `bench enqueue` seeds N confirmed subscribers and times queueing one
+//! digest for all of them.
+
+use crate::config::Config;
+use crate::digest::{self, CreateOutcome};
+use crate::domain::time::now_millis;
+use crate::store::Store;
+use anyhow::{bail, Context};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const SMTP_SINK: &str = "/usr/sbin/smtp-sink";
+pub const SMTP_SOURCE: &str = "/usr/sbin/smtp-source";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Databases {
+    Sqlite,
+    Postgres,
+    Both,
+}
+
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// smtp-sink on a loopback port, stopped on drop.
+struct Sink {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl Sink {
+    fn start() -> anyhow::Result<Sink> {
+        if !Path::new(SMTP_SINK).exists() || !Path::new(SMTP_SOURCE).exists() {
+            bail!("{SMTP_SINK} and {SMTP_SOURCE} are needed: apt-get install postfix");
+        }
+        let port = free_port()?;
+        let mut cmd = Command::new(SMTP_SINK);
+        if is_root() {
+            cmd.args(["-u", "postfix"]);
+        }
+        let child = cmd
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("1024")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting smtp-sink")?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                bail!("smtp-sink did not start");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Sink { port, child })
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// messages/s of smtp-source at `sessions` parallel connections.
+fn ceiling(port: u16, sessions: usize, messages: usize, size: usize) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let status = Command::new(SMTP_SOURCE)
+        .args([
+            "-d",
+            "-s",
+            &sessions.to_string(),
+            "-m",
+            &messages.to_string(),
+            "-l",
+            &size.to_string(),
+        ])
+        .args(["-f", "bench@herald.test", "-t", "reader@example.com"])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("running smtp-source")?;
+    if !status.success() {
+        bail!("smtp-source failed: {status}");
+    }
+    Ok(messages as f64 / started.elapsed().as_secs_f64())
+}
+
+/// A fresh database of the kind asked for; returns its URL.
+async fn fresh_database(
+    kind: Databases,
+    postgres_url: Option<&str>,
+    dir: &Path,
+    label: &str,
+) -> anyhow::Result<String> {
+    match kind {
+        Databases::Sqlite => Ok(format!(
+            "sqlite://{}",
+            dir.join(format!("{label}.db")).display()
+        )),
+        _ => {
+            let admin = postgres_url.context("--postgres-url (a server where herald may create databases) is needed for PostgreSQL")?;
+            let name = format!("herald_bench_{}_{}", label, std::process::id());
+            let store = Store::connect(admin).await?;
+            if let Store::Postgres(pool) = &store {
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+                    .execute(pool)
+                    .await?;
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(pool)
+                    .await?;
+            }
+            store.close().await;
+            let base = admin
+                .rsplit_once('/')
+                .map(|(b, _)| b)
+                .context("the PostgreSQL URL names a database")?;
+            Ok(format!("{base}/{name}"))
+        }
+    }
+}
+
+fn kinds(which: Databases) -> Vec<Databases> {
+    match which {
+        Databases::Both => vec![Databases::Sqlite, Databases::Postgres],
+        one => vec![one],
+    }
+}
+
+/// Adds articles until the rendered digest message is about `size` bytes.
+async fn digest_of_size(store: &Store, config: &mut Config, size: usize) -> anyhow::Result<usize> {
+    let now = now_millis();
+    let filler = "Relations between the two countries have presented a series of warning signs, and the recent drills at the border signal an escalation that both capitals watch closely. ";
+    for i in 0..200 {
+        let input = crate::articles::ArticleInput {
+            title: format!("Benchmark story number {i} with a headline of ordinary length"),
+            url: format!("https://news.example.com/2026/11/benchmark-story-{i}/"),
+            html: format!("<p>{}</p>", filler.repeat(3)),
+            published_at: Some(now - i64::from(i) * 1000),
+            author: Some("Staff Writer".into()),
+            image_url: Some(format!(
+                "https://news.example.com/wp-content/uploads/2026/11/story-{i}.jpg"
+            )),
+            guid: None,
+        };
+        crate::articles::add_article(store, input)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let mut articles = 1u32;
+    loop {
+        config.digest.max_articles = articles;
+        let preview = digest::preview(store, config, now_millis())
+            .await?
+            .context("no articles")?;
+        let bytes = preview.rendered.html.len() + preview.rendered.text.len() + 1500;
+        if bytes >= size || articles >= 200 {
+            return Ok(bytes);
+        }
+        articles += 1;
+    }
+}
+
+/// The worker process, terminated when the benchmark stops for any reason.
+struct WorkerGuard(std::process::Child);
+
+impl Drop for WorkerGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.0.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline && matches!(self.0.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+fn peak_rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// herald's SMTP pool alone: one pre-built message of `size` bytes sent
+/// `messages` times over `sessions` connections. The floor the whole path
+/// cannot beat; the gap to smtp-source is lettre's SMTP client.
+async fn transport_floor(
+    port: u16,
+    sessions: usize,
+    messages: usize,
+    size: usize,
+) -> anyhow::Result<f64> {
+    use crate::mail::pool::{SmtpPool, SmtpTarget};
+    let pool = std::sync::Arc::new(SmtpPool::new(
+        SmtpTarget::parse(&format!("smtp://127.0.0.1:{port}"))?,
+        sessions as u32,
+        Duration::from_secs(30),
+    ));
+    let message = lettre::Message::builder()
+        .from("bench@herald.test".parse()?)
+        .to("reader@example.com".parse()?)
+        .subject("floor")
+        .body(
+            "x".repeat(76)
+                .chars()
+                .chain(std::iter::once('\n'))
+                .cycle()
+                .take(size)
+                .collect::<String>(),
+        )?;
+    let bytes = std::sync::Arc::new(message.formatted());
+    let envelope = std::sync::Arc::new(message.envelope().clone());
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for s in 0..sessions {
+        let (pool, bytes, envelope) = (pool.clone(), bytes.clone(), envelope.clone());
+        let count = messages / sessions + usize::from(s < messages % sessions);
+        tasks.spawn(async move {
+            for _ in 0..count {
+                pool.send(&envelope, &bytes).await?;
+            }
+            Ok::<_, crate::mail::SendError>(())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    Ok(messages as f64 / started.elapsed().as_secs_f64())
+}
+
+struct Row {
+    database: &'static str,
+    concurrency: usize,
+    ceiling: f64,
+    herald: f64,
+    rss_mb: f64,
+    size: usize,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn herald_run(
+    exe: &Path,
+    kind: Databases,
+    postgres_url: Option<&str>,
+    dir: &Path,
+    sink_port: u16,
+    subscribers: i64,
+    concurrency: usize,
+    size: usize,
+) -> anyhow::Result<(f64, f64, usize)> {
+    let label = format!(
+        "{}_{concurrency}",
+        if kind == Databases::Sqlite {
+            "sqlite"
+        } else {
+            "pg"
+        }
+    );
+    let url = fresh_database(kind, postgres_url, dir, &label).await?;
+    let store = Store::connect(&url).await?;
+    store.migrate().await?;
+    store
+        .seed_bench_subscribers(subscribers, now_millis())
+        .await?;
+    let mut config = Config {
+        database_url: Some(url.clone()),
+        ..Config::default()
+    };
+    let message_size = digest_of_size(&store, &mut config, size).await?;
+    let CreateOutcome::Created(id) = digest::create(
+        &store,
+        &config,
+        &format!("manual:bench-{label}"),
+        now_millis(),
+    )
+    .await?
+    else {
+        bail!("the benchmark digest was not created");
+    };
+    let batch = std::env::var("BENCH_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or((concurrency * 32).clamp(200, 2000));
+    let child = Command::new(exe)
+        .args(["serve", "--role", "worker"])
+        .env("HERALD_DATABASE_URL", &url)
+        .env("HERALD_DATA_DIR", dir)
+        .env("HERALD_SMTP_URL", format!("smtp://127.0.0.1:{sink_port}"))
+        .env("HERALD_SCHEDULE__ENABLED", "false")
+        .env("HERALD_DELIVERY__CONCURRENCY", concurrency.to_string())
+        .env("HERALD_DELIVERY__BATCH_SIZE", batch.to_string())
+        .env("HERALD_DELIVERY__POLL_INTERVAL_MS", "20")
+        .env("HERALD_FEEDS__TICK_SECS", "3600")
+        .env(
+            "HERALD_LOG",
+            std::env::var("BENCH_WORKER_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting the worker")?;
+    let mut child = WorkerGuard(child);
+    let started = Instant::now();
+    let mut peak = 0;
+    let deadline = started + Duration::from_secs(3600);
+    loop {
+        if let Some(status) = child.0.try_wait()? {
+            bail!("the worker exited early ({status}); run it by hand to see why");
+        }
+        peak = peak.max(peak_rss_kb(child.0.id()).unwrap_or(0));
+        let d = store.digest_by_id(id).await?.context("digest vanished")?;
+        if d.status == "done" {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the digest did not finish within an hour");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    peak = peak.max(peak_rss_kb(child.0.id()).unwrap_or(0));
+    drop(child);
+    let counts = store.digest_counts(id, now_millis()).await?;
+    if counts.sent != subscribers {
+        bail!(
+            "only {} of {subscribers} were sent: {counts:?}",
+            counts.sent
+        );
+    }
+    store.close().await;
+    Ok((
+        subscribers as f64 / elapsed,
+        peak as f64 / 1024.0,
+        message_size,
+    ))
+}
+
+pub async fn send(
+    subscribers: i64,
+    concurrencies: &[usize],
+    which: Databases,
+    postgres_url: Option<&str>,
+    size: usize,
+) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("locating the herald binary")?;
+    let dir = tempdir()?;
+    let sink = Sink::start()?;
+    let mut rows = Vec::new();
+    for &c in concurrencies {
+        let ceiling = ceiling(sink.port, c, subscribers as usize, size)?;
+        let floor = transport_floor(sink.port, c, subscribers as usize, size).await?;
+        println!(
+            "transport c={c:<3} ceiling {ceiling:>7.0} msg/s  herald's SMTP pool alone (pre-built message) {floor:>7.0} msg/s  ratio {:.2}",
+            floor / ceiling
+        );
+    }
+    for kind in kinds(which) {
+        for &c in concurrencies {
+            let ceiling = ceiling(sink.port, c, subscribers as usize, size)?;
+            let (herald, rss_mb, message_size) = herald_run(
+                &exe,
+                kind,
+                postgres_url,
+                &dir,
+                sink.port,
+                subscribers,
+                c,
+                size,
+            )
+            .await?;
+            let row = Row {
+                database: if kind == Databases::Sqlite {
+                    "sqlite"
+                } else {
+                    "postgres"
+                },
+                concurrency: c,
+                ceiling,
+                herald,
+                rss_mb,
+                size: message_size,
+            };
+            println!(
+                "{:<9} c={:<3} ceiling {:>7.0} msg/s  herald {:>7.0} msg/s  ratio {:.2}  peak RSS {:>5.1} MB  message ~{} bytes",
+                row.database, row.concurrency, row.ceiling, row.herald, row.herald / row.ceiling, row.rss_mb, row.size
+            );
+            rows.push(row);
+        }
+    }
+    println!("\n| database | concurrency | smtp-source ceiling (msg/s) | herald (msg/s) | herald/ceiling | worker peak RSS |");
+    println!("|---|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {} | {:.0} | {:.0} | {:.2} | {:.1} MB |",
+            r.database,
+            r.concurrency,
+            r.ceiling,
+            r.herald,
+            r.herald / r.ceiling,
+            r.rss_mb
+        );
+    }
+    println!(
+        "\n{subscribers} subscribers per run, message ~{size} bytes, {} cores",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+pub async fn enqueue(
+    subscribers: i64,
+    which: Databases,
+    postgres_url: Option<&str>,
+) -> anyhow::Result<()> {
+    let dir = tempdir()?;
+    for kind in kinds(which) {
+        let name = if kind == Databases::Sqlite {
+            "sqlite"
+        } else {
+            "postgres"
+        };
+        let url = fresh_database(kind, postgres_url, &dir, "enqueue").await?;
+        let store = Store::connect(&url).await?;
+        store.migrate().await?;
+        let started = Instant::now();
+        store
+            .seed_bench_subscribers(subscribers, now_millis())
+            .await?;
+        let seeded = started.elapsed();
+        let config = Config {
+            database_url: Some(url.clone()),
+            ..Config::default()
+        };
+        crate::articles::add_article(
+            &store,
+            crate::articles::ArticleInput {
+                title: "Benchmark story".into(),
+                url: "https://news.example.com/bench/".into(),
+                html: "<p>Text.</p>".into(),
+                published_at: None,
+                author: None,
+                image_url: None,
+                guid: None,
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let started = Instant::now();
+        let outcome = digest::create(&store, &config, "manual:bench-enqueue", now_millis()).await?;
+        let queued = started.elapsed();
+        let CreateOutcome::Created(id) = outcome else {
+            bail!("digest not created");
+        };
+        let recipients = store
+            .digest_by_id(id)
+            .await?
+            .map(|d| d.recipients)
+            .unwrap_or(0);
+        println!(
+            "{name:<9} seeded {subscribers} subscribers in {:.1} s; queued a digest for {recipients} in {:.2} s",
+            seeded.as_secs_f64(),
+            queued.as_secs_f64()
+        );
+        store.close().await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn tempdir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("herald-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
