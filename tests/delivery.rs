@@ -185,3 +185,45 @@ both_backends!(
     pause_stops_sending_and_resume_continues,
     cancel_leaves_the_rest_unsent_and_says_how_many,
 );
+
+async fn random_temporary_failures_and_chosen_bounces(backend: Backend) {
+    // 10% of RCPTs get 451 at random; addresses with "bounce" get 550.
+    let server = common::faulty_smtp::start(10, "bounce").await;
+    let mut emails: Vec<String> = (0..300).map(|i| format!("reader{i}@example.com")).collect();
+    emails.extend((0..5).map(|i| format!("bounce{i}@example.com")));
+    let refs: Vec<&str> = emails.iter().map(String::as_str).collect();
+    let (app, id) = app_with_digest(backend, SmtpSink::start(&[]), &refs, |c| {
+        c.smtp_url = Some(format!("smtp://127.0.0.1:{}", server.port));
+        c.delivery.retry_base_ms = 20;
+        c.delivery.max_attempts = 30;
+        c.delivery.concurrency = 8;
+    })
+    .await;
+    app.start_worker();
+    let status = app.wait_digest_done(id, Duration::from_secs(60)).await;
+    assert_eq!(status["counts"]["sent"], 300, "{status}");
+    assert_eq!(status["counts"]["failed"], 5, "{status}");
+    for f in status["failures"].as_array().unwrap() {
+        assert!(f["email"].as_str().unwrap().starts_with("bounce"), "{f}");
+        assert!(
+            f["error"].as_str().unwrap().contains("User unknown"),
+            "the server's reply is kept: {f}"
+        );
+    }
+    // Every reader got exactly one copy.
+    let accepted = server.record.accepted.lock().unwrap().clone();
+    assert_eq!(accepted.len(), 300);
+    let unique: std::collections::HashSet<_> = accepted.iter().collect();
+    assert_eq!(unique.len(), 300, "nobody got two copies");
+    // Each attempt was recorded: one per delivery, plus one per 451.
+    let temporary = server
+        .record
+        .temporary_rejections
+        .load(std::sync::atomic::Ordering::Relaxed) as i64;
+    assert!(temporary > 0, "the server did reject some recipients");
+    let attempts = app.store.delivery_attempts(id).await.unwrap();
+    assert_eq!(attempts, 305 + temporary, "attempts recorded for every try");
+    app.shutdown().await;
+}
+
+both_backends!(random_temporary_failures_and_chosen_bounces);

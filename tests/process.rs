@@ -207,6 +207,38 @@ async fn sigterm_releases_or_finishes_in_flight_work_and_exits_zero(backend: Bac
     store.close().await;
 }
 
+async fn two_workers_share_a_digest_without_doubles_or_gaps(backend: Backend) {
+    // Two herald processes on one database (PostgreSQL, or one SQLite
+    // file), each with its own pool of connections to the same relay.
+    const N: usize = 1500;
+    let (db, store, id) = seeded(backend, N).await;
+    let data = tempfile::tempdir().unwrap();
+    let sink = SmtpSink::start(&[]);
+    let mut a = start_worker(&db.url, data.path(), &sink);
+    let mut b = start_worker(&db.url, data.path(), &sink);
+    wait_until(
+        Duration::from_secs(90),
+        "the digest to finish",
+        async || store.digest_by_id(id).await.unwrap().unwrap().status == "done",
+    )
+    .await;
+    for child in [&a, &b] {
+        signal(child, "-TERM");
+    }
+    assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
+    let counts = store.digest_counts(id, now_millis()).await.unwrap();
+    assert_eq!(counts.sent, N as i64, "{counts:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut received: HashMap<String, usize> = HashMap::new();
+    for m in sink.messages() {
+        *received.entry(m.envelope_to).or_default() += 1;
+    }
+    assert_eq!(received.len(), N, "nobody was missed");
+    let doubles: Vec<_> = received.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(doubles.is_empty(), "two copies went to {doubles:?}");
+    store.close().await;
+}
+
 async fn cli_adds_the_seed_article_previews_and_queues_a_digest(backend: Backend) {
     let db = fresh_database(backend).await;
     let data = tempfile::tempdir().unwrap();
@@ -286,6 +318,7 @@ async fn cli_adds_the_seed_article_previews_and_queues_a_digest(backend: Backend
 }
 
 both_backends!(
+    two_workers_share_a_digest_without_doubles_or_gaps,
     sigkill_mid_send_then_restart_finishes_without_resending,
     sigterm_releases_or_finishes_in_flight_work_and_exits_zero,
     cli_adds_the_seed_article_previews_and_queues_a_digest,

@@ -204,3 +204,15 @@ impl Store {
         }
     }
 }
+
+impl Store {
+    /// Sum of attempts over a digest's deliveries (every try is counted).
+    pub async fn delivery_attempts(&self, digest_id: i64) -> Result<i64> {
+        super::with_pool!(self, pool => {
+            Ok(sqlx::query_scalar("SELECT CAST(COALESCE(SUM(attempts), 0) AS BIGINT) FROM deliveries WHERE digest_id = $1")
+                .bind(digest_id)
+                .fetch_one(pool)
+                .await?)
+        })
+    }
+}

@@ -4,6 +4,8 @@
 //! smtp-sink, and drives it over HTTP like a browser or mail client would.
 #![allow(dead_code)]
 
+pub mod faulty_smtp;
+
 use herald::config::Config;
 use herald::startup::{Application, Role};
 use herald::store::Store;

@@ -1,0 +1,111 @@
+//! A small SMTP server for faults smtp-sink cannot express: a random share
+//! of temporary (451) rejections at RCPT, and permanent (550) rejections for
+//! chosen addresses. It records every message it accepted.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+#[derive(Default)]
+pub struct Record {
+    /// Envelope recipient of every accepted message, in order.
+    pub accepted: Mutex<Vec<String>>,
+    pub temporary_rejections: AtomicU64,
+    pub permanent_rejections: AtomicU64,
+}
+
+pub struct FaultySmtp {
+    pub port: u16,
+    pub record: Arc<Record>,
+}
+
+/// `temp_failure_percent` of RCPTs get 451; any address containing
+/// `reject_marker` gets 550.
+pub async fn start(temp_failure_percent: u32, reject_marker: &'static str) -> FaultySmtp {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let record = Arc::new(Record::default());
+    let shared = record.clone();
+    tokio::spawn(async move {
+        let seed = AtomicU64::new(0x2545_f491_4f6c_dd1d);
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let record = shared.clone();
+            let mut state = seed.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut lines = BufReader::new(read);
+                let _ = write.write_all(b"220 faulty.test ESMTP\r\n").await;
+                let mut rcpt: Option<String> = None;
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let upper = line.to_ascii_uppercase();
+                    let reply: String = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+                        "250-faulty.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n".into()
+                    } else if upper.starts_with("MAIL") {
+                        rcpt = None;
+                        "250 2.1.0 Ok\r\n".into()
+                    } else if upper.starts_with("RCPT") {
+                        let addr = line
+                            .split('<')
+                            .nth(1)
+                            .and_then(|s| s.split('>').next())
+                            .unwrap_or("")
+                            .to_string();
+                        // xorshift: a different draw for every RCPT.
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        if addr.contains(reject_marker) {
+                            record.permanent_rejections.fetch_add(1, Ordering::Relaxed);
+                            format!(
+                                "550 5.1.1 <{addr}>: Recipient address rejected: User unknown\r\n"
+                            )
+                        } else if (state % 100) < u64::from(temp_failure_percent) {
+                            record.temporary_rejections.fetch_add(1, Ordering::Relaxed);
+                            "451 4.7.1 Try again later\r\n".into()
+                        } else {
+                            rcpt = Some(addr);
+                            "250 2.1.5 Ok\r\n".into()
+                        }
+                    } else if upper.starts_with("DATA") {
+                        let _ = write
+                            .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                            .await;
+                        loop {
+                            line.clear();
+                            if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if line == ".\r\n" {
+                                break;
+                            }
+                        }
+                        if let Some(addr) = rcpt.take() {
+                            if let Ok(mut accepted) = record.accepted.lock() {
+                                accepted.push(addr);
+                            }
+                        }
+                        "250 2.0.0 Ok: queued\r\n".into()
+                    } else if upper.starts_with("QUIT") {
+                        let _ = write.write_all(b"221 2.0.0 Bye\r\n").await;
+                        return;
+                    } else {
+                        "250 2.0.0 Ok\r\n".into()
+                    };
+                    if write.write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    FaultySmtp { port, record }
+}
