@@ -194,7 +194,14 @@ impl Application {
             );
             tasks.abort_all();
         }
-        state.store.close().await;
+        // A task aborted at the deadline may never hand its connection back;
+        // closing the pool must not wait for it forever.
+        if tokio::time::timeout(Duration::from_secs(5), state.store.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("database connections did not close in time; exiting anyway");
+        }
         web_result
     }
 }

@@ -10,11 +10,11 @@
 //! Killed at any moment, a worker loses nothing: unrecorded rows go back to
 //! the queue when their lease runs out. Only messages the server accepted
 //! but that were not yet recorded can go out twice; there are at most
-//! `concurrency + batch_size` of those (in flight plus the recorder's buffer).
+//! `2 × concurrency + batch_size` of those: in flight or waiting to hand
+//! over their outcome, in the outcome queue, and in the recorder's batch.
 
 use super::retry_delay_ms;
 use crate::config::Config;
-use crate::digest::render::UNSUBSCRIBE_PLACEHOLDER;
 use crate::domain::time::now_millis;
 use crate::domain::token::LinkSigner;
 use crate::mail::{self, DigestBodies, DigestCopy, Mailer, SendError};
@@ -102,7 +102,7 @@ impl Worker {
         let concurrency = ctx.config.delivery.concurrency.max(1) as usize;
         tracing::info!(owner = %ctx.owner, transport = %ctx.mailer.describe(), concurrency, batch, "delivery worker started");
         let (job_tx, job_rx) = mpsc::channel::<Job>(batch * 2);
-        let (outcome_tx, outcome_rx) = mpsc::channel::<Outcome>(batch * 2);
+        let (outcome_tx, outcome_rx) = mpsc::channel::<Outcome>(concurrency);
         let recorder = tokio::spawn(record_loop(ctx.clone(), outcome_rx, batch));
         let sender = tokio::spawn(send_loop(
             ctx.clone(),
@@ -215,7 +215,7 @@ async fn prepared_digest(
     } = row;
     let prepared = Arc::new(PreparedDigest {
         subject,
-        bodies: DigestBodies::prepare(&body_html, &body_text, UNSUBSCRIBE_PLACEHOLDER),
+        bodies: DigestBodies::prepare(&body_html, &body_text),
     });
     cache.insert(id, prepared.clone());
     Ok(Some(prepared))
@@ -250,7 +250,8 @@ async fn send_loop(
                     },
                 }
             };
-            drop(slot);
+            // The slot is held until the recorder has the outcome, so sent
+            // but unrecorded messages never exceed the bound above.
             if outcomes
                 .send((d.digest_id, d.subscriber_id, outcome))
                 .await
@@ -258,6 +259,7 @@ async fn send_loop(
             {
                 tracing::error!("the recorder stopped; an outcome is left to lease expiry");
             }
+            drop(slot);
         });
         while tasks.try_join_next().is_some() {}
     }

@@ -43,7 +43,6 @@ pub fn confirmation_message(
 pub struct DigestBodies {
     html: String,
     text: String,
-    placeholder: &'static str,
     is_eight_bit_safe: bool,
 }
 
@@ -58,7 +57,8 @@ fn crlf(s: &str) -> String {
 }
 
 impl DigestBodies {
-    pub fn prepare(html: &str, text: &str, placeholder: &'static str) -> Self {
+    /// `html` and `text` carry `digest::render::UNSUBSCRIBE_PLACEHOLDER`.
+    pub fn prepare(html: &str, text: &str) -> Self {
         let html = crlf(html);
         let text = crlf(text);
         let is_eight_bit_safe = [&html, &text].iter().all(|b| {
@@ -67,16 +67,14 @@ impl DigestBodies {
         Self {
             html,
             text,
-            placeholder,
             is_eight_bit_safe,
         }
     }
 
     /// The two bodies for one subscriber. The URL is HTML-escaped in the HTML part.
     pub fn personalise(&self, unsubscribe_url: &str) -> (Body, Body) {
-        let escaped = html_escape::encode_double_quoted_attribute(unsubscribe_url);
-        let html = self.html.replace(self.placeholder, &escaped);
-        let text = self.text.replace(self.placeholder, unsubscribe_url);
+        let (html, text) =
+            crate::digest::render::personalise(&self.html, &self.text, unsubscribe_url);
         if self.is_eight_bit_safe && unsubscribe_url.len() < 250 {
             (
                 Body::dangerous_pre_encoded(html.into_bytes(), ContentTransferEncoding::EightBit),
