@@ -1,4 +1,4 @@
-use super::{with_pool, write_tx, Result, Store};
+use super::{in_write_tx, with_pool, Result, Store};
 use crate::domain::time::Millis;
 
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
@@ -45,71 +45,59 @@ impl Store {
     /// same source (an edited article is updated, never duplicated).
     /// Returns the id and whether it was new.
     pub async fn upsert_article(&self, a: &NewArticle, now: Millis) -> Result<(i64, bool)> {
-        macro_rules! body {
-            ($tx:ident) => {{
-                let existing: Option<i64> = sqlx::query_scalar(
-                    "SELECT id FROM articles WHERE COALESCE(feed_id, 0) = COALESCE($1, 0) AND guid = $2",
-                )
-                .bind(a.feed_id)
-                .bind(&a.guid)
-                .fetch_optional(&mut *$tx)
-                .await?;
-                let result = match existing {
-                    Some(id) => {
-                        sqlx::query(
-                            "UPDATE articles SET url = $2, title = $3, summary = $4, html = $5, image_url = $6,
-                             author = $7, published_at = $8, updated_at = $9, categories = $10 WHERE id = $1",
-                        )
-                        .bind(id)
-                        .bind(&a.url)
-                        .bind(&a.title)
-                        .bind(&a.summary)
-                        .bind(&a.html)
-                        .bind(&a.image_url)
-                        .bind(&a.author)
-                        .bind(a.published_at)
-                        .bind(now)
-                        .bind(&a.categories)
-                        .execute(&mut *$tx)
-                        .await?;
-                        (id, false)
-                    }
-                    None => {
-                        let id: i64 = sqlx::query_scalar(
-                            "INSERT INTO articles (feed_id, guid, url, title, summary, html, image_url, author, published_at, created_at, updated_at, categories, held_back)
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12) RETURNING id",
-                        )
-                        .bind(a.feed_id)
-                        .bind(&a.guid)
-                        .bind(&a.url)
-                        .bind(&a.title)
-                        .bind(&a.summary)
-                        .bind(&a.html)
-                        .bind(&a.image_url)
-                        .bind(&a.author)
-                        .bind(a.published_at)
-                        .bind(now)
-                        .bind(&a.categories)
-                        .bind(i64::from(a.held_back))
-                        .fetch_one(&mut *$tx)
-                        .await?;
-                        (id, true)
-                    }
-                };
-                $tx.commit().await?;
-                Ok(result)
-            }};
-        }
-        match self {
-            Store::Sqlite(pool) => {
-                let mut tx = write_tx!(sqlite pool);
-                body!(tx)
-            }
-            Store::Postgres(pool) => {
-                let mut tx = write_tx!(postgres pool);
-                body!(tx)
-            }
-        }
+        in_write_tx!(self, tx => {
+            let existing: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM articles WHERE COALESCE(feed_id, 0) = COALESCE($1, 0) AND guid = $2",
+            )
+            .bind(a.feed_id)
+            .bind(&a.guid)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let result = match existing {
+                Some(id) => {
+                    sqlx::query(
+                        "UPDATE articles SET url = $2, title = $3, summary = $4, html = $5, image_url = $6,
+                         author = $7, published_at = $8, updated_at = $9, categories = $10 WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind(&a.url)
+                    .bind(&a.title)
+                    .bind(&a.summary)
+                    .bind(&a.html)
+                    .bind(&a.image_url)
+                    .bind(&a.author)
+                    .bind(a.published_at)
+                    .bind(now)
+                    .bind(&a.categories)
+                    .execute(&mut *tx)
+                    .await?;
+                    (id, false)
+                }
+                None => {
+                    let id: i64 = sqlx::query_scalar(
+                        "INSERT INTO articles (feed_id, guid, url, title, summary, html, image_url, author, published_at, created_at, updated_at, categories, held_back)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12) RETURNING id",
+                    )
+                    .bind(a.feed_id)
+                    .bind(&a.guid)
+                    .bind(&a.url)
+                    .bind(&a.title)
+                    .bind(&a.summary)
+                    .bind(&a.html)
+                    .bind(&a.image_url)
+                    .bind(&a.author)
+                    .bind(a.published_at)
+                    .bind(now)
+                    .bind(&a.categories)
+                    .bind(i64::from(a.held_back))
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    (id, true)
+                }
+            };
+            tx.commit().await?;
+            Ok(result)
+        })
     }
 
     pub async fn list_articles(&self, limit: i64) -> Result<Vec<ArticleRow>> {

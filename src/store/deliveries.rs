@@ -1,4 +1,4 @@
-use super::{write_tx, Result, Store};
+use super::{in_write_tx, Result, Store};
 use crate::domain::time::Millis;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -55,39 +55,27 @@ impl Store {
                  (SELECT s.email FROM subscribers s WHERE s.id = deliveries.subscriber_id) AS email,
                  (SELECT s.name FROM subscribers s WHERE s.id = deliveries.subscriber_id) AS name"
         );
-        macro_rules! body {
-            ($tx:ident) => {{
-                let claimed: Vec<ClaimedDelivery> = sqlx::query_as(&sql)
-                    .bind(owner)
-                    .bind(lease_until)
-                    .bind(now)
-                    .bind(limit)
-                    .fetch_all(&mut *$tx)
-                    .await?;
-                if !claimed.is_empty() {
-                    let mut digest_ids: Vec<i64> = claimed.iter().map(|c| c.digest_id).collect();
-                    digest_ids.dedup();
-                    for id in digest_ids {
-                        sqlx::query("UPDATE digests SET status = 'sending' WHERE id = $1 AND status = 'queued'")
-                            .bind(id)
-                            .execute(&mut *$tx)
-                            .await?;
-                    }
+        in_write_tx!(self, tx => {
+            let claimed: Vec<ClaimedDelivery> = sqlx::query_as(&sql)
+                .bind(owner)
+                .bind(lease_until)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await?;
+            if !claimed.is_empty() {
+                let mut digest_ids: Vec<i64> = claimed.iter().map(|c| c.digest_id).collect();
+                digest_ids.dedup();
+                for id in digest_ids {
+                    sqlx::query("UPDATE digests SET status = 'sending' WHERE id = $1 AND status = 'queued'")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
                 }
-                $tx.commit().await?;
-                Ok(claimed)
-            }};
-        }
-        match self {
-            Store::Sqlite(pool) => {
-                let mut tx = write_tx!(sqlite pool);
-                body!(tx)
             }
-            Store::Postgres(pool) => {
-                let mut tx = write_tx!(postgres pool);
-                body!(tx)
-            }
-        }
+            tx.commit().await?;
+            Ok(claimed)
+        })
     }
 
     /// Records a batch of outcomes in one transaction. Only rows this
@@ -134,74 +122,62 @@ impl Store {
                    AND deliveries.lease_owner = $3 AND (deliveries.status || '') = 'sending'"
             }
         };
-        macro_rules! body {
-            ($tx:ident) => {{
-                if sent_json != "[]" {
-                    sqlx::query(sent_sql)
-                        .bind(now)
-                        .bind(&sent_json)
-                        .bind(owner)
-                        .execute(&mut *$tx)
+        in_write_tx!(self, tx => {
+            if sent_json != "[]" {
+                sqlx::query(sent_sql)
+                    .bind(now)
+                    .bind(&sent_json)
+                    .bind(owner)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for (digest_id, subscriber_id, outcome) in outcomes {
+                let q = match outcome {
+                    DeliveryOutcome::Sent { .. } => continue,
+                    DeliveryOutcome::Retry { error, next_attempt_at } => sqlx::query(
+                        "UPDATE deliveries SET status = 'queued', next_attempt_at = $4, last_error = $5,
+                         lease_owner = NULL, lease_until = NULL
+                         WHERE digest_id = $1 AND subscriber_id = $2 AND lease_owner = $3 AND status = 'sending'",
+                    )
+                    .bind(digest_id)
+                    .bind(subscriber_id)
+                    .bind(owner)
+                    .bind(next_attempt_at)
+                    .bind(error),
+                    DeliveryOutcome::Failed { error, .. } => sqlx::query(
+                        "UPDATE deliveries SET status = 'failed', last_error = $4, lease_owner = NULL, lease_until = NULL
+                         WHERE digest_id = $1 AND subscriber_id = $2 AND lease_owner = $3 AND status = 'sending'",
+                    )
+                    .bind(digest_id)
+                    .bind(subscriber_id)
+                    .bind(owner)
+                    .bind(error),
+                    DeliveryOutcome::Released => sqlx::query(
+                        "UPDATE deliveries SET status = 'queued', attempts = attempts - 1, lease_owner = NULL, lease_until = NULL
+                         WHERE digest_id = $1 AND subscriber_id = $2 AND lease_owner = $3 AND status = 'sending'",
+                    )
+                    .bind(digest_id)
+                    .bind(subscriber_id)
+                    .bind(owner),
+                };
+                let written = q.execute(&mut *tx).await?.rows_affected();
+                if written > 0 {
+                    if let DeliveryOutcome::Failed { is_permanent: true, .. } = outcome {
+                        sqlx::query(
+                            "UPDATE subscribers SET hard_bounces = hard_bounces + 1,
+                             status = CASE WHEN hard_bounces + 1 >= $2 AND status = 'confirmed' THEN 'bounced' ELSE status END
+                             WHERE id = $1",
+                        )
+                        .bind(subscriber_id)
+                        .bind(bounce_threshold)
+                        .execute(&mut *tx)
                         .await?;
-                }
-                for (digest_id, subscriber_id, outcome) in outcomes {
-                    let q = match outcome {
-                        DeliveryOutcome::Sent { .. } => continue,
-                        DeliveryOutcome::Retry { error, next_attempt_at } => sqlx::query(
-                            "UPDATE deliveries SET status = 'queued', next_attempt_at = $4, last_error = $5,
-                             lease_owner = NULL, lease_until = NULL
-                             WHERE digest_id = $1 AND subscriber_id = $2 AND lease_owner = $3 AND status = 'sending'",
-                        )
-                        .bind(digest_id)
-                        .bind(subscriber_id)
-                        .bind(owner)
-                        .bind(next_attempt_at)
-                        .bind(error),
-                        DeliveryOutcome::Failed { error, .. } => sqlx::query(
-                            "UPDATE deliveries SET status = 'failed', last_error = $4, lease_owner = NULL, lease_until = NULL
-                             WHERE digest_id = $1 AND subscriber_id = $2 AND lease_owner = $3 AND status = 'sending'",
-                        )
-                        .bind(digest_id)
-                        .bind(subscriber_id)
-                        .bind(owner)
-                        .bind(error),
-                        DeliveryOutcome::Released => sqlx::query(
-                            "UPDATE deliveries SET status = 'queued', attempts = attempts - 1, lease_owner = NULL, lease_until = NULL
-                             WHERE digest_id = $1 AND subscriber_id = $2 AND lease_owner = $3 AND status = 'sending'",
-                        )
-                        .bind(digest_id)
-                        .bind(subscriber_id)
-                        .bind(owner),
-                    };
-                    let written = q.execute(&mut *$tx).await?.rows_affected();
-                    if written > 0 {
-                        if let DeliveryOutcome::Failed { is_permanent: true, .. } = outcome {
-                            sqlx::query(
-                                "UPDATE subscribers SET hard_bounces = hard_bounces + 1,
-                                 status = CASE WHEN hard_bounces + 1 >= $2 AND status = 'confirmed' THEN 'bounced' ELSE status END
-                                 WHERE id = $1",
-                            )
-                            .bind(subscriber_id)
-                            .bind(bounce_threshold)
-                            .execute(&mut *$tx)
-                            .await?;
-                        }
                     }
                 }
-                $tx.commit().await?;
-                Ok(())
-            }};
-        }
-        match self {
-            Store::Sqlite(pool) => {
-                let mut tx = write_tx!(sqlite pool);
-                body!(tx)
             }
-            Store::Postgres(pool) => {
-                let mut tx = write_tx!(postgres pool);
-                body!(tx)
-            }
-        }
+            tx.commit().await?;
+            Ok(())
+        })
     }
 }
 

@@ -1,4 +1,4 @@
-use super::{with_pool, write_tx, Result, Store};
+use super::{in_write_tx, with_pool, Error, Result, Store};
 use crate::domain::time::Millis;
 
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
@@ -58,71 +58,59 @@ impl Store {
     /// the UNIQUE(slot) constraint is the guard, so two herald processes
     /// racing for the same slot create one digest between them.
     pub async fn create_digest(&self, d: &NewDigest, now: Millis) -> Result<DigestCreated> {
-        macro_rules! body {
-            ($tx:ident) => {{
-                let id: Option<i64> = sqlx::query_scalar(
-                    "INSERT INTO digests (slot, window_start, window_end, subject, body_html, body_text, status, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7) ON CONFLICT (slot) DO NOTHING RETURNING id",
-                )
-                .bind(&d.slot)
-                .bind(d.window_start)
-                .bind(d.window_end)
-                .bind(&d.subject)
-                .bind(&d.body_html)
-                .bind(&d.body_text)
-                .bind(now)
-                .fetch_optional(&mut *$tx)
-                .await?;
-                let Some(id) = id else {
-                    let existing: i64 = sqlx::query_scalar("SELECT id FROM digests WHERE slot = $1")
-                        .bind(&d.slot)
-                        .fetch_one(&mut *$tx)
-                        .await?;
-                    $tx.rollback().await?;
-                    return Ok(DigestCreated::AlreadyExists(existing));
-                };
-                for (position, article_id) in d.article_ids.iter().enumerate() {
-                    sqlx::query("INSERT INTO digest_articles (digest_id, article_id, position) VALUES ($1, $2, $3)")
-                        .bind(id)
-                        .bind(article_id)
-                        .bind(position as i64)
-                        .execute(&mut *$tx)
-                        .await?;
-                }
-                let recipients = sqlx::query(
-                    "INSERT INTO deliveries (digest_id, subscriber_id, status, attempts, next_attempt_at)
-                     SELECT $1, id, 'queued', 0, $2 FROM subscribers WHERE status = 'confirmed'",
-                )
-                .bind(id)
-                .bind(now)
-                .execute(&mut *$tx)
-                .await?
-                .rows_affected();
-                sqlx::query("UPDATE digests SET recipients = $2 WHERE id = $1")
-                    .bind(id)
-                    .bind(recipients as i64)
-                    .execute(&mut *$tx)
+        let created: DigestCreated = in_write_tx!(self, tx => {
+            let id: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO digests (slot, window_start, window_end, subject, body_html, body_text, status, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7) ON CONFLICT (slot) DO NOTHING RETURNING id",
+            )
+            .bind(&d.slot)
+            .bind(d.window_start)
+            .bind(d.window_end)
+            .bind(&d.subject)
+            .bind(&d.body_html)
+            .bind(&d.body_text)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(id) = id else {
+                let existing: i64 = sqlx::query_scalar("SELECT id FROM digests WHERE slot = $1")
+                    .bind(&d.slot)
+                    .fetch_one(&mut *tx)
                     .await?;
-                $tx.commit().await?;
-                Ok(DigestCreated::Created(id))
-            }};
-        }
-        match self {
-            Store::Sqlite(pool) => {
-                let mut tx = write_tx!(sqlite pool);
-                body!(tx)
+                tx.rollback().await?;
+                return Ok(DigestCreated::AlreadyExists(existing));
+            };
+            for (position, article_id) in d.article_ids.iter().enumerate() {
+                sqlx::query("INSERT INTO digest_articles (digest_id, article_id, position) VALUES ($1, $2, $3)")
+                    .bind(id)
+                    .bind(article_id)
+                    .bind(position as i64)
+                    .execute(&mut *tx)
+                    .await?;
             }
-            Store::Postgres(pool) => {
-                let mut tx = write_tx!(postgres pool);
-                let created: Result<DigestCreated> = body!(tx);
-                if let Ok(DigestCreated::Created(_)) = created {
-                    // The table just grew by a whole list: fresh statistics keep
-                    // the planner on the primary key while the digest is sent.
-                    sqlx::query("ANALYZE deliveries").execute(pool).await?;
-                }
-                created
-            }
+            let recipients = sqlx::query(
+                "INSERT INTO deliveries (digest_id, subscriber_id, status, attempts, next_attempt_at)
+                 SELECT $1, id, 'queued', 0, $2 FROM subscribers WHERE status = 'confirmed'",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            sqlx::query("UPDATE digests SET recipients = $2 WHERE id = $1")
+                .bind(id)
+                .bind(recipients as i64)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok::<_, Error>(DigestCreated::Created(id))
+        })?;
+        if let (Store::Postgres(pool), DigestCreated::Created(_)) = (self, created) {
+            // The table just grew by a whole list: fresh statistics keep
+            // the planner on the primary key while the digest is sent.
+            sqlx::query("ANALYZE deliveries").execute(pool).await?;
         }
+        Ok(created)
     }
 
     pub async fn digest_by_id(&self, id: i64) -> Result<Option<DigestRow>> {
@@ -231,43 +219,31 @@ impl Store {
     /// Cancels a digest: deliveries not yet sent are skipped. Returns how
     /// many were left unsent, or None if the digest could not be cancelled.
     pub async fn cancel_digest(&self, id: i64, now: Millis) -> Result<Option<u64>> {
-        macro_rules! body {
-            ($tx:ident) => {{
-                let changed = sqlx::query(
-                    "UPDATE digests SET status = 'cancelled', finished_at = $2
-                     WHERE id = $1 AND status IN ('queued', 'sending', 'paused')",
-                )
-                .bind(id)
-                .bind(now)
-                .execute(&mut *$tx)
-                .await?
-                .rows_affected();
-                if changed == 0 {
-                    $tx.rollback().await?;
-                    return Ok(None);
-                }
-                let skipped = sqlx::query(
-                    "UPDATE deliveries SET status = 'skipped', last_error = 'digest cancelled'
-                     WHERE digest_id = $1 AND status = 'queued'",
-                )
-                .bind(id)
-                .execute(&mut *$tx)
-                .await?
-                .rows_affected();
-                $tx.commit().await?;
-                Ok(Some(skipped))
-            }};
-        }
-        match self {
-            Store::Sqlite(pool) => {
-                let mut tx = write_tx!(sqlite pool);
-                body!(tx)
+        in_write_tx!(self, tx => {
+            let changed = sqlx::query(
+                "UPDATE digests SET status = 'cancelled', finished_at = $2
+                 WHERE id = $1 AND status IN ('queued', 'sending', 'paused')",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed == 0 {
+                tx.rollback().await?;
+                return Ok(None);
             }
-            Store::Postgres(pool) => {
-                let mut tx = write_tx!(postgres pool);
-                body!(tx)
-            }
-        }
+            let skipped = sqlx::query(
+                "UPDATE deliveries SET status = 'skipped', last_error = 'digest cancelled'
+                 WHERE digest_id = $1 AND status = 'queued'",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            Ok(Some(skipped))
+        })
     }
 
     /// Marks digests done once nothing is left queued or in flight.

@@ -61,18 +61,25 @@ macro_rules! with_pool {
 }
 pub(crate) use with_pool;
 
-/// Opens a write transaction. On SQLite it is `BEGIN IMMEDIATE`: a deferred
-/// transaction that reads and then writes fails with "database is locked" if
-/// another connection committed in between, and busy_timeout does not help.
-macro_rules! write_tx {
-    (sqlite $pool:expr) => {
-        $pool.begin_with("BEGIN IMMEDIATE").await?
-    };
-    (postgres $pool:expr) => {
-        $pool.begin().await?
+/// Runs `body` in a write transaction named `tx`, once per backend; the body
+/// commits. On SQLite it is `BEGIN IMMEDIATE`: a deferred transaction that
+/// reads and then writes fails with "database is locked" if another
+/// connection committed in between, and busy_timeout does not help.
+macro_rules! in_write_tx {
+    ($store:expr, $tx:ident => $body:expr) => {
+        match $store {
+            $crate::store::Store::Sqlite(pool) => {
+                let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                $body
+            }
+            $crate::store::Store::Postgres(pool) => {
+                let mut $tx = pool.begin().await?;
+                $body
+            }
+        }
     };
 }
-pub(crate) use write_tx;
+pub(crate) use in_write_tx;
 
 impl Store {
     pub async fn connect(url: &str) -> Result<Self> {

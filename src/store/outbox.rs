@@ -1,4 +1,4 @@
-use super::{with_pool, write_tx, Result, Store};
+use super::{in_write_tx, with_pool, Result, Store};
 use crate::domain::time::Millis;
 
 /// A transactional message (confirmation) waiting to be sent.
@@ -45,28 +45,16 @@ impl Store {
                           ORDER BY id LIMIT $3{lock})
              RETURNING id, kind, recipient, subject, body_html, body_text, attempts"
         );
-        macro_rules! body {
-            ($tx:ident) => {{
-                let claimed = sqlx::query_as(&sql)
-                    .bind(lease_until)
-                    .bind(now)
-                    .bind(limit)
-                    .fetch_all(&mut *$tx)
-                    .await?;
-                $tx.commit().await?;
-                Ok(claimed)
-            }};
-        }
-        match self {
-            Store::Sqlite(pool) => {
-                let mut tx = write_tx!(sqlite pool);
-                body!(tx)
-            }
-            Store::Postgres(pool) => {
-                let mut tx = write_tx!(postgres pool);
-                body!(tx)
-            }
-        }
+        in_write_tx!(self, tx => {
+            let claimed = sqlx::query_as(&sql)
+                .bind(lease_until)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(claimed)
+        })
     }
 
     /// Records what happened to an outbox message. A sent message's body is

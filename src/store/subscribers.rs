@@ -1,4 +1,4 @@
-use super::{with_pool, write_tx, Result, Store};
+use super::{in_write_tx, with_pool, Result, Store};
 use crate::domain::time::Millis;
 use crate::domain::{SubscriberEmail, SubscriberName};
 
@@ -87,103 +87,91 @@ impl Store {
             "SELECT id, status, last_confirmation_sent_at FROM subscribers WHERE email = $1{lock}"
         );
         let name = req.name.map(|n| n.as_str());
-        macro_rules! body {
-            ($tx:ident) => {{
-                let inserted: Option<i64> = sqlx::query_scalar(
-                    "INSERT INTO subscribers (email, name, status, source, created_at, consent_ip, consent_user_agent, consent_at)
-                     VALUES ($1, $2, 'pending', $3, $4, $5, $6, $4)
-                     ON CONFLICT (email) DO NOTHING RETURNING id",
-                )
-                .bind(req.email.as_str())
-                .bind(name)
-                .bind(req.source)
-                .bind(req.now)
-                .bind(req.consent_ip)
-                .bind(req.consent_user_agent)
-                .fetch_optional(&mut *$tx)
-                .await?;
-                let (id, outcome) = match inserted {
-                    Some(id) => (id, SignupOutcome::Created),
-                    None => {
-                        let (id, status, last_sent): (i64, String, Option<Millis>) =
-                            sqlx::query_as(&select)
-                                .bind(req.email.as_str())
-                                .fetch_one(&mut *$tx)
-                                .await?;
-                        let outcome = match status.as_str() {
-                            "confirmed" => SignupOutcome::AlreadyConfirmed,
-                            "pending" => match last_sent {
-                                Some(at) if req.now - at < req.resend_interval_ms => {
-                                    SignupOutcome::RateLimited
-                                }
-                                _ => SignupOutcome::Resent,
-                            },
-                            _ => SignupOutcome::Resubscribed,
-                        };
-                        if outcome == SignupOutcome::Resubscribed {
-                            sqlx::query(
-                                "UPDATE subscribers SET status = 'pending', name = COALESCE($2, name),
-                                 consent_ip = $3, consent_user_agent = $4, consent_at = $5, source = $6
-                                 WHERE id = $1",
-                            )
-                            .bind(id)
-                            .bind(name)
-                            .bind(req.consent_ip)
-                            .bind(req.consent_user_agent)
-                            .bind(req.now)
-                            .bind(req.source)
-                            .execute(&mut *$tx)
+        in_write_tx!(self, tx => {
+            let inserted: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO subscribers (email, name, status, source, created_at, consent_ip, consent_user_agent, consent_at)
+                 VALUES ($1, $2, 'pending', $3, $4, $5, $6, $4)
+                 ON CONFLICT (email) DO NOTHING RETURNING id",
+            )
+            .bind(req.email.as_str())
+            .bind(name)
+            .bind(req.source)
+            .bind(req.now)
+            .bind(req.consent_ip)
+            .bind(req.consent_user_agent)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let (id, outcome) = match inserted {
+                Some(id) => (id, SignupOutcome::Created),
+                None => {
+                    let (id, status, last_sent): (i64, String, Option<Millis>) =
+                        sqlx::query_as(&select)
+                            .bind(req.email.as_str())
+                            .fetch_one(&mut *tx)
                             .await?;
-                        }
-                        (id, outcome)
-                    }
-                };
-                if matches!(
-                    outcome,
-                    SignupOutcome::Created | SignupOutcome::Resent | SignupOutcome::Resubscribed
-                ) {
-                    sqlx::query(
-                        "INSERT INTO confirmation_tokens (token_hash, subscriber_id, created_at, expires_at)
-                         VALUES ($1, $2, $3, $4)",
-                    )
-                    .bind(&confirmation.token_hash)
-                    .bind(id)
-                    .bind(req.now)
-                    .bind(confirmation.expires_at)
-                    .execute(&mut *$tx)
-                    .await?;
-                    sqlx::query(
-                        "INSERT INTO outbox (kind, subscriber_id, recipient, subject, body_html, body_text, status, next_attempt_at, created_at)
-                         VALUES ('confirmation', $1, $2, $3, $4, $5, 'queued', $6, $6)",
-                    )
-                    .bind(id)
-                    .bind(req.email.as_str())
-                    .bind(&confirmation.subject)
-                    .bind(&confirmation.body_html)
-                    .bind(&confirmation.body_text)
-                    .bind(req.now)
-                    .execute(&mut *$tx)
-                    .await?;
-                    sqlx::query("UPDATE subscribers SET last_confirmation_sent_at = $2 WHERE id = $1")
+                    let outcome = match status.as_str() {
+                        "confirmed" => SignupOutcome::AlreadyConfirmed,
+                        "pending" => match last_sent {
+                            Some(at) if req.now - at < req.resend_interval_ms => {
+                                SignupOutcome::RateLimited
+                            }
+                            _ => SignupOutcome::Resent,
+                        },
+                        _ => SignupOutcome::Resubscribed,
+                    };
+                    if outcome == SignupOutcome::Resubscribed {
+                        sqlx::query(
+                            "UPDATE subscribers SET status = 'pending', name = COALESCE($2, name),
+                             consent_ip = $3, consent_user_agent = $4, consent_at = $5, source = $6
+                             WHERE id = $1",
+                        )
                         .bind(id)
+                        .bind(name)
+                        .bind(req.consent_ip)
+                        .bind(req.consent_user_agent)
                         .bind(req.now)
-                        .execute(&mut *$tx)
+                        .bind(req.source)
+                        .execute(&mut *tx)
                         .await?;
+                    }
+                    (id, outcome)
                 }
-                $tx.commit().await?;
-                Ok(outcome)
-            }};
-        }
-        match self {
-            Store::Sqlite(pool) => {
-                let mut tx = write_tx!(sqlite pool);
-                body!(tx)
+            };
+            if matches!(
+                outcome,
+                SignupOutcome::Created | SignupOutcome::Resent | SignupOutcome::Resubscribed
+            ) {
+                sqlx::query(
+                    "INSERT INTO confirmation_tokens (token_hash, subscriber_id, created_at, expires_at)
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(&confirmation.token_hash)
+                .bind(id)
+                .bind(req.now)
+                .bind(confirmation.expires_at)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO outbox (kind, subscriber_id, recipient, subject, body_html, body_text, status, next_attempt_at, created_at)
+                     VALUES ('confirmation', $1, $2, $3, $4, $5, 'queued', $6, $6)",
+                )
+                .bind(id)
+                .bind(req.email.as_str())
+                .bind(&confirmation.subject)
+                .bind(&confirmation.body_html)
+                .bind(&confirmation.body_text)
+                .bind(req.now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("UPDATE subscribers SET last_confirmation_sent_at = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(req.now)
+                    .execute(&mut *tx)
+                    .await?;
             }
-            Store::Postgres(pool) => {
-                let mut tx = write_tx!(postgres pool);
-                body!(tx)
-            }
-        }
+            tx.commit().await?;
+            Ok(outcome)
+        })
     }
 
     /// What a confirmation link points at, without using it up (the GET).
@@ -214,58 +202,46 @@ impl Store {
 
     /// Uses the token up and confirms its subscriber (the POST).
     pub async fn confirm(&self, token_hash: &str, now: Millis) -> Result<ConfirmOutcome> {
-        macro_rules! body {
-            ($tx:ident) => {{
-                let row: Option<(i64, Option<Millis>, Millis, String)> = sqlx::query_as(
-                    "SELECT t.subscriber_id, t.used_at, t.expires_at, s.status FROM confirmation_tokens t
-                     JOIN subscribers s ON s.id = t.subscriber_id WHERE t.token_hash = $1",
-                )
-                .bind(token_hash)
-                .fetch_optional(&mut *$tx)
-                .await?;
-                let outcome = match row {
-                    None => ConfirmOutcome::Unknown,
-                    Some((_, Some(_), _, _)) => ConfirmOutcome::AlreadyConfirmed,
-                    Some((_, None, _, status)) if status == "confirmed" => ConfirmOutcome::AlreadyConfirmed,
-                    Some((_, None, expires_at, _)) if expires_at <= now => ConfirmOutcome::Expired,
-                    Some((subscriber_id, None, _, _)) => {
-                        let used = sqlx::query(
-                            "UPDATE confirmation_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL",
+        in_write_tx!(self, tx => {
+            let row: Option<(i64, Option<Millis>, Millis, String)> = sqlx::query_as(
+                "SELECT t.subscriber_id, t.used_at, t.expires_at, s.status FROM confirmation_tokens t
+                 JOIN subscribers s ON s.id = t.subscriber_id WHERE t.token_hash = $1",
+            )
+            .bind(token_hash)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let outcome = match row {
+                None => ConfirmOutcome::Unknown,
+                Some((_, Some(_), _, _)) => ConfirmOutcome::AlreadyConfirmed,
+                Some((_, None, _, status)) if status == "confirmed" => ConfirmOutcome::AlreadyConfirmed,
+                Some((_, None, expires_at, _)) if expires_at <= now => ConfirmOutcome::Expired,
+                Some((subscriber_id, None, _, _)) => {
+                    let used = sqlx::query(
+                        "UPDATE confirmation_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL",
+                    )
+                    .bind(token_hash)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if used == 0 {
+                        ConfirmOutcome::AlreadyConfirmed
+                    } else {
+                        sqlx::query(
+                            "UPDATE subscribers SET status = 'confirmed', confirmed_at = $2, hard_bounces = 0
+                             WHERE id = $1 AND status = 'pending'",
                         )
-                        .bind(token_hash)
+                        .bind(subscriber_id)
                         .bind(now)
-                        .execute(&mut *$tx)
-                        .await?
-                        .rows_affected();
-                        if used == 0 {
-                            ConfirmOutcome::AlreadyConfirmed
-                        } else {
-                            sqlx::query(
-                                "UPDATE subscribers SET status = 'confirmed', confirmed_at = $2, hard_bounces = 0
-                                 WHERE id = $1 AND status = 'pending'",
-                            )
-                            .bind(subscriber_id)
-                            .bind(now)
-                            .execute(&mut *$tx)
-                            .await?;
-                            ConfirmOutcome::Confirmed
-                        }
+                        .execute(&mut *tx)
+                        .await?;
+                        ConfirmOutcome::Confirmed
                     }
-                };
-                $tx.commit().await?;
-                Ok(outcome)
-            }};
-        }
-        match self {
-            Store::Sqlite(pool) => {
-                let mut tx = write_tx!(sqlite pool);
-                body!(tx)
-            }
-            Store::Postgres(pool) => {
-                let mut tx = write_tx!(postgres pool);
-                body!(tx)
-            }
-        }
+                }
+            };
+            tx.commit().await?;
+            Ok(outcome)
+        })
     }
 
     pub async fn subscriber_by_id(&self, id: i64) -> Result<Option<SubscriberRow>> {
@@ -301,38 +277,26 @@ impl Store {
     /// Unsubscribes at once and skips every delivery still queued for the
     /// subscriber. Idempotent: returns false when there was nothing to change.
     pub async fn unsubscribe(&self, subscriber_id: i64, now: Millis) -> Result<bool> {
-        macro_rules! body {
-            ($tx:ident) => {{
-                let changed = sqlx::query(
-                    "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = $2
-                     WHERE id = $1 AND status IN ('pending', 'confirmed')",
-                )
-                .bind(subscriber_id)
-                .bind(now)
-                .execute(&mut *$tx)
-                .await?
-                .rows_affected();
-                sqlx::query(
-                    "UPDATE deliveries SET status = 'skipped', last_error = 'unsubscribed'
-                     WHERE subscriber_id = $1 AND status = 'queued'",
-                )
-                .bind(subscriber_id)
-                .execute(&mut *$tx)
-                .await?;
-                $tx.commit().await?;
-                Ok(changed > 0)
-            }};
-        }
-        match self {
-            Store::Sqlite(pool) => {
-                let mut tx = write_tx!(sqlite pool);
-                body!(tx)
-            }
-            Store::Postgres(pool) => {
-                let mut tx = write_tx!(postgres pool);
-                body!(tx)
-            }
-        }
+        in_write_tx!(self, tx => {
+            let changed = sqlx::query(
+                "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = $2
+                 WHERE id = $1 AND status IN ('pending', 'confirmed')",
+            )
+            .bind(subscriber_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            sqlx::query(
+                "UPDATE deliveries SET status = 'skipped', last_error = 'unsubscribed'
+                 WHERE subscriber_id = $1 AND status = 'queued'",
+            )
+            .bind(subscriber_id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(changed > 0)
+        })
     }
 
     /// Counts per status, for `herald subscribers list` and the API.
@@ -355,35 +319,23 @@ impl Store {
         source: &str,
         now: Millis,
     ) -> Result<u64> {
-        macro_rules! body {
-            ($tx:ident) => {{
-                let mut added = 0;
-                for email in emails {
-                    added += sqlx::query(
-                        "INSERT INTO subscribers (email, status, source, created_at, confirmed_at)
-                         VALUES ($1, 'confirmed', $2, $3, $3) ON CONFLICT (email) DO NOTHING",
-                    )
-                    .bind(email.as_str())
-                    .bind(source)
-                    .bind(now)
-                    .execute(&mut *$tx)
-                    .await?
-                    .rows_affected();
-                }
-                $tx.commit().await?;
-                Ok(added)
-            }};
-        }
-        match self {
-            Store::Sqlite(pool) => {
-                let mut tx = write_tx!(sqlite pool);
-                body!(tx)
+        in_write_tx!(self, tx => {
+            let mut added = 0;
+            for email in emails {
+                added += sqlx::query(
+                    "INSERT INTO subscribers (email, status, source, created_at, confirmed_at)
+                     VALUES ($1, 'confirmed', $2, $3, $3) ON CONFLICT (email) DO NOTHING",
+                )
+                .bind(email.as_str())
+                .bind(source)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
             }
-            Store::Postgres(pool) => {
-                let mut tx = write_tx!(postgres pool);
-                body!(tx)
-            }
-        }
+            tx.commit().await?;
+            Ok(added)
+        })
     }
 }
 
