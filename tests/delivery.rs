@@ -227,3 +227,75 @@ async fn random_temporary_failures_and_chosen_bounces(backend: Backend) {
 }
 
 both_backends!(random_temporary_failures_and_chosen_bounces);
+
+async fn pause_takes_effect_within_a_second_for_copies_already_claimed(backend: Backend) {
+    // A slow relay (1 s before it answers DATA): the whole list is claimed at
+    // once, but after a pause only the messages already in flight finish.
+    let emails: Vec<String> = (0..24).map(|i| format!("r{i}@example.com")).collect();
+    let refs: Vec<&str> = emails.iter().map(String::as_str).collect();
+    let (app, id) = app_with_digest(backend, SmtpSink::start(&["-w", "1"]), &refs, |c| {
+        c.delivery.concurrency = 4;
+    })
+    .await;
+    app.start_worker();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while app.digest_status(id).await["counts"]["sent"]
+        .as_i64()
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(std::time::Instant::now() < deadline, "nothing was sent");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let resp = app
+        .api(reqwest::Method::POST, &format!("/api/digests/{id}/pause"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let at_pause = app.sink.messages().len();
+    // Within a second the in-flight messages finish and nothing new starts.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let settled = app.sink.messages().len();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        app.sink.messages().len(),
+        settled,
+        "sending stopped after the pause"
+    );
+    // The copies in flight at the pause finish, and so may those started
+    // before the worker's view of the status refreshed (250 ms): at most
+    // two rounds of `concurrency` = 4.
+    assert!(
+        settled - at_pause <= 2 * 4,
+        "{} copies went out after the pause",
+        settled - at_pause
+    );
+    let status = app.digest_status(id).await;
+    assert_eq!(status["digest"]["status"], "paused");
+    assert_eq!(status["counts"]["in_flight"], 0, "{status}");
+    assert_eq!(
+        status["counts"]["queued"].as_i64().unwrap() + status["counts"]["sent"].as_i64().unwrap(),
+        24
+    );
+    // Resume continues where it stopped: everyone exactly once.
+    let resp = app
+        .api(reqwest::Method::POST, &format!("/api/digests/{id}/resume"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let status = app.wait_digest_done(id, Duration::from_secs(60)).await;
+    assert_eq!(status["counts"]["sent"], 24);
+    let received: std::collections::HashSet<String> = app
+        .sink
+        .messages()
+        .into_iter()
+        .map(|m| m.envelope_to)
+        .collect();
+    assert_eq!(received.len(), 24);
+    assert_eq!(app.sink.messages().len(), 24, "no copy went out twice");
+    app.shutdown().await;
+}
+
+both_backends!(pause_takes_effect_within_a_second_for_copies_already_claimed);

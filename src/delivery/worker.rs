@@ -23,8 +23,10 @@ use crate::store::{
 };
 use futures_util::stream::{self, StreamExt};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use std::time::Instant;
 use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -47,8 +49,39 @@ struct Sending {
 
 /// A digest as the worker keeps it while sending: bodies prepared once.
 struct PreparedDigest {
+    id: i64,
     subject: String,
     bodies: DigestBodies,
+    /// Whether the digest may still be sent (not paused or cancelled), as
+    /// last read from the database, and when: queued copies of a digest
+    /// that was paused meanwhile are released, not sent.
+    is_sendable: AtomicBool,
+    checked_at: Mutex<Instant>,
+}
+
+/// How stale the sender's view of a digest's status may get: a pause takes
+/// effect within this time, for copies already claimed too.
+const STATUS_RECHECK: Duration = Duration::from_millis(250);
+
+impl PreparedDigest {
+    async fn still_sendable(&self, store: &Store) -> bool {
+        let due = match self.checked_at.lock() {
+            Ok(mut at) if at.elapsed() >= STATUS_RECHECK => {
+                *at = Instant::now();
+                true
+            }
+            _ => false,
+        };
+        if due {
+            if let Ok(Some(d)) = store.digest_by_id(self.id).await {
+                self.is_sendable.store(
+                    matches!(d.status.as_str(), "queued" | "sending"),
+                    Ordering::Relaxed,
+                );
+            }
+        }
+        self.is_sendable.load(Ordering::Relaxed)
+    }
 }
 
 struct Job {
@@ -214,8 +247,11 @@ async fn prepared_digest(
         ..
     } = row;
     let prepared = Arc::new(PreparedDigest {
+        id,
         subject,
         bodies: DigestBodies::prepare(&body_html, &body_text),
+        is_sendable: AtomicBool::new(true),
+        checked_at: Mutex::new(Instant::now()),
     });
     cache.insert(id, prepared.clone());
     Ok(Some(prepared))
@@ -243,6 +279,9 @@ async fn send_loop(
                 DeliveryOutcome::Released
             } else {
                 match &job.digest {
+                    Some(digest) if !digest.still_sendable(&ctx.store).await => {
+                        DeliveryOutcome::Released
+                    }
                     Some(digest) => send_digest_copy(&ctx, d, digest).await,
                     None => DeliveryOutcome::Failed {
                         error: "digest no longer exists".into(),
