@@ -42,29 +42,48 @@ impl Store {
             Store::Sqlite(_) => "",
             Store::Postgres(_) => " FOR UPDATE OF d SKIP LOCKED",
         };
-        let sql = format!(
-            "UPDATE deliveries SET status = 'sending', lease_owner = $1, lease_until = $2, attempts = attempts + 1
-             WHERE (digest_id, subscriber_id) IN (
-                 SELECT d.digest_id, d.subscriber_id FROM deliveries d JOIN digests g ON g.id = d.digest_id
-                 WHERE g.status IN ('queued', 'sending')
-                   AND ((d.status = 'queued' AND d.next_attempt_at <= $3)
-                        OR (d.status = 'sending' AND d.lease_until < $3))
-                 ORDER BY d.digest_id, d.next_attempt_at
-                 LIMIT $4{lock})
-             RETURNING digest_id, subscriber_id, attempts,
-                 (SELECT s.email FROM subscribers s WHERE s.id = deliveries.subscriber_id) AS email,
-                 (SELECT s.name FROM subscribers s WHERE s.id = deliveries.subscriber_id) AS name"
-        );
+        // Two claims, each an index range scan that stops at `limit`: rows
+        // whose lease ran out (a crashed worker's), then due queued rows in
+        // `next_attempt_at` order. A single query with an OR sorted every due
+        // row on each claim, which slowed a million-recipient send down.
+        let claim = |condition: &str, order: &str| {
+            format!(
+                "UPDATE deliveries SET status = 'sending', lease_owner = $1, lease_until = $2, attempts = attempts + 1
+                 WHERE (digest_id, subscriber_id) IN (
+                     SELECT d.digest_id, d.subscriber_id FROM deliveries d
+                     WHERE {condition}
+                       AND EXISTS (SELECT 1 FROM digests g WHERE g.id = d.digest_id AND g.status IN ('queued', 'sending'))
+                     ORDER BY {order}
+                     LIMIT $4{lock})
+                 RETURNING digest_id, subscriber_id, attempts,
+                     (SELECT s.email FROM subscribers s WHERE s.id = deliveries.subscriber_id) AS email,
+                     (SELECT s.name FROM subscribers s WHERE s.id = deliveries.subscriber_id) AS name"
+            )
+        };
+        let expired_sql = claim("d.status = 'sending' AND d.lease_until < $3", "d.lease_until");
+        let due_sql = claim("d.status = 'queued' AND d.next_attempt_at <= $3", "d.next_attempt_at");
         in_write_tx!(self, tx => {
-            let claimed: Vec<ClaimedDelivery> = sqlx::query_as(&sql)
+            let mut claimed: Vec<ClaimedDelivery> = sqlx::query_as(&expired_sql)
                 .bind(owner)
                 .bind(lease_until)
                 .bind(now)
                 .bind(limit)
                 .fetch_all(&mut *tx)
                 .await?;
+            let room = limit - claimed.len() as i64;
+            if room > 0 {
+                let due: Vec<ClaimedDelivery> = sqlx::query_as(&due_sql)
+                    .bind(owner)
+                    .bind(lease_until)
+                    .bind(now)
+                    .bind(room)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                claimed.extend(due);
+            }
             if !claimed.is_empty() {
                 let mut digest_ids: Vec<i64> = claimed.iter().map(|c| c.digest_id).collect();
+                digest_ids.sort_unstable();
                 digest_ids.dedup();
                 for id in digest_ids {
                     sqlx::query("UPDATE digests SET status = 'sending' WHERE id = $1 AND status = 'queued'")
