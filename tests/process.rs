@@ -111,10 +111,10 @@ async fn wait_until(timeout: Duration, what: &str, mut check: impl AsyncFnMut() 
 }
 
 /// In-flight bound: a killed worker can have sent, but not yet recorded, at
-/// most `2 × concurrency + batch_size` messages (in flight or handing over
+/// most `concurrency + 2 × batch_size` messages (in flight or handing over
 /// their outcome, in the outcome queue, in the recorder's batch): with
-/// `concurrency` = 4 and `batch_size` = 20 that is 28.
-const IN_FLIGHT_BOUND: usize = 2 * 4 + 20;
+/// `concurrency` = 4 and `batch_size` = 20 that is 44.
+const IN_FLIGHT_BOUND: usize = 4 + 2 * 20;
 
 async fn sigkill_mid_send_then_restart_finishes_without_resending(backend: Backend) {
     const N: usize = 20_000;

@@ -10,7 +10,7 @@
 //! Killed at any moment, a worker loses nothing: unrecorded rows go back to
 //! the queue when their lease runs out. Only messages the server accepted
 //! but that were not yet recorded can go out twice; there are at most
-//! `2 × concurrency + batch_size` of those: in flight or waiting to hand
+//! `concurrency + 2 × batch_size` of those: in flight or waiting to hand
 //! over their outcome, in the outcome queue, and in the recorder's batch.
 
 use super::retry_delay_ms;
@@ -135,7 +135,9 @@ impl Worker {
         let concurrency = ctx.config.delivery.concurrency.max(1) as usize;
         tracing::info!(owner = %ctx.owner, transport = %ctx.mailer.describe(), concurrency, batch, "delivery worker started");
         let (job_tx, job_rx) = mpsc::channel::<Job>(batch * 2);
-        let (outcome_tx, outcome_rx) = mpsc::channel::<Outcome>(concurrency);
+        // Room for a whole batch, so senders never wait while the recorder
+        // writes the previous one.
+        let (outcome_tx, outcome_rx) = mpsc::channel::<Outcome>(batch);
         let recorder = tokio::spawn(record_loop(ctx.clone(), outcome_rx, batch));
         let sender = tokio::spawn(send_loop(
             ctx.clone(),
