@@ -60,8 +60,14 @@ impl Store {
                      (SELECT s.name FROM subscribers s WHERE s.id = deliveries.subscriber_id) AS name"
             )
         };
-        let expired_sql = claim("d.status = 'sending' AND d.lease_until < $3", "d.lease_until");
-        let due_sql = claim("d.status = 'queued' AND d.next_attempt_at <= $3", "d.next_attempt_at");
+        let expired_sql = claim(
+            "d.status = 'sending' AND d.lease_until < $3",
+            "d.lease_until",
+        );
+        let due_sql = claim(
+            "d.status = 'queued' AND d.next_attempt_at <= $3",
+            "d.next_attempt_at",
+        );
         in_write_tx!(self, tx => {
             let mut claimed: Vec<ClaimedDelivery> = sqlx::query_as(&expired_sql)
                 .bind(owner)

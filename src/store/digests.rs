@@ -108,7 +108,9 @@ impl Store {
         if let (Store::Postgres(pool), DigestCreated::Created(_)) = (self, created) {
             // The table just grew by a whole list: fresh statistics keep
             // the planner on the primary key while the digest is sent.
-            sqlx::query("ANALYZE digests, deliveries").execute(pool).await?;
+            sqlx::query("ANALYZE digests, deliveries")
+                .execute(pool)
+                .await?;
         }
         Ok(created)
     }
