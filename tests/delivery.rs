@@ -63,18 +63,10 @@ async fn temporary_rejection_is_retried_until_the_server_accepts(backend: Backen
     .await;
     app.start_worker();
     // The relay answers 4xx: the deliveries wait for a retry, with the reply kept.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let status = app.digest_status(id).await;
-        if status["counts"]["retrying"].as_i64().unwrap_or(0) == 2 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no retry recorded: {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    app.wait_digest(id, Duration::from_secs(10), "retry recorded", |s| {
+        s["counts"]["retrying"].as_i64() == Some(2)
+    })
+    .await;
     // The relay recovers (same port, no fault): both go out.
     app.restart_sink(&[]);
     let status = app.wait_digest_done(id, Duration::from_secs(20)).await;
@@ -92,18 +84,10 @@ async fn connection_dropped_at_end_of_data_is_retried(backend: Backend) {
     )
     .await;
     app.start_worker();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let status = app.digest_status(id).await;
-        if status["counts"]["retrying"].as_i64().unwrap_or(0) == 1 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no retry recorded: {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    app.wait_digest(id, Duration::from_secs(10), "retry recorded", |s| {
+        s["counts"]["retrying"].as_i64() == Some(1)
+    })
+    .await;
     app.restart_sink(&[]);
     let status = app.wait_digest_done(id, Duration::from_secs(20)).await;
     assert_eq!(status["counts"]["sent"], 1, "{status}");

@@ -480,20 +480,35 @@ impl TestApp {
             .expect("json")
     }
 
-    /// Waits until the digest is done (or the timeout passes) and returns its status.
-    pub async fn wait_digest_done(&self, id: i64, timeout: Duration) -> serde_json::Value {
+    /// Waits until the digest's status satisfies `ready` (or the timeout
+    /// passes, which fails the test) and returns that status.
+    pub async fn wait_digest(
+        &self,
+        id: i64,
+        timeout: Duration,
+        what: &str,
+        ready: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         let deadline = Instant::now() + timeout;
         loop {
             let status = self.digest_status(id).await;
-            if status["digest"]["status"] == "done" {
+            if ready(&status) {
                 return status;
             }
             assert!(
                 Instant::now() < deadline,
-                "digest {id} not done in {timeout:?}: {status}"
+                "digest {id}: no {what} in {timeout:?}: {status}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Waits until the digest is done (or the timeout passes) and returns its status.
+    pub async fn wait_digest_done(&self, id: i64, timeout: Duration) -> serde_json::Value {
+        self.wait_digest(id, timeout, "completion", |s| {
+            s["digest"]["status"] == "done"
+        })
+        .await
     }
 
     pub async fn subscriber_status(&self, email: &str) -> Option<String> {
