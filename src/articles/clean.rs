@@ -86,8 +86,11 @@ pub fn text_to_html(text: &str) -> String {
 
 /// True when the input has no HTML tags at all.
 pub fn looks_like_plain_text(s: &str) -> bool {
-    let re = Regex::new(r"</?[a-zA-Z][^>]*>").ok();
-    re.is_some_and(|re| !re.is_match(s))
+    static RE: OnceLock<Regex> = OnceLock::new();
+    let re = RE.get_or_init(|| {
+        Regex::new(r"</?[a-zA-Z][^>]*>").unwrap_or_else(|e| unreachable!("static regex: {e}"))
+    });
+    !re.is_match(s)
 }
 
 /// Sanitises article HTML. `base_url` makes relative links absolute;
@@ -193,7 +196,11 @@ pub fn cut_at_word(text: &str, max_chars: usize) -> String {
 
 /// The first image in the article, if any, for the digest card.
 pub fn first_image(clean_html: &str) -> Option<String> {
-    let re = Regex::new(r#"(?i)<img[^>]*\ssrc="([^"]+)""#).ok()?;
+    static RE: OnceLock<Regex> = OnceLock::new();
+    let re = RE.get_or_init(|| {
+        Regex::new(r#"(?i)<img[^>]*\ssrc="([^"]+)""#)
+            .unwrap_or_else(|e| unreachable!("static regex: {e}"))
+    });
     re.captures(clean_html)
         .and_then(|c| c.get(1))
         .map(|m| html_escape::decode_html_entities(m.as_str()).into_owned())

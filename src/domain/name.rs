@@ -28,10 +28,6 @@ impl SubscriberName {
         Ok(Some(Self(trimmed.to_string())))
     }
 
-    pub fn from_trusted(stored: String) -> Self {
-        Self(stored)
-    }
-
     pub fn as_str(&self) -> &str {
         &self.0
     }
