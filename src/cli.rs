@@ -280,7 +280,7 @@ async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
             "no api_token configured (HERALD_API_TOKEN): the /api endpoints refuse every request"
         );
     }
-    if config.smtp_url.is_none() {
+    if config.smtp_url.is_none() && config.smtp_servers.is_empty() {
         tracing::info!(outbox = %config.outbox_dir().display(), "no SMTP server configured (HERALD_SMTP_URL): outgoing mail is written as .eml files");
     }
     let app = Application::build(config, role)

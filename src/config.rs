@@ -28,6 +28,9 @@ pub struct Config {
     /// `smtp://host:port`, `smtp://host:port?tls=required` (STARTTLS),
     /// `smtps://user:pass@host` (implicit TLS). Unset: messages go to the outbox dir.
     pub smtp_url: Option<String>,
+    /// Several SMTP servers, each with a weight and optional rate limits
+    /// (instead of `smtp_url`; setting both is an error).
+    pub smtp_servers: Vec<SmtpServerConfig>,
     /// Where messages are written as .eml files when no SMTP server is set;
     /// default: `{data_dir}/outbox`.
     pub outbox_dir: Option<PathBuf>,
@@ -119,6 +122,44 @@ pub struct DeliveryConfig {
     /// Permanent (5xx) failures after which a subscriber is marked bounced.
     pub bounce_threshold: u32,
     pub smtp_timeout_secs: u64,
+    /// Failures in a row to open a connection (refused, no greeting, TLS or
+    /// AUTH failed) after which a server is left alone for `cooldown_secs`.
+    pub failures_before_cooldown: u32,
+    pub cooldown_secs: u64,
+    /// Longest pause of a server that answers 421, 452 or 4.7.x; the pause
+    /// starts at one second and doubles while the server keeps throttling.
+    pub throttle_max_pause_secs: u64,
+}
+
+/// One SMTP server of `smtp_servers`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpServerConfig {
+    /// Same forms as `smtp_url`.
+    pub url: String,
+    /// Names the server in logs and in the shared rate-limit state; default
+    /// `host:port`. Workers sharing a database share a name's limits.
+    pub name: Option<String>,
+    /// Share of the messages this server gets among the available ones.
+    pub weight: u32,
+    /// At most this many messages per second, across all workers.
+    pub max_per_second: Option<f64>,
+    /// At most this many messages in any `window_secs`, across all workers.
+    pub max_per_window: Option<u64>,
+    pub window_secs: u64,
+}
+
+impl Default for SmtpServerConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            name: None,
+            weight: 1,
+            max_per_second: None,
+            max_per_window: None,
+            window_secs: 3600,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -141,6 +182,7 @@ impl Default for Config {
             site_url: None,
             from: "herald <herald@localhost>".into(),
             smtp_url: None,
+            smtp_servers: Vec::new(),
             outbox_dir: None,
             secret: None,
             api_token: None,
@@ -186,6 +228,9 @@ impl Default for DeliveryConfig {
             poll_interval_ms: 1000,
             bounce_threshold: 3,
             smtp_timeout_secs: 30,
+            failures_before_cooldown: 3,
+            cooldown_secs: 60,
+            throttle_max_pause_secs: 300,
         }
     }
 }

@@ -61,11 +61,7 @@ impl AppState {
                 tracing::info!(feed_id = id, %url, "feed from the configuration added");
             }
         }
-        let timeout = Duration::from_secs(config.delivery.smtp_timeout_secs.max(1));
-        let mailer = match &config.smtp_url {
-            Some(url) => Mailer::smtp(url, &config.from, config.delivery.concurrency, timeout)?,
-            None => Mailer::outbox(config.outbox_dir(), &config.from)?,
-        };
+        let mailer = Mailer::from_config(&config)?;
         Ok(Self {
             store,
             base_url: config.base_url(),

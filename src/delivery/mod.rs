@@ -3,6 +3,7 @@
 //! taken over when the lease runs out.
 
 mod backoff;
+mod rate;
 pub mod worker;
 
 pub use backoff::retry_delay_ms;

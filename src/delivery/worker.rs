@@ -5,7 +5,14 @@
 //!   them, claiming the next batch while the previous one is being sent;
 //! - the sender renders each subscriber's copy and sends it, `concurrency`
 //!   at a time;
-//! - the recorder writes outcomes in batches, one transaction each.
+//! - the recorder writes outcomes in batches, one transaction each;
+//! - a renewer pushes the leases of everything this worker holds forward,
+//!   so copies waiting on a slow, throttling or rate-limited server are not
+//!   taken over by another worker.
+//!
+//! Which server gets a copy, and when, is the sending policy: weights,
+//! cool-downs and throttling in `mail::servers`, rate limits shared through
+//! the database in `delivery::rate`.
 //!
 //! Killed at any moment, a worker loses nothing: unrecorded rows go back to
 //! the queue when their lease runs out. Only messages the server accepted
@@ -13,6 +20,7 @@
 //! `concurrency + 2 × batch_size` of those: in flight or waiting to hand
 //! over their outcome, in the outcome queue, and in the recorder's batch.
 
+use super::rate::RateLimiter;
 use super::retry_delay_ms;
 use crate::config::Config;
 use crate::domain::time::now_millis;
@@ -22,6 +30,7 @@ use crate::store::{
     ClaimedDelivery, DeliveryOutcome, DigestRow, OutboxMessage, OutboxOutcome, Store,
 };
 use futures_util::stream::{self, StreamExt};
+use lettre::address::Envelope;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -45,6 +54,7 @@ struct Sending {
     base_url: String,
     list_id: String,
     owner: String,
+    rate: RateLimiter,
 }
 
 /// A digest as the worker keeps it while sending: bodies prepared once.
@@ -122,6 +132,7 @@ impl Worker {
                 signer,
                 base_url,
                 owner,
+                rate: RateLimiter::default(),
             }),
             wake,
         }
@@ -139,6 +150,10 @@ impl Worker {
         // writes the previous one.
         let (outcome_tx, outcome_rx) = mpsc::channel::<Outcome>(batch);
         let recorder = tokio::spawn(record_loop(ctx.clone(), outcome_rx, batch));
+        // Leases are renewed until the recorder is done, so work that waits
+        // (a slow or throttling server, a rate limit) is not taken over.
+        let renewing = CancellationToken::new();
+        let renewer = tokio::spawn(renew_loop(ctx.clone(), renewing.clone()));
         let sender = tokio::spawn(send_loop(
             ctx.clone(),
             job_rx,
@@ -155,12 +170,35 @@ impl Worker {
         if let Err(e) = recorder.await {
             tracing::error!(error = %e, "recorder task failed");
         }
+        renewing.cancel();
+        let _ = renewer.await;
         tracing::info!(owner = %ctx.owner, "delivery worker stopped");
     }
 }
 
 fn lease_until(ctx: &Sending, now: i64) -> i64 {
     now + (ctx.config.delivery.lease_secs as i64) * 1000
+}
+
+/// Pushes this worker's leases forward every third of `lease_secs`.
+async fn renew_loop(ctx: Arc<Sending>, stop: CancellationToken) {
+    let every = Duration::from_millis((ctx.config.delivery.lease_secs.max(1) * 1000 / 3).max(100));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let now = now_millis();
+        match ctx
+            .store
+            .renew_leases(&ctx.owner, lease_until(&ctx, now))
+            .await
+        {
+            Ok(n) if n > 0 => tracing::debug!(rows = n, "leases renewed"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not renew leases"),
+        }
+    }
 }
 
 fn retry_base_ms(ctx: &Sending) -> i64 {
@@ -203,6 +241,15 @@ async fn claim_round(
     digests: &mut HashMap<i64, Arc<PreparedDigest>>,
     cancel: &CancellationToken,
 ) -> Result<usize, crate::store::Error> {
+    // While every SMTP server is cooling down or paused, claim nothing:
+    // the rows stay queued instead of piling up here.
+    if let Some(wait) = ctx.mailer.blocked_for() {
+        tracing::debug!(
+            wait_ms = wait.as_millis() as u64,
+            "no SMTP server available; not claiming"
+        );
+        return Ok(0);
+    }
     let mut handled = outbox_round(ctx, cancel).await?;
     let Ok(permits) = jobs.reserve_many(batch).await else {
         return Ok(handled);
@@ -277,19 +324,12 @@ async fn send_loop(
         let (ctx, outcomes, cancel) = (ctx.clone(), outcomes.clone(), cancel.clone());
         tasks.spawn(async move {
             let d = &job.delivery;
-            let outcome = if cancel.is_cancelled() {
-                DeliveryOutcome::Released
-            } else {
-                match &job.digest {
-                    Some(digest) if !digest.still_sendable(&ctx.store).await => {
-                        DeliveryOutcome::Released
-                    }
-                    Some(digest) => send_digest_copy(&ctx, d, digest).await,
-                    None => DeliveryOutcome::Failed {
-                        error: "digest no longer exists".into(),
-                        is_permanent: false,
-                    },
-                }
+            let outcome = match &job.digest {
+                Some(digest) => send_digest_copy(&ctx, d, digest, &cancel).await,
+                None => DeliveryOutcome::Failed {
+                    error: "digest no longer exists".into(),
+                    is_permanent: false,
+                },
             };
             // The slot is held until the recorder has the outcome, so sent
             // but unrecorded messages never exceed the bound above.
@@ -372,7 +412,7 @@ async fn outbox_round(
             if cancel.is_cancelled() {
                 return (m.id, OutboxOutcome::Released);
             }
-            let outcome = send_outbox(ctx, &m).await;
+            let outcome = send_outbox(ctx, &m, cancel).await;
             (m.id, outcome)
         })
         .buffer_unordered(concurrency)
@@ -385,7 +425,76 @@ async fn outbox_round(
     Ok(n)
 }
 
-async fn send_outbox(ctx: &Sending, m: &OutboxMessage) -> OutboxOutcome {
+/// What came of handing a message to the mailer.
+enum Routed {
+    Sent(String),
+    Failed(SendError),
+    /// Not sent and not attempted: shutting down, the digest was paused or
+    /// cancelled, or (for impatient callers) no server could take it.
+    NotAttempted,
+}
+
+/// Sends through whichever server can take the message, within its rate
+/// limit. A server that cannot be reached has not seen the message, so the
+/// next server (or the same one, once it is back) gets it; `is_patient`
+/// callers wait for that, others give the message back at once.
+async fn send_routed(
+    ctx: &Sending,
+    envelope: &Envelope,
+    message: &[u8],
+    cancel: &CancellationToken,
+    digest: Option<&PreparedDigest>,
+    is_patient: bool,
+) -> Routed {
+    loop {
+        if cancel.is_cancelled() {
+            return Routed::NotAttempted;
+        }
+        if let Some(d) = digest {
+            if !d.still_sendable(&ctx.store).await {
+                return Routed::NotAttempted;
+            }
+        }
+        let route = match ctx.mailer.route() {
+            Ok(route) => route,
+            Err(_) if !is_patient => return Routed::NotAttempted,
+            Err(wait) => {
+                tokio::select! {
+                    _ = cancel.cancelled() => return Routed::NotAttempted,
+                    _ = tokio::time::sleep(wait.min(STATUS_RECHECK)) => continue,
+                }
+            }
+        };
+        if let Some((server, limit)) = route.rate_limit() {
+            tokio::select! {
+                _ = cancel.cancelled() => return Routed::NotAttempted,
+                turn = ctx.rate.wait_turn(&ctx.store, server, limit) => {
+                    if let Err(e) = turn {
+                        tracing::warn!(%server, error = %e, "could not reserve a send slot; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                }
+            }
+        }
+        match route.send(envelope, message).await {
+            Ok(reply) => return Routed::Sent(reply),
+            Err(SendError::Unreachable(error)) => {
+                tracing::debug!(%error, "SMTP server unreachable; the message goes elsewhere or waits");
+                if !is_patient {
+                    return Routed::NotAttempted;
+                }
+            }
+            Err(e) => return Routed::Failed(e),
+        }
+    }
+}
+
+async fn send_outbox(
+    ctx: &Sending,
+    m: &OutboxMessage,
+    cancel: &CancellationToken,
+) -> OutboxOutcome {
     let (Some(html), Some(text)) = (m.body_html.clone(), m.body_text.clone()) else {
         return OutboxOutcome::Failed {
             error: "message body missing".into(),
@@ -400,25 +509,36 @@ async fn send_outbox(ctx: &Sending, m: &OutboxMessage) -> OutboxOutcome {
                 }
             }
         };
-    match ctx.mailer.send(message).await {
-        Ok(_) => {
+    let routed = send_routed(
+        ctx,
+        message.envelope(),
+        &message.formatted(),
+        cancel,
+        None,
+        false,
+    )
+    .await;
+    match routed {
+        Routed::Sent(_) => {
             tracing::info!(outbox_id = m.id, kind = %m.kind, "transactional mail sent");
             OutboxOutcome::Sent
         }
-        Err(SendError::Permanent(error)) => {
+        Routed::NotAttempted => OutboxOutcome::Released,
+        Routed::Failed(SendError::Permanent(error)) => {
             tracing::warn!(outbox_id = m.id, %error, "transactional mail rejected");
             OutboxOutcome::Failed { error }
         }
-        Err(SendError::Transient(error))
-            if m.attempts < i64::from(ctx.config.delivery.max_attempts) =>
-        {
+        Routed::Failed(e) if m.attempts < i64::from(ctx.config.delivery.max_attempts) => {
+            let error = e.to_string();
             tracing::warn!(outbox_id = m.id, %error, attempts = m.attempts, "transactional mail failed; will retry");
             OutboxOutcome::Retry {
                 next_attempt_at: now_millis() + retry_delay_ms(retry_base_ms(ctx), m.attempts),
                 error,
             }
         }
-        Err(SendError::Transient(error)) => OutboxOutcome::Failed { error },
+        Routed::Failed(e) => OutboxOutcome::Failed {
+            error: e.to_string(),
+        },
     }
 }
 
@@ -426,6 +546,7 @@ async fn send_digest_copy(
     ctx: &Sending,
     c: &ClaimedDelivery,
     d: &PreparedDigest,
+    cancel: &CancellationToken,
 ) -> DeliveryOutcome {
     let token = ctx.signer.unsubscribe_token(c.subscriber_id, &c.email);
     let page_url = format!("{}/unsubscribe/{token}", ctx.base_url);
@@ -453,26 +574,49 @@ async fn send_digest_copy(
             }
         }
     };
-    match ctx.mailer.send(message).await {
-        Ok(response) => DeliveryOutcome::Sent { response },
-        Err(SendError::Permanent(error)) => {
+    let routed = send_routed(
+        ctx,
+        message.envelope(),
+        &message.formatted(),
+        cancel,
+        Some(d),
+        true,
+    )
+    .await;
+    // Throttling replies are attempts, but not the recipient's fault: they
+    // never use up `max_attempts`.
+    let counted_attempts = c.attempts - c.throttled;
+    match routed {
+        Routed::Sent(response) => DeliveryOutcome::Sent { response },
+        Routed::NotAttempted => DeliveryOutcome::Released,
+        Routed::Failed(SendError::Permanent(error)) => {
             tracing::warn!(digest_id = c.digest_id, subscriber_id = c.subscriber_id, %error, "recipient rejected permanently");
             DeliveryOutcome::Failed {
                 error,
                 is_permanent: true,
             }
         }
-        Err(SendError::Transient(error))
-            if c.attempts < i64::from(ctx.config.delivery.max_attempts) =>
-        {
+        Routed::Failed(SendError::Throttled(error)) => DeliveryOutcome::Retry {
+            next_attempt_at: now_millis()
+                + ctx
+                    .mailer
+                    .blocked_for()
+                    .map_or(1000, |w| w.as_millis() as i64),
+            error,
+            is_throttled: true,
+        },
+        Routed::Failed(e) if counted_attempts < i64::from(ctx.config.delivery.max_attempts) => {
+            let error = e.to_string();
             tracing::info!(digest_id = c.digest_id, subscriber_id = c.subscriber_id, attempts = c.attempts, %error, "temporary failure; will retry");
             DeliveryOutcome::Retry {
-                next_attempt_at: now_millis() + retry_delay_ms(retry_base_ms(ctx), c.attempts),
+                next_attempt_at: now_millis()
+                    + retry_delay_ms(retry_base_ms(ctx), counted_attempts),
                 error,
+                is_throttled: false,
             }
         }
-        Err(SendError::Transient(error)) => DeliveryOutcome::Failed {
-            error: format!("gave up after {} attempts: {error}", c.attempts),
+        Routed::Failed(e) => DeliveryOutcome::Failed {
+            error: format!("gave up after {counted_attempts} attempts: {e}"),
             is_permanent: false,
         },
     }

@@ -1,15 +1,20 @@
-//! Building messages and handing them to a transport: SMTP (pooled lettre
-//! transport) or, with no SMTP server configured, .eml files in the outbox
-//! directory. No SMTP code lives outside this module.
+//! Building messages and handing them to a transport: SMTP (one or more
+//! servers, each with its own pool of connections) or, with no SMTP server
+//! configured, .eml files in the outbox directory. No SMTP code lives outside this module.
 
 mod build;
 pub mod pool;
+pub mod servers;
 
 pub use build::{confirmation_message, digest_message, DigestBodies, DigestCopy};
 
+use crate::config::{Config, SmtpServerConfig};
+use lettre::address::Envelope;
 use lettre::message::Mailbox;
-use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{AsyncFileTransport, AsyncTransport, Tokio1Executor};
 use pool::{SmtpPool, SmtpTarget};
+pub use servers::RateLimit;
+use servers::{HealthPolicy, Picked, Server, Servers};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +23,8 @@ use std::time::Duration;
 pub enum Error {
     #[error("invalid SMTP URL: {0}")]
     SmtpUrl(String),
+    #[error("invalid SMTP server configuration: {0}")]
+    SmtpServers(String),
     #[error("invalid From address {0:?}: {1}")]
     From(String, String),
     #[error("could not create the outbox directory {0}: {1}")]
@@ -29,17 +36,29 @@ pub enum Error {
 /// Why a send did not go through, as delivery needs to know it.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SendError {
-    /// Worth retrying: 4xx reply, connection refused or dropped, timeout.
+    /// A 4xx reply about this message or recipient: worth retrying later.
     #[error("{0}")]
     Transient(String),
     /// Not worth retrying: 5xx reply.
     #[error("{0}")]
     Permanent(String),
+    /// The server asks herald to slow down: 421, 452 or 4.7.x. Not the
+    /// recipient's fault; the server is paused and the copy tried again.
+    #[error("{0}")]
+    Throttled(String),
+    /// No message was under way: the connection could not be opened or
+    /// set up (refused, no greeting, TLS or AUTH failed).
+    #[error("{0}")]
+    Unreachable(String),
+    /// The connection broke or timed out while the message was under way;
+    /// the server may or may not have taken it.
+    #[error("{0}")]
+    Broken(String),
 }
 
 #[derive(Clone)]
 enum Transport {
-    Smtp(Arc<SmtpPool>),
+    Smtp(Arc<Servers>),
     File(AsyncFileTransport<Tokio1Executor>, PathBuf),
 }
 
@@ -51,21 +70,67 @@ pub struct Mailer {
 
 impl std::fmt::Debug for Mailer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.transport {
-            Transport::Smtp(p) => write!(f, "Mailer(smtp {:?}, from {})", p.target(), self.from),
-            Transport::File(_, dir) => {
-                write!(f, "Mailer(outbox {}, from {})", dir.display(), self.from)
-            }
-        }
+        write!(f, "Mailer({}, from {})", self.describe(), self.from)
     }
 }
 
+/// Where one message goes: a server picked for it, or the outbox directory.
+pub enum Route {
+    Smtp(Picked),
+    File(AsyncFileTransport<Tokio1Executor>, PathBuf),
+}
+
 impl Mailer {
-    pub fn smtp(url: &str, from: &str, pool_size: u32, timeout: Duration) -> Result<Self, Error> {
-        let pool = SmtpPool::new(SmtpTarget::parse(url)?, pool_size, timeout);
+    /// SMTP as configured (`smtp_servers`, or the one `smtp_url`), else the
+    /// outbox directory.
+    pub fn from_config(config: &Config) -> Result<Self, Error> {
+        let d = &config.delivery;
+        let mut specs = config.smtp_servers.clone();
+        match (&config.smtp_url, specs.is_empty()) {
+            (Some(_), false) => {
+                return Err(Error::SmtpServers(
+                    "set either smtp_url or smtp_servers, not both".into(),
+                ))
+            }
+            (Some(url), true) => specs.push(SmtpServerConfig {
+                url: url.clone(),
+                ..SmtpServerConfig::default()
+            }),
+            (None, true) => return Self::outbox(config.outbox_dir(), &config.from),
+            (None, false) => {}
+        }
+        let policy = HealthPolicy {
+            failures_before_cooldown: d.failures_before_cooldown,
+            cooldown: Duration::from_secs(d.cooldown_secs),
+            throttle_max_pause: Duration::from_secs(d.throttle_max_pause_secs.max(1)),
+        };
+        let timeout = Duration::from_secs(d.smtp_timeout_secs.max(1));
+        let size = d.concurrency.max(1);
+        let mut servers = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let target = SmtpTarget::parse(&spec.url)?;
+            let name = spec
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("{}:{}", target.host, target.port));
+            if spec.weight == 0 {
+                return Err(Error::SmtpServers(format!(
+                    "server {name}: weight must be at least 1"
+                )));
+            }
+            let rate = rate_limit(&name, &spec)?;
+            servers.push(Arc::new(Server::new(
+                name,
+                SmtpPool::new(target, size, timeout),
+                size as usize,
+                spec.weight,
+                rate,
+                policy,
+            )));
+        }
         Ok(Self {
-            transport: Transport::Smtp(Arc::new(pool)),
-            from: parse_from(from)?,
+            transport: Transport::Smtp(Arc::new(Servers::new(servers))),
+            from: parse_from(&config.from)?,
         })
     }
 
@@ -79,17 +144,52 @@ impl Mailer {
 
     pub fn describe(&self) -> String {
         match &self.transport {
-            Transport::Smtp(p) => format!("SMTP {:?}", p.target()),
+            Transport::Smtp(servers) => {
+                let list: Vec<String> = servers.list().iter().map(|s| format!("{s:?}")).collect();
+                format!("SMTP {}", list.join(", "))
+            }
             Transport::File(_, dir) => format!("outbox directory {}", dir.display()),
+        }
+    }
+
+    /// Where the next message goes. Err: no server can take one now (all
+    /// cooling down, throttled or busy); ask again after the duration.
+    pub fn route(&self) -> Result<Route, Duration> {
+        match &self.transport {
+            Transport::Smtp(servers) => servers.pick().map(Route::Smtp),
+            Transport::File(t, dir) => Ok(Route::File(t.clone(), dir.clone())),
+        }
+    }
+
+    /// None unless every server is cooling down or paused; else how long
+    /// until one is not. No new work should be claimed meanwhile.
+    pub fn blocked_for(&self) -> Option<Duration> {
+        match &self.transport {
+            Transport::Smtp(servers) => servers.blocked_for(),
+            Transport::File(..) => None,
+        }
+    }
+}
+
+impl Route {
+    /// The server's name and its rate limits, if it has any.
+    pub fn rate_limit(&self) -> Option<(&str, &RateLimit)> {
+        match self {
+            Route::Smtp(p) => p
+                .server()
+                .rate
+                .as_ref()
+                .map(|r| (p.server().name.as_str(), r)),
+            Route::File(..) => None,
         }
     }
 
     /// Sends one message; on success returns the server's reply (or the
     /// .eml file written).
-    pub async fn send(&self, message: Message) -> Result<String, SendError> {
-        match &self.transport {
-            Transport::Smtp(pool) => pool.send(message.envelope(), &message.formatted()).await,
-            Transport::File(t, dir) => match t.send(message).await {
+    pub async fn send(self, envelope: &Envelope, message: &[u8]) -> Result<String, SendError> {
+        match self {
+            Route::Smtp(picked) => picked.send(envelope, message).await,
+            Route::File(t, dir) => match t.send_raw(envelope, message).await {
                 Ok(id) => {
                     let path = dir.join(format!("{id}.eml"));
                     tracing::info!(path = %path.display(), "no SMTP server configured: message written to the outbox");
@@ -99,6 +199,37 @@ impl Mailer {
             },
         }
     }
+}
+
+fn rate_limit(name: &str, spec: &SmtpServerConfig) -> Result<Option<RateLimit>, Error> {
+    if let Some(r) = spec.max_per_second {
+        if !(r.is_finite() && r > 0.0) {
+            return Err(Error::SmtpServers(format!(
+                "server {name}: max_per_second must be a positive number"
+            )));
+        }
+    }
+    let per_window = match spec.max_per_window {
+        Some(0) => {
+            return Err(Error::SmtpServers(format!(
+                "server {name}: max_per_window must be at least 1"
+            )))
+        }
+        Some(n) if spec.window_secs == 0 => {
+            return Err(Error::SmtpServers(format!(
+                "server {name}: window_secs must be at least 1 with max_per_window {n}"
+            )))
+        }
+        Some(n) => Some((n, Duration::from_secs(spec.window_secs))),
+        None => None,
+    };
+    Ok(match (spec.max_per_second, per_window) {
+        (None, None) => None,
+        (per_second, per_window) => Some(RateLimit {
+            per_second,
+            per_window,
+        }),
+    })
 }
 
 fn parse_from(from: &str) -> Result<Mailbox, Error> {

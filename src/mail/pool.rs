@@ -196,11 +196,7 @@ impl SmtpPool {
     }
 
     fn classify(e: lettre::transport::smtp::Error) -> SendError {
-        if e.is_permanent() {
-            SendError::Permanent(e.to_string())
-        } else {
-            SendError::Transient(e.to_string())
-        }
+        classify_error(e)
     }
 
     async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
@@ -269,8 +265,14 @@ impl SmtpPool {
             return Ok(idle);
         }
         let now = Instant::now();
+        // Whatever goes wrong before a message is under way says nothing
+        // about the message: the server is unreachable (or misconfigured).
+        let conn = self.connect().await.map_err(|e| match e {
+            SendError::Throttled(m) => SendError::Throttled(m),
+            other => SendError::Unreachable(other.to_string()),
+        })?;
         Ok(Idle {
-            conn: self.connect().await?,
+            conn,
             created: now,
             last_used: now,
         })
@@ -294,11 +296,31 @@ impl SmtpPool {
             }
             // lettre closes the connection after any failed command.
             Ok(Err(e)) => Err(Self::classify(e)),
-            Err(_) => Err(SendError::Transient(format!(
+            Err(_) => Err(SendError::Broken(format!(
                 "no reply within {} s",
                 self.timeout.as_secs()
             ))),
         }
+    }
+}
+
+/// Sorts a failed SMTP command: a throttling reply (421, 452, or an
+/// enhanced status 4.7.x), another 4xx, a 5xx, or a connection that broke
+/// (no reply at all).
+fn classify_error(e: lettre::transport::smtp::Error) -> SendError {
+    let text = e.to_string();
+    let Some(code) = e.status() else {
+        return SendError::Broken(text);
+    };
+    let code = code.to_string();
+    // lettre's text reads "transient error (451): 4.7.1 Try again later".
+    let reply = text.split_once("): ").map_or("", |(_, r)| r);
+    if code == "421" || code == "452" || (code.starts_with('4') && reply.starts_with("4.7.")) {
+        SendError::Throttled(text)
+    } else if e.is_permanent() {
+        SendError::Permanent(text)
+    } else {
+        SendError::Transient(text)
     }
 }
 

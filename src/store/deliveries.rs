@@ -6,6 +6,8 @@ pub struct ClaimedDelivery {
     pub digest_id: i64,
     pub subscriber_id: i64,
     pub attempts: i64,
+    /// How many of the attempts met a throttling reply.
+    pub throttled: i64,
     pub email: String,
     pub name: Option<String>,
 }
@@ -18,6 +20,9 @@ pub enum DeliveryOutcome {
     Retry {
         error: String,
         next_attempt_at: Millis,
+        /// The server throttled (421, 452, 4.7.x): counted apart, as it
+        /// never uses up the recipient's attempts.
+        is_throttled: bool,
     },
     /// Gave up: a permanent (5xx) reply, or too many temporary failures.
     Failed { error: String, is_permanent: bool },
@@ -55,7 +60,7 @@ impl Store {
                        AND EXISTS (SELECT 1 FROM digests g WHERE g.id = d.digest_id AND g.status IN ('queued', 'sending'))
                      ORDER BY {order}
                      LIMIT $4{lock})
-                 RETURNING digest_id, subscriber_id, attempts,
+                 RETURNING digest_id, subscriber_id, attempts, throttled,
                      (SELECT s.email FROM subscribers s WHERE s.id = deliveries.subscriber_id) AS email,
                      (SELECT s.name FROM subscribers s WHERE s.id = deliveries.subscriber_id) AS name"
             )
@@ -159,8 +164,10 @@ impl Store {
             for (digest_id, subscriber_id, outcome) in outcomes {
                 let q = match outcome {
                     DeliveryOutcome::Sent { .. } => continue,
-                    DeliveryOutcome::Retry { error, next_attempt_at } => sqlx::query(
-                        "UPDATE deliveries SET status = 'queued', next_attempt_at = $4, last_error = $5,
+                    DeliveryOutcome::Retry { error, next_attempt_at, is_throttled } => sqlx::query(
+                        "UPDATE deliveries SET status = CASE WHEN EXISTS (SELECT 1 FROM digests g WHERE g.id = $1 AND g.status = 'cancelled')
+                                                    THEN 'skipped' ELSE 'queued' END,
+                         next_attempt_at = $4, last_error = $5, throttled = throttled + $6,
                          lease_owner = NULL, lease_until = NULL
                          WHERE digest_id = $1 AND subscriber_id = $2 AND lease_owner = $3 AND status = 'sending'",
                     )
@@ -168,7 +175,8 @@ impl Store {
                     .bind(subscriber_id)
                     .bind(owner)
                     .bind(next_attempt_at)
-                    .bind(error),
+                    .bind(error)
+                    .bind(i64::from(*is_throttled)),
                     DeliveryOutcome::Failed { error, .. } => sqlx::query(
                         "UPDATE deliveries SET status = 'failed', last_error = $4, lease_owner = NULL, lease_until = NULL
                          WHERE digest_id = $1 AND subscriber_id = $2 AND lease_owner = $3 AND status = 'sending'",
@@ -177,8 +185,14 @@ impl Store {
                     .bind(subscriber_id)
                     .bind(owner)
                     .bind(error),
+                    // A copy given back after its digest was cancelled is
+                    // skipped with the rest of the digest.
                     DeliveryOutcome::Released => sqlx::query(
-                        "UPDATE deliveries SET status = 'queued', attempts = attempts - 1, lease_owner = NULL, lease_until = NULL
+                        "UPDATE deliveries SET status = CASE WHEN EXISTS (SELECT 1 FROM digests g WHERE g.id = $1 AND g.status = 'cancelled')
+                                                    THEN 'skipped' ELSE 'queued' END,
+                         last_error = CASE WHEN EXISTS (SELECT 1 FROM digests g WHERE g.id = $1 AND g.status = 'cancelled')
+                                           THEN 'digest cancelled' ELSE last_error END,
+                         attempts = attempts - 1, lease_owner = NULL, lease_until = NULL
                          WHERE digest_id = $1 AND subscriber_id = $2 AND lease_owner = $3 AND status = 'sending'",
                     )
                     .bind(digest_id)
@@ -207,6 +221,18 @@ impl Store {
 }
 
 impl Store {
+    /// Pushes the lease of every delivery `owner` holds to `lease_until`.
+    pub async fn renew_leases(&self, owner: &str, lease_until: Millis) -> Result<u64> {
+        super::with_pool!(self, pool => {
+            Ok(sqlx::query("UPDATE deliveries SET lease_until = $2 WHERE status = 'sending' AND lease_owner = $1")
+                .bind(owner)
+                .bind(lease_until)
+                .execute(pool)
+                .await?
+                .rows_affected())
+        })
+    }
+
     /// Sum of attempts over a digest's deliveries (every try is counted).
     pub async fn delivery_attempts(&self, digest_id: i64) -> Result<i64> {
         super::with_pool!(self, pool => {

@@ -7,6 +7,7 @@ mod deliveries;
 mod digests;
 mod feeds;
 mod outbox;
+mod pacing;
 mod settings;
 mod subscribers;
 
@@ -15,6 +16,7 @@ pub use deliveries::{ClaimedDelivery, DeliveryOutcome};
 pub use digests::{DigestCounts, DigestCreated, DigestRow, NewDigest};
 pub use feeds::{FeedRow, PollSuccess};
 pub use outbox::{OutboxMessage, OutboxOutcome};
+pub use pacing::{SlotGrant, WindowLimit};
 pub use subscribers::{
     ConfirmOutcome, PendingConfirmation, SignupOutcome, SignupRequest, SubscriberRow, TokenLookup,
 };

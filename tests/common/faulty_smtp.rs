@@ -1,9 +1,12 @@
 //! A small SMTP server for faults smtp-sink cannot express: a random share
-//! of temporary (451) rejections at RCPT, and permanent (550) rejections for
-//! chosen addresses. It records every message it accepted.
+//! of temporary (451) rejections at RCPT, permanent (550) rejections for
+//! chosen addresses, throttling (421 4.7.0 and hang up) for a while, and
+//! silence (no greeting) for a while. It records every message it accepted,
+//! and when.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
@@ -11,8 +14,26 @@ use tokio::net::TcpListener;
 pub struct Record {
     /// Envelope recipient of every accepted message, in order.
     pub accepted: Mutex<Vec<String>>,
+    /// When each accepted message's final "250" was sent, in order.
+    pub accepted_at: Mutex<Vec<Instant>>,
     pub temporary_rejections: AtomicU64,
     pub permanent_rejections: AtomicU64,
+    /// 421 replies sent while throttling.
+    pub throttled: AtomicU64,
+    /// Connections opened (and, while silent, left without a greeting).
+    pub connections: AtomicU64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Share of RCPTs answered "451 4.7.1 Try again later".
+    pub temp_failure_percent: u32,
+    /// Addresses containing this get "550 5.1.1".
+    pub reject_marker: Option<&'static str>,
+    /// Until then, every MAIL FROM gets "421 4.7.0" and the connection is closed.
+    pub throttle_until: Option<Instant>,
+    /// Until then, connections are accepted but never greeted.
+    pub silent_until: Option<Instant>,
 }
 
 pub struct FaultySmtp {
@@ -23,6 +44,21 @@ pub struct FaultySmtp {
 /// `temp_failure_percent` of RCPTs get 451; any address containing
 /// `reject_marker` gets 550.
 pub async fn start(temp_failure_percent: u32, reject_marker: &'static str) -> FaultySmtp {
+    start_with(Faults {
+        temp_failure_percent,
+        reject_marker: Some(reject_marker),
+        ..Faults::default()
+    })
+    .await
+}
+
+pub async fn start_with(faults: Faults) -> FaultySmtp {
+    let Faults {
+        temp_failure_percent,
+        reject_marker,
+        throttle_until,
+        silent_until,
+    } = faults;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let record = Arc::new(Record::default());
@@ -35,9 +71,18 @@ pub async fn start(temp_failure_percent: u32, reject_marker: &'static str) -> Fa
             };
             let record = shared.clone();
             let mut state = seed.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
+            record.connections.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(async move {
                 let (read, mut write) = stream.into_split();
                 let mut lines = BufReader::new(read);
+                if silent_until.is_some_and(|t| Instant::now() < t) {
+                    // Say nothing; wait for the client to give up.
+                    let mut sink = String::new();
+                    while lines.read_line(&mut sink).await.unwrap_or(0) > 0 {
+                        sink.clear();
+                    }
+                    return;
+                }
                 let _ = write.write_all(b"220 faulty.test ESMTP\r\n").await;
                 let mut rcpt: Option<String> = None;
                 let mut line = String::new();
@@ -51,6 +96,13 @@ pub async fn start(temp_failure_percent: u32, reject_marker: &'static str) -> Fa
                         "250-faulty.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n".into()
                     } else if upper.starts_with("MAIL") {
                         rcpt = None;
+                        if throttle_until.is_some_and(|t| Instant::now() < t) {
+                            record.throttled.fetch_add(1, Ordering::Relaxed);
+                            let _ = write
+                                .write_all(b"421 4.7.0 Too many messages, slow down\r\n")
+                                .await;
+                            return;
+                        }
                         "250 2.1.0 Ok\r\n".into()
                     } else if upper.starts_with("RCPT") {
                         let addr = line
@@ -63,7 +115,7 @@ pub async fn start(temp_failure_percent: u32, reject_marker: &'static str) -> Fa
                         state ^= state << 13;
                         state ^= state >> 7;
                         state ^= state << 17;
-                        if addr.contains(reject_marker) {
+                        if reject_marker.is_some_and(|m| addr.contains(m)) {
                             record.permanent_rejections.fetch_add(1, Ordering::Relaxed);
                             format!(
                                 "550 5.1.1 <{addr}>: Recipient address rejected: User unknown\r\n"
@@ -91,6 +143,9 @@ pub async fn start(temp_failure_percent: u32, reject_marker: &'static str) -> Fa
                         if let Some(addr) = rcpt.take() {
                             if let Ok(mut accepted) = record.accepted.lock() {
                                 accepted.push(addr);
+                            }
+                            if let Ok(mut at) = record.accepted_at.lock() {
+                                at.push(Instant::now());
                             }
                         }
                         "250 2.0.0 Ok: queued\r\n".into()

@@ -1,0 +1,271 @@
+//! Sending policy against real SMTP servers: rate limits shared by two
+//! workers, a sliding-window limit, several weighted servers with one down,
+//! a throttling relay, a relay down for a minute, and one that never answers.
+
+mod common;
+
+use common::faulty_smtp::{self, Faults};
+use common::{spawn_app_role, Backend, SmtpSink, TestApp};
+use herald::config::{Config, SmtpServerConfig};
+use herald::startup::Role;
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+fn server(port: u16) -> SmtpServerConfig {
+    SmtpServerConfig {
+        url: format!("smtp://127.0.0.1:{port}"),
+        ..SmtpServerConfig::default()
+    }
+}
+
+fn recipients(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("reader{i}@example.com")).collect()
+}
+
+/// An app without a worker, `n` confirmed readers and one queued digest.
+async fn queued_digest(
+    backend: Backend,
+    n: usize,
+    tweak: impl FnOnce(&mut Config),
+) -> (TestApp, i64, Vec<String>) {
+    let app = spawn_app_role(backend, SmtpSink::start(&[]), Role::Web, |c| {
+        c.smtp_url = None;
+        tweak(c);
+    })
+    .await;
+    let emails = recipients(n);
+    let refs: Vec<&str> = emails.iter().map(String::as_str).collect();
+    app.import_confirmed(&refs).await;
+    app.add_article("Story", "https://news.example.com/story/", "<p>Text.</p>")
+        .await;
+    let id = app.send_digest_now().await;
+    (app, id, emails)
+}
+
+fn assert_each_got_exactly_one(accepted: &[String], emails: &[String]) {
+    let unique: HashSet<&String> = accepted.iter().collect();
+    assert_eq!(accepted.len(), emails.len(), "one message per reader");
+    assert_eq!(unique.len(), emails.len(), "nobody got two copies");
+    for e in emails {
+        assert!(unique.contains(e), "{e} got nothing");
+    }
+}
+
+/// Most messages accepted in any span of `span` (counting from each arrival).
+fn busiest(times: &[Instant], span: Duration) -> usize {
+    let mut sorted = times.to_vec();
+    sorted.sort();
+    let mut best = 0;
+    let mut j = 0;
+    for i in 0..sorted.len() {
+        while j < sorted.len() && sorted[j] < sorted[i] + span {
+            j += 1;
+        }
+        best = best.max(j - i);
+    }
+    best
+}
+
+async fn per_second_limit_holds_across_two_workers(backend: Backend) {
+    let relay = faulty_smtp::start_with(Faults::default()).await;
+    let (app, id, emails) = queued_digest(backend, 160, |c| {
+        c.smtp_servers = vec![SmtpServerConfig {
+            max_per_second: Some(40.0),
+            ..server(relay.port)
+        }];
+        // Small batches, so both workers hold part of the list.
+        c.delivery.batch_size = 10;
+        c.delivery.concurrency = 8;
+    })
+    .await;
+    // Two workers, each with its own share of the limit to negotiate
+    // through the database.
+    app.start_worker();
+    app.start_worker();
+    let status = app.wait_digest_done(id, Duration::from_secs(30)).await;
+    assert_eq!(status["counts"]["sent"], 160, "{status}");
+    assert_each_got_exactly_one(&relay.record.accepted.lock().unwrap(), &emails);
+    let times = relay.record.accepted_at.lock().unwrap().clone();
+    let first = *times.iter().min().unwrap();
+    let last = *times.iter().max().unwrap();
+    let rate = (times.len() - 1) as f64 / (last - first).as_secs_f64();
+    assert!(rate <= 40.0 * 1.01, "measured {rate:.2} msg/s against 40/s");
+    // Not slower than the limit needs either (two workers share it well).
+    assert!(rate >= 40.0 * 0.8, "measured {rate:.2} msg/s against 40/s");
+    // In any one second: 40 slots, plus one at the boundary, plus one for
+    // the jitter between a slot and the server's reply.
+    let peak = busiest(&times, Duration::from_secs(1));
+    assert!(peak <= 42, "{peak} messages within one second");
+    app.shutdown().await;
+}
+
+async fn window_limit_holds(backend: Backend) {
+    let relay = faulty_smtp::start_with(Faults::default()).await;
+    let (app, id, emails) = queued_digest(backend, 75, |c| {
+        c.smtp_servers = vec![SmtpServerConfig {
+            max_per_window: Some(25),
+            window_secs: 2,
+            ..server(relay.port)
+        }];
+    })
+    .await;
+    let started = Instant::now();
+    app.start_worker();
+    let status = app.wait_digest_done(id, Duration::from_secs(30)).await;
+    assert_eq!(status["counts"]["sent"], 75, "{status}");
+    assert_each_got_exactly_one(&relay.record.accepted.lock().unwrap(), &emails);
+    // 75 messages at 25 per 2 s take three windows: at least 4 s.
+    assert!(started.elapsed() >= Duration::from_secs(4));
+    // At most 25 in any 2 s (less 50 ms for the jitter between a granted
+    // slot and the server's reply).
+    let times = relay.record.accepted_at.lock().unwrap().clone();
+    let peak = busiest(&times, Duration::from_millis(1950));
+    assert!(peak <= 25, "{peak} messages within one window");
+    app.shutdown().await;
+}
+
+async fn weighted_servers_share_the_list_and_a_dead_one_is_left_out(backend: Backend) {
+    let heavy = faulty_smtp::start_with(Faults::default()).await;
+    let light = faulty_smtp::start_with(Faults::default()).await;
+    let dead_port = common::free_port();
+    let (app, id, emails) = queued_digest(backend, 400, |c| {
+        c.smtp_servers = vec![
+            SmtpServerConfig {
+                weight: 3,
+                ..server(heavy.port)
+            },
+            server(light.port),
+            // Nothing listens here: it cools down and the others carry on.
+            SmtpServerConfig {
+                weight: 5,
+                ..server(dead_port)
+            },
+        ];
+        c.delivery.cooldown_secs = 60;
+    })
+    .await;
+    app.start_worker();
+    let status = app.wait_digest_done(id, Duration::from_secs(40)).await;
+    assert_eq!(status["counts"]["sent"], 400, "{status}");
+    assert_eq!(status["counts"]["failed"], 0, "{status}");
+    let mut all = heavy.record.accepted.lock().unwrap().clone();
+    let to_light = light.record.accepted.lock().unwrap().clone();
+    let to_heavy = all.len();
+    all.extend(to_light.iter().cloned());
+    assert_each_got_exactly_one(&all, &emails);
+    // 3:1, i.e. 300 and 100, within about seven standard deviations.
+    assert!(
+        (240..=360).contains(&to_heavy),
+        "heavy {to_heavy}, light {}",
+        to_light.len()
+    );
+    // The dead server never had a message under way: no attempt was used.
+    assert_eq!(app.store.delivery_attempts(id).await.unwrap(), 400);
+    app.shutdown().await;
+}
+
+async fn throttling_relay_slows_herald_down_and_nobody_fails(backend: Backend) {
+    // For 4 s every MAIL FROM gets "421 4.7.0 … slow down" and the relay hangs up.
+    let relay = faulty_smtp::start_with(Faults {
+        throttle_until: Some(Instant::now() + Duration::from_secs(4)),
+        ..Faults::default()
+    })
+    .await;
+    let (app, id, emails) = queued_digest(backend, 60, |c| {
+        c.smtp_servers = vec![server(relay.port)];
+        c.delivery.concurrency = 8;
+        // Throttles must not use up attempts: two would fail everybody.
+        c.delivery.max_attempts = 2;
+    })
+    .await;
+    app.start_worker();
+    let status = app.wait_digest_done(id, Duration::from_secs(40)).await;
+    assert_eq!(status["digest"]["status"], "done", "never paused: {status}");
+    assert_eq!(status["counts"]["sent"], 60, "{status}");
+    assert_eq!(status["counts"]["failed"], 0, "{status}");
+    assert_each_got_exactly_one(&relay.record.accepted.lock().unwrap(), &emails);
+    let throttled = relay.record.throttled.load(Ordering::Relaxed);
+    assert!(throttled > 0, "the relay did throttle");
+    // herald backed off: pauses of 1, 2 and 4 s with 8, 4 and 2 messages at
+    // once. Without back-off it would have been hundreds in 4 s.
+    assert!(
+        throttled <= 30,
+        "{throttled} throttled attempts: herald kept pushing"
+    );
+    // Every throttled try is on record as an attempt.
+    assert_eq!(
+        app.store.delivery_attempts(id).await.unwrap(),
+        60 + throttled as i64
+    );
+    app.shutdown().await;
+}
+
+async fn relay_down_for_a_minute_then_back(backend: Backend) {
+    let sink = SmtpSink::start(&[]);
+    let port = sink.port;
+    let (app, id, emails) = queued_digest(backend, 30, |c| {
+        c.smtp_servers = vec![server(port)];
+        c.delivery.cooldown_secs = 5;
+        // Shorter than the outage: the worker must renew what it holds.
+        c.delivery.lease_secs = 9;
+    })
+    .await;
+    let (port, tmp, dir) = sink.stop();
+    app.start_worker();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let during = app.digest_status(id).await;
+    assert_eq!(during["counts"]["sent"], 0, "{during}");
+    assert_eq!(during["counts"]["failed"], 0, "nobody failed: {during}");
+    assert_eq!(during["counts"]["stuck"], 0, "leases renewed: {during}");
+    assert_ne!(during["status"], "done");
+    let sink = SmtpSink::start_on(port, &[], Some((tmp, dir)));
+    let status = app.wait_digest_done(id, Duration::from_secs(40)).await;
+    assert_eq!(status["counts"]["sent"], 30, "{status}");
+    assert_eq!(status["counts"]["failed"], 0, "{status}");
+    let got: Vec<String> = sink
+        .wait_for(30, Duration::from_secs(10))
+        .await
+        .into_iter()
+        .map(|m| m.envelope_to)
+        .collect();
+    assert_each_got_exactly_one(&got, &emails);
+    // Failing to connect is not an attempt on the recipient.
+    assert_eq!(app.store.delivery_attempts(id).await.unwrap(), 30);
+    app.shutdown().await;
+}
+
+async fn relay_that_never_answers_then_recovers(backend: Backend) {
+    // Connections are accepted but get no greeting for 12 s.
+    let relay = faulty_smtp::start_with(Faults {
+        silent_until: Some(Instant::now() + Duration::from_secs(12)),
+        ..Faults::default()
+    })
+    .await;
+    let (app, id, emails) = queued_digest(backend, 30, |c| {
+        c.smtp_servers = vec![server(relay.port)];
+        c.delivery.smtp_timeout_secs = 2;
+        c.delivery.cooldown_secs = 3;
+    })
+    .await;
+    app.start_worker();
+    let status = app.wait_digest_done(id, Duration::from_secs(60)).await;
+    assert_eq!(status["counts"]["sent"], 30, "{status}");
+    assert_eq!(status["counts"]["failed"], 0, "{status}");
+    assert_each_got_exactly_one(&relay.record.accepted.lock().unwrap(), &emails);
+    assert_eq!(app.store.delivery_attempts(id).await.unwrap(), 30);
+    // Cool-downs kept herald from hammering the silent relay: a few
+    // connections per cool-down, not one per message and timeout.
+    let connections = relay.record.connections.load(Ordering::Relaxed);
+    assert!(connections <= 60, "{connections} connections");
+    app.shutdown().await;
+}
+
+both_backends!(
+    per_second_limit_holds_across_two_workers,
+    window_limit_holds,
+    weighted_servers_share_the_list_and_a_dead_one_is_left_out,
+    throttling_relay_slows_herald_down_and_nobody_fails,
+    relay_down_for_a_minute_then_back,
+    relay_that_never_answers_then_recovers,
+);
