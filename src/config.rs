@@ -297,3 +297,51 @@ impl Config {
             .unwrap_or_else(|| self.data_dir.join("outbox"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smtp_servers_from_a_file_and_from_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.toml");
+        std::fs::write(
+            &path,
+            r#"
+[[smtp_servers]]
+url = "smtp://relay-a.example.com:25"
+weight = 3
+max_per_second = 50
+max_per_window = 10000
+
+[[smtp_servers]]
+url = "smtp://relay-b.example.com:587?tls=required"
+name = "relay-b"
+"#,
+        )
+        .unwrap();
+        let config = Config::load(Some(&path), Figment::new()).unwrap();
+        let s = &config.smtp_servers;
+        assert_eq!(s.len(), 2);
+        assert_eq!((s[0].weight, s[0].max_per_second), (3, Some(50.0)));
+        assert_eq!((s[0].max_per_window, s[0].window_secs), (Some(10000), 3600));
+        assert_eq!((s[1].weight, s[1].name.as_deref()), (1, Some("relay-b")));
+
+        // nextest runs each test in a process of its own: this variable is
+        // seen by this test only.
+        std::env::set_var(
+            "HERALD_SMTP_SERVERS",
+            r#"[{url="smtp://127.0.0.1:2525", weight=2, max_per_second=7.5}]"#,
+        );
+        let config = Config::load(Some(&path), Figment::new()).unwrap();
+        std::env::remove_var("HERALD_SMTP_SERVERS");
+        assert_eq!(config.smtp_servers.len(), 1);
+        assert_eq!(config.smtp_servers[0].url, "smtp://127.0.0.1:2525");
+        assert_eq!(config.smtp_servers[0].max_per_second, Some(7.5));
+
+        // A typo in a server's keys is an error, not ignored.
+        std::fs::write(&path, "[[smtp_servers]]\nurl = \"smtp://x\"\nwieght = 2\n").unwrap();
+        assert!(Config::load(Some(&path), Figment::new()).is_err());
+    }
+}

@@ -162,7 +162,44 @@ async fn cancel_leaves_the_rest_unsent_and_says_how_many(backend: Backend) {
     app.shutdown().await;
 }
 
+async fn cancel_while_copies_are_in_flight_leaves_nothing_queued(backend: Backend) {
+    // A slow relay (1 s before it answers DATA) and the whole list claimed:
+    // after a cancel, the copies in flight finish and every other copy,
+    // claimed or not, ends skipped.
+    let emails: Vec<String> = (0..40).map(|i| format!("r{i}@example.com")).collect();
+    let refs: Vec<&str> = emails.iter().map(String::as_str).collect();
+    let (app, id) = app_with_digest(backend, SmtpSink::start(&["-w", "1"]), &refs, |c| {
+        c.delivery.concurrency = 4;
+    })
+    .await;
+    app.start_worker();
+    app.wait_digest(id, Duration::from_secs(10), "copies in flight", |s| {
+        s["counts"]["in_flight"].as_i64().unwrap_or(0) > 0
+    })
+    .await;
+    let resp = app
+        .api(reqwest::Method::POST, &format!("/api/digests/{id}/cancel"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let status = app
+        .wait_digest(id, Duration::from_secs(10), "all settled", |s| {
+            s["counts"]["in_flight"] == 0 && s["counts"]["queued"] == 0
+        })
+        .await;
+    assert_eq!(status["digest"]["status"], "cancelled", "{status}");
+    let sent = status["counts"]["sent"].as_i64().unwrap();
+    let skipped = status["counts"]["skipped"].as_i64().unwrap();
+    assert_eq!(sent + skipped, 40, "{status}");
+    assert!(sent <= 8, "at most the copies in flight went out: {status}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(app.sink.messages().len() as i64, sent);
+    app.shutdown().await;
+}
+
 both_backends!(
+    cancel_while_copies_are_in_flight_leaves_nothing_queued,
     permanent_rejection_fails_the_recipient_with_the_server_reply,
     temporary_rejection_is_retried_until_the_server_accepts,
     connection_dropped_at_end_of_data_is_retried,

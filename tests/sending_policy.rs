@@ -261,7 +261,32 @@ async fn relay_that_never_answers_then_recovers(backend: Backend) {
     app.shutdown().await;
 }
 
+async fn relay_that_stalls_mid_data_then_recovers(backend: Backend) {
+    // For 6 s the relay stops answering in the middle of DATA.
+    let relay = faulty_smtp::start_with(Faults {
+        stall_data_until: Some(Instant::now() + Duration::from_secs(6)),
+        ..Faults::default()
+    })
+    .await;
+    let (app, id, emails) = queued_digest(backend, 20, |c| {
+        c.smtp_servers = vec![server(relay.port)];
+        c.delivery.smtp_timeout_secs = 2;
+    })
+    .await;
+    app.start_worker();
+    let status = app.wait_digest_done(id, Duration::from_secs(60)).await;
+    assert_eq!(status["counts"]["sent"], 20, "{status}");
+    assert_eq!(status["counts"]["failed"], 0, "{status}");
+    // A stalled message was never accepted, so nobody got two.
+    assert_each_got_exactly_one(&relay.record.accepted.lock().unwrap(), &emails);
+    // The timed-out tries are attempts on record (the server might have
+    // taken the message).
+    assert!(app.store.delivery_attempts(id).await.unwrap() > 20);
+    app.shutdown().await;
+}
+
 both_backends!(
+    relay_that_stalls_mid_data_then_recovers,
     per_second_limit_holds_across_two_workers,
     window_limit_holds,
     weighted_servers_share_the_list_and_a_dead_one_is_left_out,

@@ -236,3 +236,79 @@ fn parse_from(from: &str) -> Result<Mailbox, Error> {
     from.parse::<Mailbox>()
         .map_err(|e| Error::From(from.to_string(), e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_servers(servers: Vec<SmtpServerConfig>) -> Config {
+        Config {
+            smtp_servers: servers,
+            ..Config::default()
+        }
+    }
+
+    fn server(url: &str) -> SmtpServerConfig {
+        SmtpServerConfig {
+            url: url.into(),
+            ..SmtpServerConfig::default()
+        }
+    }
+
+    #[test]
+    fn bad_server_lists_are_refused_with_the_reason() {
+        let mut both = with_servers(vec![server("smtp://a:25")]);
+        both.smtp_url = Some("smtp://b:25".into());
+        let cases = [
+            (both, "not both"),
+            (
+                with_servers(vec![SmtpServerConfig {
+                    weight: 0,
+                    ..server("smtp://a:25")
+                }]),
+                "weight",
+            ),
+            (
+                with_servers(vec![SmtpServerConfig {
+                    max_per_second: Some(-1.0),
+                    ..server("smtp://a:25")
+                }]),
+                "max_per_second",
+            ),
+            (
+                with_servers(vec![SmtpServerConfig {
+                    max_per_window: Some(0),
+                    ..server("smtp://a:25")
+                }]),
+                "max_per_window",
+            ),
+            (with_servers(vec![server("http://a")]), "URL"),
+        ];
+        for (config, why) in cases {
+            let err = Mailer::from_config(&config).unwrap_err().to_string();
+            assert!(err.contains(why), "{why}: {err}");
+        }
+    }
+
+    #[test]
+    fn servers_are_named_by_host_and_port_unless_named() {
+        let config = with_servers(vec![
+            server("smtp://relay-a.example.com:2525"),
+            SmtpServerConfig {
+                name: Some("b".into()),
+                max_per_second: Some(5.0),
+                ..server("smtp://relay-b.example.com")
+            },
+        ]);
+        let mailer = Mailer::from_config(&config).unwrap();
+        let described = mailer.describe();
+        assert!(
+            described.contains("relay-a.example.com:2525"),
+            "{described}"
+        );
+        assert!(
+            described.contains("b relay-b.example.com:25"),
+            "{described}"
+        );
+    }
+}

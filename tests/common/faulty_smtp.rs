@@ -1,7 +1,7 @@
 //! A small SMTP server for faults smtp-sink cannot express: a random share
 //! of temporary (451) rejections at RCPT, permanent (550) rejections for
-//! chosen addresses, throttling (421 4.7.0 and hang up) for a while, and
-//! silence (no greeting) for a while. It records every message it accepted,
+//! chosen addresses, throttling (421 4.7.0 and hang up) for a while,
+//! silence (no greeting) for a while, and a stall in the middle of DATA. It records every message it accepted,
 //! and when.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +34,8 @@ pub struct Faults {
     pub throttle_until: Option<Instant>,
     /// Until then, connections are accepted but never greeted.
     pub silent_until: Option<Instant>,
+    /// Until then, the server stops answering halfway through DATA.
+    pub stall_data_until: Option<Instant>,
 }
 
 pub struct FaultySmtp {
@@ -58,6 +60,7 @@ pub async fn start_with(faults: Faults) -> FaultySmtp {
         reject_marker,
         throttle_until,
         silent_until,
+        stall_data_until,
     } = faults;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
@@ -131,6 +134,13 @@ pub async fn start_with(faults: Faults) -> FaultySmtp {
                         let _ = write
                             .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
                             .await;
+                        if stall_data_until.is_some_and(|t| Instant::now() < t) {
+                            // Read on, answer nothing, until the client hangs up.
+                            while lines.read_line(&mut line).await.unwrap_or(0) > 0 {
+                                line.clear();
+                            }
+                            return;
+                        }
                         loop {
                             line.clear();
                             if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
