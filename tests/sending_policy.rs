@@ -90,12 +90,13 @@ async fn per_second_limit_holds_across_two_workers(backend: Backend) {
     let first = *times.iter().min().unwrap();
     let last = *times.iter().max().unwrap();
     let rate = (times.len() - 1) as f64 / (last - first).as_secs_f64();
+    let peak = busiest(&times, Duration::from_secs(1));
+    eprintln!("limit 40/s, two workers: measured {rate:.2} msg/s, busiest second {peak}");
     assert!(rate <= 40.0 * 1.01, "measured {rate:.2} msg/s against 40/s");
     // Not slower than the limit needs either (two workers share it well).
     assert!(rate >= 40.0 * 0.8, "measured {rate:.2} msg/s against 40/s");
     // In any one second: 40 slots, plus one at the boundary, plus one for
     // the jitter between a slot and the server's reply.
-    let peak = busiest(&times, Duration::from_secs(1));
     assert!(peak <= 42, "{peak} messages within one second");
     app.shutdown().await;
 }
@@ -121,6 +122,10 @@ async fn window_limit_holds(backend: Backend) {
     // slot and the server's reply).
     let times = relay.record.accepted_at.lock().unwrap().clone();
     let peak = busiest(&times, Duration::from_millis(1950));
+    eprintln!(
+        "limit 25 per 2 s: busiest 1.95 s held {peak}, 75 took {:?}",
+        started.elapsed()
+    );
     assert!(peak <= 25, "{peak} messages within one window");
     app.shutdown().await;
 }
