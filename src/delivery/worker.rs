@@ -25,7 +25,7 @@ use super::retry_delay_ms;
 use crate::config::Config;
 use crate::domain::time::now_millis;
 use crate::domain::token::LinkSigner;
-use crate::mail::{self, DigestBodies, DigestCopy, Mailer, SendError};
+use crate::mail::{self, DigestTemplate, Mailer, SendError};
 use crate::store::{
     ClaimedDelivery, DeliveryOutcome, DigestRow, OutboxMessage, OutboxOutcome, Store,
 };
@@ -57,11 +57,13 @@ struct Sending {
     rate: RateLimiter,
 }
 
-/// A digest as the worker keeps it while sending: bodies prepared once.
+/// A digest as the worker keeps it while sending: the message built once,
+/// each copy spliced from it.
 struct PreparedDigest {
     id: i64,
-    subject: String,
-    bodies: DigestBodies,
+    /// Err: the digest's message could not be built (kept to fail its copies
+    /// with the reason).
+    template: Result<DigestTemplate, String>,
     /// Whether the digest may still be sent (not paused or cancelled), as
     /// last read from the database, and when: queued copies of a digest
     /// that was paused meanwhile are released, not sent.
@@ -295,10 +297,20 @@ async fn prepared_digest(
         body_text,
         ..
     } = row;
+    let template = DigestTemplate::prepare(
+        &ctx.mailer.from,
+        &subject,
+        &ctx.list_id,
+        &body_html,
+        &body_text,
+    )
+    .map_err(|e| {
+        tracing::error!(digest_id = id, error = %e, "could not build the digest's message");
+        e.to_string()
+    });
     let prepared = Arc::new(PreparedDigest {
         id,
-        subject,
-        bodies: DigestBodies::prepare(&body_html, &body_text),
+        template,
         is_sendable: AtomicBool::new(true),
         checked_at: Mutex::new(Instant::now()),
     });
@@ -551,21 +563,21 @@ async fn send_digest_copy(
     let token = ctx.signer.unsubscribe_token(c.subscriber_id, &c.email);
     let page_url = format!("{}/unsubscribe/{token}", ctx.base_url);
     let one_click_url = format!("{}/unsubscribe/one-click/{token}", ctx.base_url);
-    let (html, text) = d.bodies.personalise(&page_url);
-    let copy = DigestCopy {
-        to_email: &c.email,
-        to_name: c.name.as_deref(),
-        subject: &d.subject,
-        html,
-        text,
-        one_click_url: &one_click_url,
-        unsubscribe_mailto: format!(
-            "mailto:{}?subject=unsubscribe%20{token}",
-            ctx.mailer.from.email
+    let mailto = format!(
+        "mailto:{}?subject=unsubscribe%20{token}",
+        ctx.mailer.from.email
+    );
+    let rendered = match &d.template {
+        Ok(template) => template.render(
+            &c.email,
+            c.name.as_deref(),
+            &page_url,
+            &one_click_url,
+            &mailto,
         ),
-        list_id: &ctx.list_id,
+        Err(e) => Err(mail::Error::Build(e.clone())),
     };
-    let message = match mail::digest_message(&ctx.mailer.from, copy) {
+    let (envelope, message) = match rendered {
         Ok(m) => m,
         Err(e) => {
             return DeliveryOutcome::Failed {
@@ -574,15 +586,7 @@ async fn send_digest_copy(
             }
         }
     };
-    let routed = send_routed(
-        ctx,
-        message.envelope(),
-        &message.formatted(),
-        cancel,
-        Some(d),
-        true,
-    )
-    .await;
+    let routed = send_routed(ctx, &envelope, &message, cancel, Some(d), true).await;
     // Throttling replies are attempts, but not the recipient's fault: they
     // never use up `max_attempts`.
     let counted_attempts = c.attempts - c.throttled;

@@ -4,14 +4,36 @@ use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::Message;
 use rand::RngCore;
 
-fn message_id(from: &Mailbox) -> String {
+/// `<32 hex digits@from's domain>`, fresh for every copy.
+pub(super) fn message_id(from: &Mailbox) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut bytes = [0u8; 16];
     rand::rng().fill_bytes(&mut bytes);
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("<{hex}@{}>", from.email.domain())
+    let domain = from.email.domain();
+    let mut id = String::with_capacity(35 + domain.len());
+    id.push('<');
+    for b in bytes {
+        id.push(char::from(HEX[usize::from(b >> 4)]));
+        id.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    id.push('@');
+    id.push_str(domain);
+    id.push('>');
+    id
 }
 
-fn recipient(email: &str, name: Option<&str>) -> Result<Mailbox, Error> {
+/// RFC 2369 List-Unsubscribe with the RFC 8058 one-click URL first.
+pub(super) fn list_unsubscribe_header(
+    one_click_url: &str,
+    unsubscribe_mailto: &str,
+) -> HeaderValue {
+    HeaderValue::new(
+        HeaderName::new_from_ascii_str("List-Unsubscribe"),
+        format!("<{one_click_url}>, <{unsubscribe_mailto}>"),
+    )
+}
+
+pub(super) fn recipient(email: &str, name: Option<&str>) -> Result<Mailbox, Error> {
     let address = email.parse().map_err(|e: lettre::address::AddressError| {
         Error::Build(format!("recipient {email:?}: {e}"))
     })?;
@@ -39,6 +61,12 @@ pub fn confirmation_message(
 /// A digest's two bodies, prepared once per digest: line endings made CRLF
 /// and checked to be 8bit-safe, so a subscriber's copy only needs its
 /// unsubscribe URL put in, not a fresh transfer encoding of 20 KB.
+///
+/// `DigestTemplate` (template.rs) supersedes `DigestBodies::personalise` +
+/// `digest_message` in the worker; both stay, as the template's fallback for
+/// digests that are not 8bit-safe and as the one place the digest's headers
+/// are decided. `DigestCopy` can become `pub(super)` once the worker renders
+/// through `DigestTemplate`.
 #[derive(Debug, Clone)]
 pub struct DigestBodies {
     html: String,
@@ -69,6 +97,20 @@ impl DigestBodies {
             text,
             is_eight_bit_safe,
         }
+    }
+
+    pub(super) fn is_eight_bit_safe(&self) -> bool {
+        self.is_eight_bit_safe
+    }
+
+    /// The HTML body with CRLF line endings and the placeholder still in.
+    pub(super) fn html(&self) -> &str {
+        &self.html
+    }
+
+    /// The text body with CRLF line endings and the placeholder still in.
+    pub(super) fn text(&self) -> &str {
+        &self.text
     }
 
     /// The two bodies for one subscriber. The URL is HTML-escaped in the HTML part.
@@ -102,7 +144,6 @@ pub struct DigestCopy<'a> {
 }
 
 pub fn digest_message(from: &Mailbox, copy: DigestCopy<'_>) -> Result<Message, Error> {
-    let list_unsubscribe = format!("<{}>, <{}>", copy.one_click_url, copy.unsubscribe_mailto);
     Message::builder()
         .from(from.clone())
         .to(recipient(copy.to_email, copy.to_name)?)
@@ -113,9 +154,9 @@ pub fn digest_message(from: &Mailbox, copy: DigestCopy<'_>) -> Result<Message, E
             HeaderName::new_from_ascii_str("List-Id"),
             copy.list_id.to_string(),
         ))
-        .raw_header(HeaderValue::new(
-            HeaderName::new_from_ascii_str("List-Unsubscribe"),
-            list_unsubscribe,
+        .raw_header(list_unsubscribe_header(
+            copy.one_click_url,
+            &copy.unsubscribe_mailto,
         ))
         .raw_header(HeaderValue::new(
             HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),

@@ -5,8 +5,10 @@
 mod build;
 pub mod pool;
 pub mod servers;
+mod template;
 
-pub use build::{confirmation_message, digest_message, DigestBodies, DigestCopy};
+pub use build::confirmation_message;
+pub use template::DigestTemplate;
 
 use crate::config::{Config, SmtpServerConfig};
 use lettre::address::Envelope;
