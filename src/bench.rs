@@ -37,7 +37,7 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -110,7 +110,7 @@ fn ceiling(port: u16, sessions: usize, messages: usize, size: usize) -> anyhow::
 }
 
 /// A fresh database of the kind asked for; returns its URL.
-async fn fresh_database(
+pub(crate) async fn fresh_database(
     kind: Databases,
     postgres_url: Option<&str>,
     dir: &Path,
@@ -143,7 +143,7 @@ async fn fresh_database(
     }
 }
 
-fn kinds(which: Databases) -> Vec<Databases> {
+pub(crate) fn kinds(which: Databases) -> Vec<Databases> {
     match which {
         Databases::Both => vec![Databases::Sqlite, Databases::Postgres],
         one => vec![one],
@@ -185,7 +185,7 @@ async fn digest_of_size(store: &Store, config: &mut Config, size: usize) -> anyh
 }
 
 /// The worker process, terminated when the benchmark stops for any reason.
-struct WorkerGuard(std::process::Child);
+pub(crate) struct WorkerGuard(pub(crate) std::process::Child);
 
 impl Drop for WorkerGuard {
     fn drop(&mut self) {
@@ -311,6 +311,16 @@ async fn herald_run(
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or((concurrency * 32).clamp(200, 2000));
+    // The digest waits paused until the worker process is up, so the clock
+    // measures sending (claim, render, send, record), not process start-up.
+    store.set_digest_status(id, &["queued"], "paused").await?;
+    let log = std::env::var("BENCH_WORKER_LOG").unwrap_or_else(|_| "warn".into());
+    // The "delivery worker started" line (info) says when to start the clock.
+    let worker_log = if log.contains("herald::delivery") {
+        log
+    } else {
+        format!("{log},herald::delivery::worker=info")
+    };
     let child = Command::new(exe)
         .args(["serve", "--role", "worker"])
         .env("HERALD_DATABASE_URL", &url)
@@ -321,15 +331,40 @@ async fn herald_run(
         .env("HERALD_DELIVERY__BATCH_SIZE", batch.to_string())
         .env("HERALD_DELIVERY__POLL_INTERVAL_MS", "20")
         .env("HERALD_FEEDS__TICK_SECS", "3600")
-        .env(
-            "HERALD_LOG",
-            std::env::var("BENCH_WORKER_LOG").unwrap_or_else(|_| "warn".into()),
-        )
+        .env("HERALD_LOG", worker_log)
+        .env("NO_COLOR", "1")
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .context("starting the worker")?;
     let mut child = WorkerGuard(child);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    if let Some(stderr) = child.0.stderr.take() {
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("delivery worker started") {
+                    let _ = ready_tx.send(());
+                } else {
+                    eprintln!("{line}");
+                }
+            }
+        });
+    }
+    let up_by = Instant::now() + Duration::from_secs(60);
+    while ready_rx.try_recv().is_err() {
+        if let Some(status) = child.0.try_wait()? {
+            bail!("the worker exited early ({status}); run it by hand to see why");
+        }
+        if Instant::now() > up_by {
+            bail!("the worker did not start within a minute");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    store.set_digest_status(id, &["paused"], "queued").await?;
     let started = Instant::now();
     let mut peak = 0;
     let deadline = started + Duration::from_secs(3600);
@@ -500,7 +535,7 @@ pub async fn enqueue(
     Ok(())
 }
 
-fn tempdir() -> anyhow::Result<PathBuf> {
+pub(crate) fn tempdir() -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("herald-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)

@@ -320,3 +320,39 @@ async fn pause_takes_effect_within_a_second_for_copies_already_claimed(backend: 
 }
 
 both_backends!(pause_takes_effect_within_a_second_for_copies_already_claimed);
+
+/// Lines that start with a dot arrive as written: herald dot-stuffs them
+/// for SMTP (RFC 5321 4.5.2), and the server takes the extra dot off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_starting_with_a_dot_arrive_intact() {
+    use herald::mail::pool::{SmtpPool, SmtpTarget};
+    let sink = SmtpSink::start(&[]);
+    let pool = SmtpPool::new(
+        SmtpTarget::parse(&sink.url()).unwrap(),
+        1,
+        Duration::from_secs(5),
+    );
+    let envelope = lettre::address::Envelope::new(
+        Some("news@herald.test".parse().unwrap()),
+        vec!["reader@example.com".parse().unwrap()],
+    )
+    .unwrap();
+    let body = ".first line\r\n..two dots\r\n.\r\nmiddle . dot\r\n. \r\nlast é\r\n";
+    let message = format!(
+        "From: news@herald.test\r\nTo: reader@example.com\r\nSubject: dots\r\n\
+         MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Transfer-Encoding: 8bit\r\n\r\n{body}"
+    );
+    let reply = pool.send(&envelope, message.as_bytes()).await.unwrap();
+    assert!(reply.starts_with("250"), "{reply}");
+    let got = sink.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].envelope_to, "reader@example.com");
+    assert!(
+        got[0]
+            .raw
+            .replace("\r\n", "\n")
+            .contains(&body.replace("\r\n", "\n")),
+        "{}",
+        got[0].raw
+    );
+}

@@ -449,7 +449,8 @@ enum Routed {
 /// Sends through whichever server can take the message, within its rate
 /// limit. A server that cannot be reached has not seen the message, so the
 /// next server (or the same one, once it is back) gets it; `is_patient`
-/// callers wait for that, others give the message back at once.
+/// callers wait for that, others give the message back at once. Everybody
+/// waits for a server that is merely busy.
 async fn send_routed(
     ctx: &Sending,
     envelope: &Envelope,
@@ -469,7 +470,11 @@ async fn send_routed(
         }
         let route = match ctx.mailer.route() {
             Ok(route) => route,
-            Err(_) if !is_patient => return Routed::NotAttempted,
+            // Impatient callers wait for a busy server, not for one that
+            // is cooling down or paused.
+            Err(_) if !is_patient && ctx.mailer.blocked_for().is_some() => {
+                return Routed::NotAttempted
+            }
             Err(wait) => {
                 tokio::select! {
                     _ = cancel.cancelled() => return Routed::NotAttempted,
