@@ -195,6 +195,17 @@ pub enum BenchCommand {
         #[arg(long, env = "PG_TEST_URL")]
         postgres_url: Option<String>,
     },
+    /// POST /subscribe under wrk against a bare axum + sqlx single-INSERT handler (needs wrk).
+    Subscribe {
+        #[arg(long, value_enum, default_value_t = crate::bench::Databases::Both)]
+        database: crate::bench::Databases,
+        /// A PostgreSQL server where the benchmark may create databases.
+        #[arg(long, env = "PG_TEST_URL")]
+        postgres_url: Option<String>,
+        /// Length of each measured wrk run, in seconds (after a 2 s warm-up).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+        duration_secs: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -271,6 +282,14 @@ async fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
             database,
             postgres_url,
         } => crate::bench::enqueue(subscribers, database, postgres_url.as_deref()).await,
+        BenchCommand::Subscribe {
+            database,
+            postgres_url,
+            duration_secs,
+        } => {
+            crate::bench_subscribe::subscribe(database, postgres_url.as_deref(), duration_secs)
+                .await
+        }
     }
 }
 

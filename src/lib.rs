@@ -4,6 +4,7 @@
 
 pub mod articles;
 pub mod bench;
+pub mod bench_subscribe;
 pub mod cli;
 pub mod config;
 pub mod delivery;
