@@ -13,6 +13,7 @@ pub mod domain;
 pub mod feeds;
 pub mod mail;
 pub mod scheduler;
+pub mod signup_writer;
 pub mod startup;
 pub mod store;
 pub mod subscriptions;

@@ -6,6 +6,7 @@ use crate::delivery::Worker;
 use crate::domain::token::{new_secret, LinkSigner};
 use crate::mail::Mailer;
 use crate::scheduler::{self, Schedule};
+use crate::signup_writer::SignupWriter;
 use crate::store::Store;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub base_url: String,
     /// Wakes the delivery worker when work was just queued.
     pub wake_worker: Arc<Notify>,
+    /// Writes new signups in batches (group commit).
+    pub signups: SignupWriter,
 }
 
 impl AppState {
@@ -63,6 +66,7 @@ impl AppState {
         }
         let mailer = Mailer::from_config(&config)?;
         Ok(Self {
+            signups: SignupWriter::start(store.clone()),
             store,
             base_url: config.base_url(),
             config: Arc::new(config),

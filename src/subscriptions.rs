@@ -6,7 +6,8 @@ use crate::domain::token::{hash_token, new_confirmation_token, LinkSigner};
 use crate::domain::{SubscriberEmail, SubscriberName};
 use crate::startup::AppState;
 use crate::store::{
-    ConfirmOutcome, PendingConfirmation, SignupOutcome, SignupRequest, SubscriberRow, TokenLookup,
+    ConfirmOutcome, NewSignup, PendingConfirmation, SignupOutcome, SignupRequest, SubscriberRow,
+    TokenLookup,
 };
 use askama::Template;
 
@@ -83,7 +84,21 @@ pub async fn subscribe(
         now,
         resend_interval_ms: (config.confirmation.resend_interval_secs as i64) * 1000,
     };
-    let outcome = state.store.signup(&request, &pending).await?;
+    // A new address goes through the batching writer; a known one (or a
+    // failed batch) takes the transaction that reads the address's state.
+    let signup = NewSignup {
+        email: email.as_str().to_owned(),
+        name: name.map(|n| n.as_str().to_owned()),
+        source: consent.source.to_owned(),
+        consent_ip: consent.ip.map(str::to_owned),
+        consent_user_agent: consent.user_agent.map(str::to_owned),
+        now,
+        confirmation: pending.clone(),
+    };
+    let outcome = match state.signups.insert_new(signup).await {
+        Ok(true) => SignupOutcome::Created,
+        Ok(false) | Err(_) => state.store.signup_known_address(&request, &pending).await?,
+    };
     tracing::info!(?outcome, source = consent.source, "signup");
     state.wake_worker.notify_one();
     Ok(outcome)

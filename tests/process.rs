@@ -421,6 +421,35 @@ fn bad_configuration_is_reported_not_ignored() {
     );
 }
 
+#[test]
+fn worker_threads_from_the_environment() {
+    let data = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", data.path().join("h.db").display());
+    let ok = herald(&db, data.path())
+        .env("HERALD_WORKER_THREADS", "1")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    for bad in ["0", "many", "-2"] {
+        let out = herald(&db, data.path())
+            .env("HERALD_WORKER_THREADS", bad)
+            .arg("migrate")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{bad}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("HERALD_WORKER_THREADS"),
+            "{bad}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 /// Zero configuration: SQLite in ./data, and with no SMTP server every
 /// message is written as an .eml file in ./data/outbox.
 #[tokio::test]

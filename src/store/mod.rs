@@ -9,6 +9,7 @@ mod feeds;
 mod outbox;
 mod pacing;
 mod settings;
+mod signups;
 mod subscribers;
 
 pub use articles::{ArticleRow, NewArticle};
@@ -17,6 +18,7 @@ pub use digests::{DigestCounts, DigestCreated, DigestRow, NewDigest};
 pub use feeds::{FeedRow, PollSuccess};
 pub use outbox::{OutboxMessage, OutboxOutcome};
 pub use pacing::{SlotGrant, WindowLimit};
+pub use signups::NewSignup;
 pub use subscribers::{
     ConfirmOutcome, PendingConfirmation, SignupOutcome, SignupRequest, SubscriberRow, TokenLookup,
 };

@@ -1,3 +1,4 @@
+use super::signups::NewSignup;
 use super::{in_write_tx, with_pool, Result, Store};
 use crate::domain::time::Millis;
 use crate::domain::{SubscriberEmail, SubscriberName};
@@ -70,39 +71,6 @@ pub enum ConfirmOutcome {
 const SUBSCRIBER_COLUMNS: &str =
     "id, email, name, status, source, created_at, confirmed_at, unsubscribed_at";
 
-/// A new address in one round trip (PostgreSQL): the subscriber, its token
-/// and its confirmation mail, or — when the address is known — nothing.
-const PG_SIGNUP_NEW: &str = "WITH subscriber AS (
-    INSERT INTO subscribers (email, name, status, source, created_at, consent_ip, consent_user_agent, consent_at, last_confirmation_sent_at)
-    VALUES ($1, $2, 'pending', $3, $4, $5, $6, $4, $4)
-    ON CONFLICT (email) DO NOTHING RETURNING id
-), token AS (
-    INSERT INTO confirmation_tokens (token_hash, subscriber_id, created_at, expires_at)
-    SELECT $7, id, $4, $8 FROM subscriber
-), mail AS (
-    INSERT INTO outbox (kind, subscriber_id, recipient, subject, body_html, body_text, status, next_attempt_at, created_at)
-    SELECT 'confirmation', id, $1, $9, $10, $11, 'queued', $4, $4 FROM subscriber
-)
-SELECT id FROM subscriber";
-
-/// The same for SQLite, which allows no INSERT inside WITH: a script with
-/// its own transaction, run by one call into the connection's worker
-/// thread, so the write lock is never held while a request waits for its
-/// turn on the async runtime (holding it across five such round trips cut
-/// signups under load to a fifth). `changes()` counts the rows of the
-/// statement before: the token is written only when the subscriber row
-/// was, and the mail only where that fresh token exists.
-const SQLITE_SIGNUP_NEW: &str = "BEGIN IMMEDIATE;
-INSERT INTO subscribers (email, name, status, source, created_at, consent_ip, consent_user_agent, consent_at, last_confirmation_sent_at)
-VALUES ($1, $2, 'pending', $3, $4, $5, $6, $4, $4)
-ON CONFLICT (email) DO NOTHING;
-INSERT INTO confirmation_tokens (token_hash, subscriber_id, created_at, expires_at)
-SELECT $7, id, $4, $8 FROM subscribers WHERE email = $1 AND changes() = 1;
-INSERT INTO outbox (kind, subscriber_id, recipient, subject, body_html, body_text, status, next_attempt_at, created_at)
-SELECT 'confirmation', subscriber_id, $1, $9, $10, $11, 'queued', $4, $4 FROM confirmation_tokens WHERE token_hash = $7
-RETURNING subscriber_id;
-COMMIT;";
-
 impl Store {
     /// Upserts the subscriber as pending and, when a confirmation is due,
     /// writes the token and the outbox row — one transaction, so a crash
@@ -126,65 +94,21 @@ impl Store {
         req: &SignupRequest<'_>,
         confirmation: &PendingConfirmation,
     ) -> Result<bool> {
-        match self {
-            Store::Postgres(pool) => {
-                let id: Option<i64> = sqlx::query_scalar(PG_SIGNUP_NEW)
-                    .bind(req.email.as_str())
-                    .bind(req.name.map(|n| n.as_str()))
-                    .bind(req.source)
-                    .bind(req.now)
-                    .bind(req.consent_ip)
-                    .bind(req.consent_user_agent)
-                    .bind(&confirmation.token_hash)
-                    .bind(confirmation.expires_at)
-                    .bind(&confirmation.subject)
-                    .bind(&confirmation.body_html)
-                    .bind(&confirmation.body_text)
-                    .fetch_optional(pool)
-                    .await?;
-                Ok(id.is_some())
-            }
-            Store::Sqlite(pool) => {
-                // Owned values: the script runs on a task of its own.
-                let script = sqlx::query_scalar::<_, i64>(SQLITE_SIGNUP_NEW)
-                    .bind(req.email.as_str().to_owned())
-                    .bind(req.name.map(|n| n.as_str().to_owned()))
-                    .bind(req.source.to_owned())
-                    .bind(req.now)
-                    .bind(req.consent_ip.map(str::to_owned))
-                    .bind(req.consent_user_agent.map(str::to_owned))
-                    .bind(confirmation.token_hash.clone())
-                    .bind(confirmation.expires_at)
-                    .bind(confirmation.subject.clone())
-                    .bind(confirmation.body_html.clone())
-                    .bind(confirmation.body_text.clone());
-                let mut conn = pool.acquire().await?;
-                // The script must run to its COMMIT even if the request is
-                // dropped: the worker stops between statements once nobody
-                // reads the results, and would hand the connection back
-                // inside the transaction, holding the write lock. For the
-                // same reason a connection whose script failed is closed
-                // (SQLite rolls back) rather than returned to the pool.
-                let ran = tokio::spawn(async move {
-                    let ids = script.fetch_all(&mut *conn).await;
-                    if ids.is_err() {
-                        conn.close_on_drop();
-                    }
-                    ids
-                })
-                .await;
-                match ran {
-                    Ok(ids) => Ok(!ids?.is_empty()),
-                    // Only a panic in sqlx gets here; the connection went with it.
-                    Err(_) => Err(sqlx::Error::WorkerCrashed.into()),
-                }
-            }
-        }
+        let signup = NewSignup {
+            email: req.email.as_str().to_owned(),
+            name: req.name.map(|n| n.as_str().to_owned()),
+            source: req.source.to_owned(),
+            consent_ip: req.consent_ip.map(str::to_owned),
+            consent_user_agent: req.consent_user_agent.map(str::to_owned),
+            now: req.now,
+            confirmation: confirmation.clone(),
+        };
+        Ok(self.insert_new_signups(&[signup]).await?[0])
     }
 
     /// A known address (or one that is not known any more): read its state
     /// and decide, in a write transaction.
-    async fn signup_known_address(
+    pub async fn signup_known_address(
         &self,
         req: &SignupRequest<'_>,
         confirmation: &PendingConfirmation,
