@@ -195,6 +195,12 @@ pub enum BenchCommand {
         #[arg(long, env = "PG_TEST_URL")]
         postgres_url: Option<String>,
     },
+    /// Per-copy rendering time: lettre's builder for every copy against the
+    /// digest built once and spliced per copy.
+    Render {
+        #[arg(long, default_value_t = 20_000)]
+        copies: u32,
+    },
     /// POST /subscribe under wrk against a bare axum + sqlx single-INSERT handler (needs wrk).
     Subscribe {
         #[arg(long, value_enum, default_value_t = crate::bench::Databases::Both)]
@@ -282,6 +288,7 @@ async fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
             database,
             postgres_url,
         } => crate::bench::enqueue(subscribers, database, postgres_url.as_deref()).await,
+        BenchCommand::Render { copies } => crate::bench::render(copies),
         BenchCommand::Subscribe {
             database,
             postgres_url,

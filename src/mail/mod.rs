@@ -8,7 +8,7 @@ pub mod servers;
 mod template;
 
 pub use build::confirmation_message;
-pub use template::DigestTemplate;
+pub use template::{time_per_copy, DigestTemplate};
 
 use crate::config::{Config, SmtpServerConfig};
 use lettre::address::Envelope;

@@ -464,11 +464,65 @@ fn field(headers: &[u8], name: &str) -> Result<Range<usize>, Error> {
         .ok_or_else(|| Error::Build(format!("template: no {name} header")))
 }
 
+/// Per-copy time of the builder path (`DigestBodies::personalise` +
+/// `digest_message` + `formatted`) and of `DigestTemplate::render`, for
+/// `herald bench render`.
+pub fn time_per_copy(
+    from: &Mailbox,
+    html: &str,
+    text: &str,
+    copies: u32,
+) -> Result<(std::time::Duration, std::time::Duration), Error> {
+    let copies = copies.max(1);
+    let (subject, list_id) = ("herald bench: a digest", "\"herald\" <digest.localhost>");
+    let (page, one_click, mailto) = (
+        "https://news.example/unsubscribe/t0k3n?from=digest&lang=fr",
+        "https://news.example/unsubscribe/one-click/t0k3n",
+        "mailto:digest@news.example?subject=unsubscribe%20t0k3n",
+    );
+    let bodies = DigestBodies::prepare(html, text);
+    let mut total = 0usize;
+    let start = std::time::Instant::now();
+    for _ in 0..copies {
+        let (h, t) = bodies.personalise(page);
+        let message = digest_message(
+            from,
+            DigestCopy {
+                to_email: "zoe@example.org",
+                to_name: Some("Zoë Ångström"),
+                subject,
+                html: h,
+                text: t,
+                one_click_url: one_click,
+                unsubscribe_mailto: mailto.to_string(),
+                list_id,
+            },
+        )?;
+        total += message.formatted().len();
+    }
+    let builder = start.elapsed() / copies;
+    let template = DigestTemplate::prepare(from, subject, list_id, html, text)?;
+    let start = std::time::Instant::now();
+    for _ in 0..copies {
+        let (_, bytes) = template.render(
+            "zoe@example.org",
+            Some("Zoë Ångström"),
+            page,
+            one_click,
+            mailto,
+        )?;
+        total += bytes.len();
+    }
+    let spliced = start.elapsed() / copies;
+    tracing::debug!(total, "bytes built");
+    Ok((builder, spliced))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use mail_parser::{MessageParser, MimeHeaders};
-    use std::time::{Instant, SystemTime, UNIX_EPOCH};
+    use std::time::{SystemTime, UNIX_EPOCH};
 
     const P: &str = UNSUBSCRIBE_PLACEHOLDER;
     const SUBJECT: &str = "Le Café Herald: Ünïcode in the subject — and 39 more";
@@ -747,59 +801,5 @@ mod tests {
         let m = MessageParser::default().parse(&bytes).unwrap();
         assert!(m.body_text(0).unwrap().contains(&url));
         assert!(m.body_html(0).unwrap().contains(&url.replace('&', "&amp;")));
-    }
-
-    /// `cargo test --release --lib mail:: -- --ignored --nocapture`
-    #[test]
-    #[ignore = "timing; run by hand in release"]
-    fn render_is_faster_than_the_builder_path() {
-        let (html, text) = bodies();
-        let copies = 20_000u32;
-        let bodies = DigestBodies::prepare(&html, &text);
-        let t = template();
-        println!(
-            "digest: {} bytes of HTML, {} of text",
-            html.len(),
-            text.len()
-        );
-        let mut sink = 0usize;
-        let start = Instant::now();
-        for i in 0..copies {
-            let (h, x) = bodies.personalise(PAGE_URL);
-            let message = digest_message(
-                &from(),
-                DigestCopy {
-                    to_email: "zoe@example.org",
-                    to_name: Some("Zoë Ångström"),
-                    subject: SUBJECT,
-                    html: h,
-                    text: x,
-                    one_click_url: ONE_CLICK,
-                    unsubscribe_mailto: MAILTO.to_string(),
-                    list_id: LIST_ID,
-                },
-            )
-            .unwrap();
-            sink += message.formatted().len() + i as usize;
-        }
-        let builder = start.elapsed() / copies;
-        let start = Instant::now();
-        for i in 0..copies {
-            let (_, bytes) = t
-                .render(
-                    "zoe@example.org",
-                    Some("Zoë Ångström"),
-                    PAGE_URL,
-                    ONE_CLICK,
-                    MAILTO,
-                )
-                .unwrap();
-            sink += bytes.len() + i as usize;
-        }
-        let spliced = start.elapsed() / copies;
-        println!(
-            "per copy: builder path {builder:?}, DigestTemplate::render {spliced:?}, {:.1}x faster ({sink})",
-            builder.as_secs_f64() / spliced.as_secs_f64()
-        );
     }
 }
