@@ -248,6 +248,51 @@ async fn two_workers_share_a_digest_without_doubles_or_gaps(backend: Backend) {
     store.close().await;
 }
 
+async fn two_worker_processes_share_a_rate_limit(backend: Backend) {
+    // Two herald processes, one relay limited to 50 messages a second: the
+    // limit is shared through the database, so together they keep to it.
+    const N: usize = 150;
+    let (db, store, id) = seeded(backend, N).await;
+    let data = tempfile::tempdir().unwrap();
+    let relay = common::faulty_smtp::start_with(common::faulty_smtp::Faults::default()).await;
+    let servers = format!(
+        "[{{url=\"smtp://127.0.0.1:{}\", max_per_second=50}}]",
+        relay.port
+    );
+    let spawn = || {
+        herald(&db.url, data.path())
+            .args(["serve", "--role", "worker"])
+            .env("HERALD_SMTP_SERVERS", &servers)
+            .env("HERALD_SCHEDULE__ENABLED", "false")
+            .env("HERALD_DELIVERY__BATCH_SIZE", "10")
+            .env("HERALD_DELIVERY__POLL_INTERVAL_MS", "50")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start herald serve --role worker")
+    };
+    let (mut a, mut b) = (spawn(), spawn());
+    wait_until(
+        Duration::from_secs(60),
+        "the digest to finish",
+        async || store.digest_by_id(id).await.unwrap().unwrap().status == "done",
+    )
+    .await;
+    for child in [&a, &b] {
+        signal(child, "-TERM");
+    }
+    assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
+    let accepted = relay.record.accepted.lock().unwrap().clone();
+    let unique: std::collections::HashSet<_> = accepted.iter().collect();
+    assert_eq!((accepted.len(), unique.len()), (N, N), "each exactly once");
+    let times = relay.record.accepted_at.lock().unwrap().clone();
+    let rate = common::faulty_smtp::fitted_rate(&times);
+    eprintln!("limit 50/s, two processes: measured {rate:.2} msg/s");
+    assert!(rate <= 50.0 * 1.01, "measured {rate:.2} msg/s against 50/s");
+    assert!(rate >= 50.0 * 0.8, "measured {rate:.2} msg/s against 50/s");
+    store.close().await;
+}
+
 async fn cli_adds_the_seed_article_previews_and_queues_a_digest(backend: Backend) {
     let db = fresh_database(backend).await;
     let data = tempfile::tempdir().unwrap();
@@ -328,6 +373,7 @@ async fn cli_adds_the_seed_article_previews_and_queues_a_digest(backend: Backend
 
 both_backends!(
     two_workers_share_a_digest_without_doubles_or_gaps,
+    two_worker_processes_share_a_rate_limit,
     sigkill_mid_send_then_restart_finishes_without_resending,
     sigterm_releases_or_finishes_in_flight_work_and_exits_zero,
     cli_adds_the_seed_article_previews_and_queues_a_digest,
