@@ -464,3 +464,36 @@ both_backends!(
     signup_succeeds_while_smtp_is_down_and_mail_goes_out_when_it_returns,
     concurrent_signups_never_fail_with_database_locked,
 );
+
+async fn a_batch_of_signups_creates_each_new_address_once(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.subscribe_form("known@example.com", "").await;
+    let signup = |email: &str, token: &str| herald::store::NewSignup {
+        email: email.into(),
+        name: None,
+        source: "test".into(),
+        consent_ip: None,
+        consent_user_agent: None,
+        now: herald::domain::time::now_millis(),
+        confirmation: herald::store::PendingConfirmation {
+            token_hash: token.into(),
+            expires_at: herald::domain::time::now_millis() + 3_600_000,
+            subject: "Confirm".into(),
+            body_html: "<p>Confirm</p>".into(),
+            body_text: "Confirm".into(),
+        },
+    };
+    let batch = [
+        signup("new1@example.com", "t1"),
+        signup("known@example.com", "t2"),
+        signup("new2@example.com", "t3"),
+        // The same address twice in one batch: the first one wins.
+        signup("new1@example.com", "t4"),
+    ];
+    let created = app.store.insert_new_signups(&batch).await.unwrap();
+    assert_eq!(created, vec![true, false, true, false]);
+    assert_eq!(subscriber_count(&app).await, 3);
+    app.shutdown().await;
+}
+
+both_backends!(a_batch_of_signups_creates_each_new_address_once);
