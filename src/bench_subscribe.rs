@@ -201,22 +201,13 @@ async fn baseline_subscribe(
 ) -> Response {
     let now = crate::domain::time::now_millis();
     let sql = "INSERT INTO signups (email, name, created_at) VALUES ($1, $2, $3)";
-    let result = match &state.store {
-        Store::Sqlite(pool) => sqlx::query(sql)
-            .bind(&form.email)
-            .bind(&form.name)
-            .bind(now)
-            .execute(pool)
-            .await
-            .map(drop),
-        Store::Postgres(pool) => sqlx::query(sql)
-            .bind(&form.email)
-            .bind(&form.name)
-            .bind(now)
-            .execute(pool)
-            .await
-            .map(drop),
-    };
+    let result = crate::store::with_pool!(&state.store, pool => sqlx::query(sql)
+        .bind(&form.email)
+        .bind(&form.name)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map(drop));
     match result {
         Ok(()) => Redirect::to("/thanks").into_response(),
         Err(e) => {

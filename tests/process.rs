@@ -78,20 +78,42 @@ async fn seeded(backend: Backend, n: usize) -> (common::TestDb, Store, i64) {
     (db, store, id)
 }
 
-fn start_worker(db_url: &str, data_dir: &Path, sink: &SmtpSink) -> Child {
-    herald(db_url, data_dir)
-        .args(["serve", "--role", "worker"])
-        .env("HERALD_SMTP_URL", sink.url())
+/// `herald serve --role worker` without a scheduler, polling often; the
+/// caller adds where mail goes.
+fn worker_command(db_url: &str, data_dir: &Path) -> Command {
+    let mut cmd = herald(db_url, data_dir);
+    cmd.args(["serve", "--role", "worker"])
         .env("HERALD_SCHEDULE__ENABLED", "false")
+        .env("HERALD_DELIVERY__POLL_INTERVAL_MS", "50")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd
+}
+
+fn start_worker(db_url: &str, data_dir: &Path, sink: &SmtpSink) -> Child {
+    worker_command(db_url, data_dir)
+        .env("HERALD_SMTP_URL", sink.url())
         .env("HERALD_DELIVERY__BATCH_SIZE", "20")
         .env("HERALD_DELIVERY__CONCURRENCY", "4")
         .env("HERALD_DELIVERY__LEASE_SECS", "2")
-        .env("HERALD_DELIVERY__POLL_INTERVAL_MS", "50")
         .env("HERALD_SHUTDOWN_TIMEOUT_SECS", "10")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .expect("start herald serve --role worker")
+}
+
+/// Waits for the digest to finish, then stops both workers with SIGTERM;
+/// each must exit 0.
+async fn finish_and_stop(store: &Store, id: i64, timeout: Duration, workers: [&mut Child; 2]) {
+    wait_until(timeout, "the digest to finish", async || {
+        store.digest_by_id(id).await.unwrap().unwrap().status == "done"
+    })
+    .await;
+    for child in &workers {
+        signal(child, "-TERM");
+    }
+    for child in workers {
+        assert!(child.wait().unwrap().success());
+    }
 }
 
 fn signal(child: &Child, sig: &str) {
@@ -225,16 +247,7 @@ async fn two_workers_share_a_digest_without_doubles_or_gaps(backend: Backend) {
     let sink = SmtpSink::start(&[]);
     let mut a = start_worker(&db.url, data.path(), &sink);
     let mut b = start_worker(&db.url, data.path(), &sink);
-    wait_until(
-        Duration::from_secs(90),
-        "the digest to finish",
-        async || store.digest_by_id(id).await.unwrap().unwrap().status == "done",
-    )
-    .await;
-    for child in [&a, &b] {
-        signal(child, "-TERM");
-    }
-    assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
+    finish_and_stop(&store, id, Duration::from_secs(90), [&mut a, &mut b]).await;
     let counts = store.digest_counts(id, now_millis()).await.unwrap();
     assert_eq!(counts.sent, N as i64, "{counts:?}");
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -260,28 +273,14 @@ async fn two_worker_processes_share_a_rate_limit(backend: Backend) {
         relay.port
     );
     let spawn = || {
-        herald(&db.url, data.path())
-            .args(["serve", "--role", "worker"])
+        worker_command(&db.url, data.path())
             .env("HERALD_SMTP_SERVERS", &servers)
-            .env("HERALD_SCHEDULE__ENABLED", "false")
             .env("HERALD_DELIVERY__BATCH_SIZE", "10")
-            .env("HERALD_DELIVERY__POLL_INTERVAL_MS", "50")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
             .spawn()
             .expect("start herald serve --role worker")
     };
     let (mut a, mut b) = (spawn(), spawn());
-    wait_until(
-        Duration::from_secs(60),
-        "the digest to finish",
-        async || store.digest_by_id(id).await.unwrap().unwrap().status == "done",
-    )
-    .await;
-    for child in [&a, &b] {
-        signal(child, "-TERM");
-    }
-    assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
+    finish_and_stop(&store, id, Duration::from_secs(60), [&mut a, &mut b]).await;
     let accepted = relay.record.accepted.lock().unwrap().clone();
     let unique: std::collections::HashSet<_> = accepted.iter().collect();
     assert_eq!((accepted.len(), unique.len()), (N, N), "each exactly once");

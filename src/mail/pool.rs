@@ -199,10 +199,6 @@ impl SmtpPool {
         SendError::Transient(e.to_string())
     }
 
-    fn classify(e: lettre::transport::smtp::Error) -> SendError {
-        classify_error(e)
-    }
-
     /// A new connection, set up (TLS, AUTH), and whether the server offers
     /// PIPELINING.
     async fn connect(&self) -> Result<(AsyncSmtpConnection, bool), SendError> {
@@ -233,7 +229,7 @@ impl SmtpPool {
         )
         .await
         .map_err(|_| Self::transient("no SMTP greeting in time"))?
-        .map_err(Self::classify)?;
+        .map_err(classify_error)?;
         let wants_tls = match t.security {
             Security::StartTlsRequired => true,
             Security::Opportunistic => conn.can_starttls(),
@@ -243,7 +239,7 @@ impl SmtpPool {
             let params = TlsParameters::new(t.host.clone()).map_err(Self::transient)?;
             conn.starttls(params, &self.hello)
                 .await
-                .map_err(Self::classify)?;
+                .map_err(classify_error)?;
         }
         // lettre keeps only the EHLO keywords it uses itself; PIPELINING is
         // not one of them, so herald asks again (before AUTH, which a new
@@ -251,7 +247,7 @@ impl SmtpPool {
         let ehlo = conn
             .command(Ehlo::new(self.hello.clone()))
             .await
-            .map_err(Self::classify)?;
+            .map_err(classify_error)?;
         let can_pipeline = ehlo.message().any(|line| {
             line.split_whitespace()
                 .next()
@@ -260,7 +256,7 @@ impl SmtpPool {
         if let Some(credentials) = &t.credentials {
             conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
                 .await
-                .map_err(Self::classify)?;
+                .map_err(classify_error)?;
         }
         Ok((conn, can_pipeline))
     }
