@@ -81,6 +81,14 @@ impl Browser {
     }
 
     async fn call(&mut self, method: &str, params: Value) -> Value {
+        match self.try_call(method, params).await {
+            Ok(result) => result,
+            Err(error) => panic!("{method}: {error}"),
+        }
+    }
+
+    /// Sends one DevTools command; `Err` carries the error chromium answered.
+    async fn try_call(&mut self, method: &str, params: Value) -> Result<Value, Value> {
         self.next_id += 1;
         let id = self.next_id;
         let msg = json!({"id": id, "method": method, "params": params}).to_string();
@@ -98,8 +106,10 @@ impl Browser {
             if let Message::Text(text) = frame {
                 let v: Value = serde_json::from_str(&text).unwrap();
                 if v["id"] == id {
-                    assert!(v.get("error").is_none(), "{method}: {v}");
-                    return v["result"].clone();
+                    return match v.get("error") {
+                        Some(error) => Err(error.clone()),
+                        None => Ok(v["result"].clone()),
+                    };
                 }
             }
         }
@@ -115,17 +125,38 @@ impl Browser {
         r["result"]["value"].clone()
     }
 
-    /// Waits until the page at `path_suffix` has loaded and shows `text`.
+    /// Waits until the page has loaded and shows `text`. A form post or a
+    /// link being followed can swap the page between two evaluations;
+    /// chromium then answers "Inspected target navigated or closed" (or has
+    /// no context yet), and we simply look again.
     async fn wait_for_text(&mut self, text: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(15);
+        let mut body = String::new();
         loop {
-            let ready = self.eval("document.readyState").await;
-            let body = self
-                .eval("document.body ? document.body.innerText : ''")
+            let state = self
+                .try_call(
+                    "Runtime.evaluate",
+                    json!({
+                        "expression": "[document.readyState, document.body ? document.body.innerText : '']",
+                        "returnByValue": true
+                    }),
+                )
                 .await;
-            let body = body.as_str().unwrap_or("").to_string();
-            if ready == "complete" && body.contains(text) {
-                return body;
+            match state {
+                Ok(r) => {
+                    let v = &r["result"]["value"];
+                    body = v[1].as_str().unwrap_or("").to_string();
+                    if v[0] == "complete" && body.contains(text) {
+                        return body;
+                    }
+                }
+                Err(error) => {
+                    let message = error["message"].as_str().unwrap_or("");
+                    assert!(
+                        message.contains("navigated or closed") || message.contains("context"),
+                        "Runtime.evaluate while waiting for {text:?}: {error}"
+                    );
+                }
             }
             assert!(
                 Instant::now() < deadline,
