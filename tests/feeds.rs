@@ -436,11 +436,37 @@ async fn broken_feeds_get_a_clear_error_and_stop_nothing(backend: Backend) {
     app.shutdown().await;
 }
 
+/// Two polls of one feed at the same moment (here two API calls; in life
+/// the poller and an operator's `poll`, or two herald processes on one
+/// PostgreSQL database) both succeed and store each article once.
+async fn two_polls_of_one_feed_at_once_store_each_article_once(backend: Backend) {
+    let site: Shared = Arc::new(Mutex::new(Site::default()));
+    let now = rfc822(chrono::Utc::now());
+    site.lock().unwrap().items = (1..=5).map(|n| old_item(n, &now)).collect();
+    let server = fixture_server(site).await;
+    let app = spawn_app_with(backend, SmtpSink::start(&[]), |c| c.feeds.backfill_days = 7).await;
+    for round in 0..10 {
+        // A new feed each round (the query string makes the URL new).
+        let id = add_feed(&app, &format!("{server}/wordpress.xml?round={round}")).await;
+        let (a, b) = tokio::join!(poll(&app, id), poll(&app, id));
+        assert!(a["error"].is_null() && b["error"].is_null(), "{a} / {b}");
+        let articles = app.store.articles_of_feed(id).await.unwrap();
+        assert_eq!(articles.len(), 5, "round {round}");
+        let new = a["new_articles"].as_i64().unwrap() + b["new_articles"].as_i64().unwrap();
+        assert_eq!(
+            new, 5,
+            "round {round}: each article is new to one poll: {a} / {b}"
+        );
+    }
+    app.shutdown().await;
+}
+
 both_backends!(
     a_wordpress_feed_becomes_a_digest_once,
     backfill_window_lets_recent_items_into_the_first_digest,
     atom_json_and_odd_items_are_read,
     broken_feeds_get_a_clear_error_and_stop_nothing,
+    two_polls_of_one_feed_at_once_store_each_article_once,
 );
 
 async fn the_poller_follows_feeds_listed_in_the_configuration(backend: Backend) {

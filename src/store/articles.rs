@@ -43,18 +43,53 @@ pub(crate) const ARTICLE_COLUMNS: &str =
 impl Store {
     /// Inserts the article, or updates the one with the same guid from the
     /// same source (an edited article is updated, never duplicated).
-    /// Returns the id and whether it was new.
+    /// Returns the id and whether it was new. Two polls of one feed at once
+    /// (the poller and `POST /api/feeds/{id}/poll`, or two herald processes
+    /// on PostgreSQL) may both find no row; the insert then does nothing for
+    /// the second one, which updates the row the first one wrote.
     pub async fn upsert_article(&self, a: &NewArticle, now: Millis) -> Result<(i64, bool)> {
+        const FIND: &str =
+            "SELECT id FROM articles WHERE COALESCE(feed_id, 0) = COALESCE($1, 0) AND guid = $2";
         in_write_tx!(self, tx => {
-            let existing: Option<i64> = sqlx::query_scalar(
-                "SELECT id FROM articles WHERE COALESCE(feed_id, 0) = COALESCE($1, 0) AND guid = $2",
-            )
-            .bind(a.feed_id)
-            .bind(&a.guid)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let result = match existing {
-                Some(id) => {
+            let existing: Option<i64> = sqlx::query_scalar(FIND)
+                .bind(a.feed_id)
+                .bind(&a.guid)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let inserted: Option<i64> = match existing {
+                Some(_) => None,
+                None => sqlx::query_scalar(
+                    "INSERT INTO articles (feed_id, guid, url, title, summary, html, image_url, author, published_at, created_at, updated_at, categories, held_back)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12)
+                     ON CONFLICT DO NOTHING RETURNING id",
+                )
+                .bind(a.feed_id)
+                .bind(&a.guid)
+                .bind(&a.url)
+                .bind(&a.title)
+                .bind(&a.summary)
+                .bind(&a.html)
+                .bind(&a.image_url)
+                .bind(&a.author)
+                .bind(a.published_at)
+                .bind(now)
+                .bind(&a.categories)
+                .bind(i64::from(a.held_back))
+                .fetch_optional(&mut *tx)
+                .await?,
+            };
+            let result = match (inserted, existing) {
+                (Some(id), _) => (id, true),
+                (None, existing) => {
+                    let id: i64 = match existing {
+                        Some(id) => id,
+                        // Written by a concurrent poll since our SELECT.
+                        None => sqlx::query_scalar(FIND)
+                            .bind(a.feed_id)
+                            .bind(&a.guid)
+                            .fetch_one(&mut *tx)
+                            .await?,
+                    };
                     sqlx::query(
                         "UPDATE articles SET url = $2, title = $3, summary = $4, html = $5, image_url = $6,
                          author = $7, published_at = $8, updated_at = $9, categories = $10 WHERE id = $1",
@@ -72,27 +107,6 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                     (id, false)
-                }
-                None => {
-                    let id: i64 = sqlx::query_scalar(
-                        "INSERT INTO articles (feed_id, guid, url, title, summary, html, image_url, author, published_at, created_at, updated_at, categories, held_back)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12) RETURNING id",
-                    )
-                    .bind(a.feed_id)
-                    .bind(&a.guid)
-                    .bind(&a.url)
-                    .bind(&a.title)
-                    .bind(&a.summary)
-                    .bind(&a.html)
-                    .bind(&a.image_url)
-                    .bind(&a.author)
-                    .bind(a.published_at)
-                    .bind(now)
-                    .bind(&a.categories)
-                    .bind(i64::from(a.held_back))
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    (id, true)
                 }
             };
             tx.commit().await?;
