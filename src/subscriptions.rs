@@ -9,30 +9,11 @@ use crate::store::{
     ConfirmOutcome, NewSignup, PendingConfirmation, SignupOutcome, SignupRequest, SubscriberRow,
     TokenLookup,
 };
-use askama::Template;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     Store(#[from] crate::store::Error),
-    #[error("could not render the confirmation mail: {0}")]
-    Render(#[from] askama::Error),
-}
-
-#[derive(Template)]
-#[template(path = "confirm.html")]
-struct ConfirmHtml<'a> {
-    site_name: &'a str,
-    confirm_url: &'a str,
-    ttl_hours: u64,
-}
-
-#[derive(Template)]
-#[template(path = "confirm.txt")]
-struct ConfirmText<'a> {
-    site_name: &'a str,
-    confirm_url: &'a str,
-    ttl_hours: u64,
 }
 
 /// Where the signup came from and who agreed (kept as the consent record).
@@ -52,18 +33,6 @@ pub async fn subscribe(
     let token = new_confirmation_token();
     let confirm_url = format!("{}/confirm/{token}", state.base_url);
     let ttl_hours = config.confirmation.token_ttl_hours;
-    let html = ConfirmHtml {
-        site_name: &config.site_name,
-        confirm_url: &confirm_url,
-        ttl_hours,
-    }
-    .render()?;
-    let text = ConfirmText {
-        site_name: &config.site_name,
-        confirm_url: &confirm_url,
-        ttl_hours,
-    }
-    .render()?;
     let now = now_millis();
     let pending = PendingConfirmation {
         token_hash: hash_token(&token),
@@ -72,8 +41,7 @@ pub async fn subscribe(
             "Confirm your subscription to {}",
             config.site_name
         )),
-        body_html: html,
-        body_text: text,
+        confirm_url,
     };
     let request = SignupRequest {
         email,

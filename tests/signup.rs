@@ -479,8 +479,7 @@ async fn a_batch_of_signups_creates_each_new_address_once(backend: Backend) {
             token_hash: token.into(),
             expires_at: herald::domain::time::now_millis() + 3_600_000,
             subject: "Confirm".into(),
-            body_html: "<p>Confirm</p>".into(),
-            body_text: "Confirm".into(),
+            confirm_url: format!("http://127.0.0.1/confirm/{token}"),
         },
     };
     let batch = [
@@ -497,3 +496,63 @@ async fn a_batch_of_signups_creates_each_new_address_once(backend: Backend) {
 }
 
 both_backends!(a_batch_of_signups_creates_each_new_address_once);
+
+/// The outbox keeps a confirmation's link and renders the mail when it is
+/// sent; a confirmation queued by an older herald kept its rendered bodies
+/// and goes out as it was. Once sent, neither link nor bodies stay behind
+/// (they carry the raw token).
+async fn queued_confirmations_old_and_new_go_out_and_leave_no_token(backend: Backend) {
+    use herald::store::Store;
+    let app = spawn_app(backend).await;
+    let insert_old = "INSERT INTO outbox (kind, recipient, subject, body_html, body_text, status, next_attempt_at, created_at)
+        VALUES ('confirmation', 'older@example.com', 'Confirm (queued before the upgrade)',
+                '<p>Old <a href=\"https://news.example.com/confirm/OLDTOKEN\">link</a></p>', 'Old link: https://news.example.com/confirm/OLDTOKEN', 'queued', 0, 0)";
+    match &app.store {
+        Store::Sqlite(pool) => sqlx::query(insert_old).execute(pool).await.map(drop),
+        Store::Postgres(pool) => sqlx::query(insert_old).execute(pool).await.map(drop),
+    }
+    .unwrap();
+    app.subscribe_form("newer@example.com", "").await;
+    let mails = app.sink.wait_for(2, Duration::from_secs(10)).await;
+    let old = &app.sink.messages_to("older@example.com")[0];
+    assert_eq!(old.subject, "Confirm (queued before the upgrade)");
+    assert!(old
+        .text
+        .contains("https://news.example.com/confirm/OLDTOKEN"));
+    let new = &app.sink.messages_to("newer@example.com")[0];
+    let link = new.link_starting(&app.url("/confirm/")).unwrap();
+    assert!(new.text.contains(&link), "the text body has the link too");
+    assert!(
+        new.html.contains("48 hours"),
+        "rendered with the configured lifetime"
+    );
+    assert_eq!(mails.len(), 2);
+    // Recorded as sent shortly after the sink has the message.
+    let leftover = "SELECT COUNT(*) FROM outbox WHERE status <> 'sent' OR confirm_url IS NOT NULL OR body_html IS NOT NULL OR body_text IS NOT NULL";
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: i64 = match &app.store {
+            Store::Sqlite(pool) => sqlx::query_scalar(leftover).fetch_one(pool).await,
+            Store::Postgres(pool) => sqlx::query_scalar(leftover).fetch_one(pool).await,
+        }
+        .unwrap();
+        if left == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{left} outbox rows still hold a token or are unsent"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The link still works: it was the only copy of the token.
+    let resp = app.post(&link).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        app.subscriber_status("newer@example.com").await.as_deref(),
+        Some("confirmed")
+    );
+    app.shutdown().await;
+}
+
+both_backends!(queued_confirmations_old_and_new_go_out_and_leave_no_token);

@@ -512,10 +512,19 @@ async fn send_outbox(
     m: &OutboxMessage,
     cancel: &CancellationToken,
 ) -> OutboxOutcome {
-    let (Some(html), Some(text)) = (m.body_html.clone(), m.body_text.clone()) else {
-        return OutboxOutcome::Failed {
-            error: "message body missing".into(),
-        };
+    let bodies = match (&m.body_html, &m.body_text, &m.confirm_url) {
+        (Some(html), Some(text), _) => Ok((html.clone(), text.clone())),
+        (_, _, Some(url)) if m.kind == "confirmation" => mail::confirmation_bodies(
+            &ctx.config.site_name,
+            url,
+            ctx.config.confirmation.token_ttl_hours,
+        )
+        .map_err(|e| e.to_string()),
+        _ => Err("message body missing".to_string()),
+    };
+    let (html, text) = match bodies {
+        Ok(bodies) => bodies,
+        Err(error) => return OutboxOutcome::Failed { error },
     };
     let message =
         match mail::confirmation_message(&ctx.mailer.from, &m.recipient, &m.subject, html, text) {

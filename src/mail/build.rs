@@ -40,6 +40,47 @@ pub(super) fn recipient(email: &str, name: Option<&str>) -> Result<Mailbox, Erro
     Ok(Mailbox::new(name.map(str::to_string), address))
 }
 
+#[derive(askama::Template)]
+#[template(path = "confirm.html")]
+struct ConfirmHtml<'a> {
+    site_name: &'a str,
+    confirm_url: &'a str,
+    ttl_hours: u64,
+}
+
+#[derive(askama::Template)]
+#[template(path = "confirm.txt")]
+struct ConfirmText<'a> {
+    site_name: &'a str,
+    confirm_url: &'a str,
+    ttl_hours: u64,
+}
+
+/// The confirmation mail's HTML and text bodies, for its link.
+pub fn confirmation_bodies(
+    site_name: &str,
+    confirm_url: &str,
+    ttl_hours: u64,
+) -> Result<(String, String), Error> {
+    use askama::Template;
+    let render = |e: askama::Error| Error::Build(format!("the confirmation mail: {e}"));
+    let html = ConfirmHtml {
+        site_name,
+        confirm_url,
+        ttl_hours,
+    }
+    .render()
+    .map_err(render)?;
+    let text = ConfirmText {
+        site_name,
+        confirm_url,
+        ttl_hours,
+    }
+    .render()
+    .map_err(render)?;
+    Ok((html, text))
+}
+
 /// The confirmation (double opt-in) mail, already rendered.
 pub fn confirmation_message(
     from: &Mailbox,

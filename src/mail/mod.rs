@@ -7,7 +7,7 @@ pub mod pool;
 pub mod servers;
 mod template;
 
-pub use build::confirmation_message;
+pub use build::{confirmation_bodies, confirmation_message};
 pub use template::{time_per_copy, DigestTemplate};
 
 use crate::config::{Config, SmtpServerConfig};

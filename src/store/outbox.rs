@@ -8,8 +8,12 @@ pub struct OutboxMessage {
     pub kind: String,
     pub recipient: String,
     pub subject: String,
+    /// Rendered bodies: only rows queued before confirmations kept their
+    /// link instead (migration 0004).
     pub body_html: Option<String>,
     pub body_text: Option<String>,
+    /// A confirmation's link; the mail is rendered from it when sent.
+    pub confirm_url: Option<String>,
     pub attempts: i64,
 }
 
@@ -43,7 +47,7 @@ impl Store {
                           WHERE (status = 'queued' AND next_attempt_at <= $2)
                              OR (status = 'sending' AND lease_until < $2)
                           ORDER BY id LIMIT $3{lock})
-             RETURNING id, kind, recipient, subject, body_html, body_text, attempts"
+             RETURNING id, kind, recipient, subject, body_html, body_text, confirm_url, attempts"
         );
         in_write_tx!(self, tx => {
             let claimed = sqlx::query_as(&sql)
@@ -57,15 +61,16 @@ impl Store {
         })
     }
 
-    /// Records what happened to an outbox message. A sent message's body is
-    /// dropped: it held the only copy of the raw confirmation token.
+    /// Records what happened to an outbox message. A sent or failed
+    /// message's link and bodies are dropped: they held the only copy of the
+    /// raw confirmation token.
     pub async fn record_outbox(&self, id: i64, outcome: &OutboxOutcome, now: Millis) -> Result<()> {
         // One autocommit UPDATE: no read-then-write, so no immediate
         // transaction is needed on SQLite.
         with_pool!(self, pool => {
             let q = match outcome {
                 OutboxOutcome::Sent => sqlx::query(
-                    "UPDATE outbox SET status = 'sent', sent_at = $2, body_html = NULL, body_text = NULL, last_error = NULL WHERE id = $1",
+                    "UPDATE outbox SET status = 'sent', sent_at = $2, body_html = NULL, body_text = NULL, confirm_url = NULL, last_error = NULL WHERE id = $1",
                 )
                 .bind(id)
                 .bind(now),
@@ -76,7 +81,7 @@ impl Store {
                 .bind(next_attempt_at)
                 .bind(error),
                 OutboxOutcome::Failed { error } => sqlx::query(
-                    "UPDATE outbox SET status = 'failed', last_error = $2, body_html = NULL, body_text = NULL WHERE id = $1",
+                    "UPDATE outbox SET status = 'failed', last_error = $2, body_html = NULL, body_text = NULL, confirm_url = NULL WHERE id = $1",
                 )
                 .bind(id)
                 .bind(error),

@@ -16,15 +16,15 @@ pub struct SubscriberRow {
 }
 
 /// Everything a signup writes besides the subscriber row: the hashed token
-/// and the rendered confirmation mail for the outbox. The store decides
-/// whether it is used (new or returning address, resend interval passed).
+/// and, for the outbox, the confirmation mail's subject and link (the mail
+/// is rendered when it is sent). The store decides whether it is used (new
+/// or returning address, resend interval passed).
 #[derive(Debug, Clone)]
 pub struct PendingConfirmation {
     pub token_hash: String,
     pub expires_at: Millis,
     pub subject: String,
-    pub body_html: String,
-    pub body_text: String,
+    pub confirm_url: String,
 }
 
 #[derive(Debug, Clone)]
@@ -186,14 +186,13 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
                 sqlx::query(
-                    "INSERT INTO outbox (kind, subscriber_id, recipient, subject, body_html, body_text, status, next_attempt_at, created_at)
-                     VALUES ('confirmation', $1, $2, $3, $4, $5, 'queued', $6, $6)",
+                    "INSERT INTO outbox (kind, subscriber_id, recipient, subject, confirm_url, status, next_attempt_at, created_at)
+                     VALUES ('confirmation', $1, $2, $3, $4, 'queued', $5, $5)",
                 )
                 .bind(id)
                 .bind(req.email.as_str())
                 .bind(&confirmation.subject)
-                .bind(&confirmation.body_html)
-                .bind(&confirmation.body_text)
+                .bind(&confirmation.confirm_url)
                 .bind(req.now)
                 .execute(&mut *tx)
                 .await?;
