@@ -272,13 +272,16 @@ impl Poller {
     pub async fn run(self, cancel: CancellationToken) {
         let tick = Duration::from_secs(self.config.feeds.tick_secs.max(1));
         tracing::info!("feed poller started");
+        // The first look is one tick after start, not at start, so that a
+        // process that is only starting (or a test driving polls through
+        // the API) is not racing the poller for the same feed.
         loop {
-            if let Err(e) = self.poll_due(&cancel).await {
-                tracing::error!(error = %e, "feed polling failed; retrying shortly");
-            }
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = tokio::time::sleep(tick) => {}
+            }
+            if let Err(e) = self.poll_due(&cancel).await {
+                tracing::error!(error = %e, "feed polling failed; retrying shortly");
             }
         }
         tracing::info!("feed poller stopped");

@@ -326,6 +326,9 @@ pub fn test_config(db_url: &str, smtp_url: &str, data_dir: &std::path::Path) -> 
     config.delivery.retry_base_ms = 200;
     config.delivery.lease_secs = 30;
     config.delivery.smtp_timeout_secs = 5;
+    // Tests poll feeds through the API; the background poller would race
+    // them for the same feed. The test of the poller sets its own tick.
+    config.feeds.tick_secs = 3600;
     config
 }
 
