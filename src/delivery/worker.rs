@@ -55,6 +55,33 @@ struct Sending {
     list_id: String,
     owner: String,
     rate: RateLimiter,
+    /// When claims last looked for rows whose lease ran out.
+    expired_checked_at: Mutex<Option<Instant>>,
+}
+
+/// How often claims look for rows whose lease ran out (a crashed worker's).
+/// Leases last `delivery.lease_secs` (minutes by default), so this adds
+/// little to the time such rows wait.
+const EXPIRED_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// Finished digests are marked done after a recorded batch when no more
+/// outcomes are waiting, and at least this often while they keep coming.
+const FINISH_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+impl Sending {
+    /// Whether this claim should look for expired leases, noting that it does.
+    fn expired_check_due(&self) -> bool {
+        let Ok(mut at) = self.expired_checked_at.lock() else {
+            return true;
+        };
+        match *at {
+            Some(t) if t.elapsed() < EXPIRED_CHECK_EVERY => false,
+            _ => {
+                *at = Some(Instant::now());
+                true
+            }
+        }
+    }
 }
 
 /// A digest as the worker keeps it while sending: the message built once,
@@ -135,6 +162,7 @@ impl Worker {
                 base_url,
                 owner,
                 rate: RateLimiter::default(),
+                expired_checked_at: Mutex::new(None),
             }),
             wake,
         }
@@ -258,9 +286,16 @@ async fn claim_round(
     };
     let now = now_millis();
     let started = std::time::Instant::now();
+    let include_expired = ctx.expired_check_due();
     let claimed = ctx
         .store
-        .claim_deliveries(&ctx.owner, now, lease_until(ctx, now), batch as i64)
+        .claim_deliveries(
+            &ctx.owner,
+            now,
+            lease_until(ctx, now),
+            batch as i64,
+            include_expired,
+        )
         .await?;
     tracing::debug!(
         rows = claimed.len(),
@@ -362,6 +397,7 @@ async fn send_loop(
 async fn record_loop(ctx: Arc<Sending>, mut outcomes: mpsc::Receiver<Outcome>, batch: usize) {
     let bounce_threshold = i64::from(ctx.config.delivery.bounce_threshold.max(1));
     let mut buffer = Vec::with_capacity(batch);
+    let mut finish_checked_at = std::time::Instant::now();
     while let Some(first) = outcomes.recv().await {
         buffer.push(first);
         while buffer.len() < batch {
@@ -399,8 +435,13 @@ async fn record_loop(ctx: Arc<Sending>, mut outcomes: mpsc::Receiver<Outcome>, b
             "record"
         );
         buffer.clear();
-        if let Err(e) = ctx.store.finish_digests(now).await {
-            tracing::warn!(error = %e, "could not mark finished digests");
+        // Whether a digest is finished is a scan of its open rows: done when
+        // the outcomes pause (as at the end of a send), not after every batch.
+        if outcomes.is_empty() || finish_checked_at.elapsed() >= FINISH_CHECK_EVERY {
+            finish_checked_at = std::time::Instant::now();
+            if let Err(e) = ctx.store.finish_digests(now).await {
+                tracing::warn!(error = %e, "could not mark finished digests");
+            }
         }
     }
 }

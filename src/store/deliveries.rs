@@ -42,28 +42,47 @@ impl Store {
         now: Millis,
         lease_until: Millis,
         limit: i64,
+        include_expired: bool,
     ) -> Result<Vec<ClaimedDelivery>> {
-        let lock = match self {
-            Store::Sqlite(_) => "",
-            Store::Postgres(_) => " FOR UPDATE OF d SKIP LOCKED",
-        };
         // Two claims, each an index range scan that stops at `limit`: rows
         // whose lease ran out (a crashed worker's), then due queued rows in
         // `next_attempt_at` order. A single query with an OR sorted every due
         // row on each claim, which slowed a million-recipient send down.
+        // Looking for expired leases is skipped when the caller looked
+        // recently (`include_expired`): leases last minutes, and the scan
+        // walks the status index's entries for rows being sent right now.
+        //
+        // On PostgreSQL the picked rows are locked (SKIP LOCKED, so workers
+        // never wait on each other) in a materialized CTE and updated by
+        // primary key: with `WHERE (…) IN (subquery)` the planner hashed the
+        // 250 picked keys and scanned the whole table for them.
+        let is_postgres = matches!(self, Store::Postgres(_));
         let claim = |condition: &str, order: &str| {
-            format!(
-                "UPDATE deliveries SET status = 'sending', lease_owner = $1, lease_until = $2, attempts = attempts + 1
-                 WHERE (digest_id, subscriber_id) IN (
-                     SELECT d.digest_id, d.subscriber_id FROM deliveries d
-                     WHERE {condition}
-                       AND EXISTS (SELECT 1 FROM digests g WHERE g.id = d.digest_id AND g.status IN ('queued', 'sending'))
-                     ORDER BY {order}
-                     LIMIT $4{lock})
-                 RETURNING digest_id, subscriber_id, attempts, throttled,
+            let pick = format!(
+                "SELECT d.digest_id, d.subscriber_id FROM deliveries d
+                 WHERE {condition}
+                   AND EXISTS (SELECT 1 FROM digests g WHERE g.id = d.digest_id AND g.status IN ('queued', 'sending'))
+                 ORDER BY {order}
+                 LIMIT $4"
+            );
+            let returning = "RETURNING deliveries.digest_id, deliveries.subscriber_id, deliveries.attempts, deliveries.throttled,
                      (SELECT s.email FROM subscribers s WHERE s.id = deliveries.subscriber_id) AS email,
-                     (SELECT s.name FROM subscribers s WHERE s.id = deliveries.subscriber_id) AS name"
-            )
+                     (SELECT s.name FROM subscribers s WHERE s.id = deliveries.subscriber_id) AS name";
+            if is_postgres {
+                format!(
+                    "WITH picked AS MATERIALIZED ({pick} FOR UPDATE OF d SKIP LOCKED)
+                     UPDATE deliveries SET status = 'sending', lease_owner = $1, lease_until = $2, attempts = deliveries.attempts + 1
+                     FROM picked
+                     WHERE deliveries.digest_id = picked.digest_id AND deliveries.subscriber_id = picked.subscriber_id
+                     {returning}"
+                )
+            } else {
+                format!(
+                    "UPDATE deliveries SET status = 'sending', lease_owner = $1, lease_until = $2, attempts = attempts + 1
+                     WHERE (digest_id, subscriber_id) IN ({pick})
+                     {returning}"
+                )
+            }
         };
         let expired_sql = claim(
             "d.status = 'sending' AND d.lease_until < $3",
@@ -74,13 +93,17 @@ impl Store {
             "d.next_attempt_at",
         );
         in_write_tx!(self, tx => {
-            let mut claimed: Vec<ClaimedDelivery> = sqlx::query_as(&expired_sql)
-                .bind(owner)
-                .bind(lease_until)
-                .bind(now)
-                .bind(limit)
-                .fetch_all(&mut *tx)
-                .await?;
+            let mut claimed: Vec<ClaimedDelivery> = if include_expired {
+                sqlx::query_as(&expired_sql)
+                    .bind(owner)
+                    .bind(lease_until)
+                    .bind(now)
+                    .bind(limit)
+                    .fetch_all(&mut *tx)
+                    .await?
+            } else {
+                Vec::new()
+            };
             let room = limit - claimed.len() as i64;
             if room > 0 {
                 let due: Vec<ClaimedDelivery> = sqlx::query_as(&due_sql)
