@@ -1,4 +1,4 @@
-//! The delivery pipeline. Three loops run side by side so the SMTP
+//! The delivery pipeline. Four loops run side by side so the SMTP
 //! connections never wait on the database:
 //!
 //! - the claimer takes batches of due deliveries (with a lease) and queues
@@ -12,7 +12,8 @@
 //!
 //! Which server gets a copy, and when, is the sending policy: weights,
 //! cool-downs and throttling in `mail::servers`, rate limits shared through
-//! the database in `delivery::rate`.
+//! the database in `delivery::rate`. Before each claim of digest copies the
+//! claimer sends what waits in the outbox (confirmations; `worker/outbox.rs`).
 //!
 //! Killed at any moment, a worker loses nothing: unrecorded rows go back to
 //! the queue when their lease runs out. Only messages the server accepted
@@ -20,16 +21,15 @@
 //! `concurrency + 2 × batch_size` of those: in flight or waiting to hand
 //! over their outcome, in the outcome queue, and in the recorder's batch.
 
+mod outbox;
+
 use super::rate::RateLimiter;
 use super::retry_delay_ms;
 use crate::config::Config;
 use crate::domain::time::now_millis;
 use crate::domain::token::LinkSigner;
 use crate::mail::{self, DigestTemplate, Mailer, SendError};
-use crate::store::{
-    ClaimedDelivery, DeliveryOutcome, DigestRow, OutboxMessage, OutboxOutcome, Store,
-};
-use futures_util::stream::{self, StreamExt};
+use crate::store::{ClaimedDelivery, DeliveryOutcome, DigestRow, Store};
 use lettre::address::Envelope;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,8 +40,6 @@ use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// Outbox messages claimed per round.
-const OUTBOX_BATCH: i64 = 50;
 /// The recorder waits at most this long to fill a batch of outcomes.
 const RECORD_LINGER: Duration = Duration::from_millis(25);
 
@@ -280,7 +278,7 @@ async fn claim_round(
         );
         return Ok(0);
     }
-    let mut handled = outbox_round(ctx, cancel).await?;
+    let mut handled = outbox::outbox_round(ctx, cancel).await?;
     let Ok(permits) = jobs.reserve_many(batch).await else {
         return Ok(handled);
     };
@@ -446,38 +444,6 @@ async fn record_loop(ctx: Arc<Sending>, mut outcomes: mpsc::Receiver<Outcome>, b
     }
 }
 
-async fn outbox_round(
-    ctx: &Sending,
-    cancel: &CancellationToken,
-) -> Result<usize, crate::store::Error> {
-    let now = now_millis();
-    let claimed = ctx
-        .store
-        .claim_outbox(now, lease_until(ctx, now), OUTBOX_BATCH)
-        .await?;
-    let n = claimed.len();
-    if n == 0 {
-        return Ok(0);
-    }
-    let concurrency = ctx.config.delivery.concurrency.max(1) as usize;
-    let results: Vec<(i64, OutboxOutcome)> = stream::iter(claimed)
-        .map(|m| async move {
-            if cancel.is_cancelled() {
-                return (m.id, OutboxOutcome::Released);
-            }
-            let outcome = send_outbox(ctx, &m, cancel).await;
-            (m.id, outcome)
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-    let now = now_millis();
-    for (id, outcome) in results {
-        ctx.store.record_outbox(id, &outcome, now).await?;
-    }
-    Ok(n)
-}
-
 /// What came of handing a message to the mailer.
 enum Routed {
     Sent(String),
@@ -545,67 +511,6 @@ async fn send_routed(
             }
             Err(e) => return Routed::Failed(e),
         }
-    }
-}
-
-async fn send_outbox(
-    ctx: &Sending,
-    m: &OutboxMessage,
-    cancel: &CancellationToken,
-) -> OutboxOutcome {
-    let bodies = match (&m.body_html, &m.body_text, &m.confirm_url) {
-        (Some(html), Some(text), _) => Ok((html.clone(), text.clone())),
-        (_, _, Some(url)) if m.kind == "confirmation" => mail::confirmation_bodies(
-            &ctx.config.site_name,
-            url,
-            ctx.config.confirmation.token_ttl_hours,
-        )
-        .map_err(|e| e.to_string()),
-        _ => Err("message body missing".to_string()),
-    };
-    let (html, text) = match bodies {
-        Ok(bodies) => bodies,
-        Err(error) => return OutboxOutcome::Failed { error },
-    };
-    let message =
-        match mail::confirmation_message(&ctx.mailer.from, &m.recipient, &m.subject, html, text) {
-            Ok(msg) => msg,
-            Err(e) => {
-                return OutboxOutcome::Failed {
-                    error: e.to_string(),
-                }
-            }
-        };
-    let routed = send_routed(
-        ctx,
-        message.envelope(),
-        &message.formatted(),
-        cancel,
-        None,
-        false,
-    )
-    .await;
-    match routed {
-        Routed::Sent(_) => {
-            tracing::info!(outbox_id = m.id, kind = %m.kind, "transactional mail sent");
-            OutboxOutcome::Sent
-        }
-        Routed::NotAttempted => OutboxOutcome::Released,
-        Routed::Failed(SendError::Permanent(error)) => {
-            tracing::warn!(outbox_id = m.id, %error, "transactional mail rejected");
-            OutboxOutcome::Failed { error }
-        }
-        Routed::Failed(e) if m.attempts < i64::from(ctx.config.delivery.max_attempts) => {
-            let error = e.to_string();
-            tracing::warn!(outbox_id = m.id, %error, attempts = m.attempts, "transactional mail failed; will retry");
-            OutboxOutcome::Retry {
-                next_attempt_at: now_millis() + retry_delay_ms(retry_base_ms(ctx), m.attempts),
-                error,
-            }
-        }
-        Routed::Failed(e) => OutboxOutcome::Failed {
-            error: e.to_string(),
-        },
     }
 }
 
