@@ -545,24 +545,7 @@ pub(crate) fn tempdir() -> anyhow::Result<PathBuf> {
 /// way (lettre's builder per copy) against the digest built once and
 /// spliced per copy, on a ~20 KB digest.
 pub fn render(copies: u32) -> anyhow::Result<()> {
-    let placeholder = crate::digest::render::UNSUBSCRIBE_PLACEHOLDER;
-    let mut html = format!(
-        "<!DOCTYPE html>\n<html><body>\n<p><a href=\"{placeholder}\">Unsubscribe</a></p>\n"
-    );
-    let mut text = String::from("The Daily Herald\n\n");
-    let summary = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. ".repeat(3);
-    for i in 0..40 {
-        html.push_str(&format!(
-            "<h2><a href=\"https://news.example/{i}?a=1&amp;b=2\">Article n° {i}: ça marche</a></h2>\n<p>{summary}</p>\n"
-        ));
-        text.push_str(&format!(
-            "Article n° {i}: ça marche\nhttps://news.example/{i}?a=1&b=2\n{summary}\n\n"
-        ));
-    }
-    html.push_str(&format!(
-        "<p><a href=\"{placeholder}\">Unsubscribe</a></p>\n</body></html>\n"
-    ));
-    text.push_str(&format!("Unsubscribe: {placeholder}\n"));
+    let (html, text) = crate::mail::sample_digest_bodies();
     let from: lettre::message::Mailbox = "The Daily Herald <news@news.example>"
         .parse()
         .context("the bench's From address")?;

@@ -8,7 +8,7 @@ pub mod servers;
 mod template;
 
 pub use build::{confirmation_bodies, confirmation_message};
-pub use template::{time_per_copy, DigestTemplate};
+pub use template::{sample_digest_bodies, time_per_copy, DigestTemplate};
 
 use crate::config::{Config, SmtpServerConfig};
 use lettre::address::Envelope;

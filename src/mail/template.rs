@@ -464,6 +464,30 @@ fn field(headers: &[u8], name: &str) -> Result<Range<usize>, Error> {
         .ok_or_else(|| Error::Build(format!("template: no {name} header")))
 }
 
+/// About 20 KB of digest HTML and text, LF line endings as askama renders
+/// them, the unsubscribe placeholder twice in the HTML and once in the text,
+/// with non-ASCII text: what `herald bench render` times and the tests use.
+pub fn sample_digest_bodies() -> (String, String) {
+    const P: &str = UNSUBSCRIBE_PLACEHOLDER;
+    let mut html =
+        format!("<!DOCTYPE html>\n<html><body>\n<p><a href=\"{P}\">Unsubscribe</a></p>\n");
+    let mut text = String::from("Le Café Herald\n\n");
+    let summary = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. ".repeat(3);
+    for i in 0..40 {
+        html.push_str(&format!(
+            "<h2><a href=\"https://blog.example/{i}?a=1&amp;b=2\">Article n° {i}: ça marche</a></h2>\n<p>{summary}</p>\n"
+        ));
+        text.push_str(&format!(
+            "Article n° {i}: ça marche\nhttps://blog.example/{i}?a=1&b=2\n{summary}\n\n"
+        ));
+    }
+    html.push_str(&format!(
+        "<p><a href=\"{P}\">Se désabonner</a></p>\n</body></html>\n"
+    ));
+    text.push_str(&format!("Unsubscribe: {P}\n"));
+    (html, text)
+}
+
 /// Per-copy time of the builder path (`DigestBodies::personalise` +
 /// `digest_message` + `formatted`) and of `DigestTemplate::render`, for
 /// `herald bench render`.
@@ -535,30 +559,8 @@ mod tests {
         "Le Café Herald <digest@news.example>".parse().unwrap()
     }
 
-    /// About 20 KB of HTML and text, LF line endings as askama renders
-    /// them, the placeholder twice in the HTML and once in the text.
-    fn bodies() -> (String, String) {
-        let mut html =
-            format!("<!DOCTYPE html>\n<html><body>\n<p><a href=\"{P}\">Unsubscribe</a></p>\n");
-        let mut text = String::from("Le Café Herald\n\n");
-        for i in 0..40 {
-            let summary = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. ".repeat(3);
-            html.push_str(&format!(
-                "<h2><a href=\"https://blog.example/{i}?a=1&amp;b=2\">Article n° {i}: ça marche</a></h2>\n<p>{summary}</p>\n"
-            ));
-            text.push_str(&format!(
-                "Article n° {i}: ça marche\nhttps://blog.example/{i}?a=1&b=2\n{summary}\n\n"
-            ));
-        }
-        html.push_str(&format!(
-            "<p><a href=\"{P}\">Se désabonner</a></p>\n</body></html>\n"
-        ));
-        text.push_str(&format!("Unsubscribe: {P}\n"));
-        (html, text)
-    }
-
     fn template() -> DigestTemplate {
-        let (html, text) = bodies();
+        let (html, text) = sample_digest_bodies();
         DigestTemplate::prepare(&from(), SUBJECT, LIST_ID, &html, &text).unwrap()
     }
 
@@ -672,7 +674,7 @@ mod tests {
 
     #[test]
     fn spliced_copy_is_the_builder_message_but_for_date_id_and_boundary() {
-        let (html, text) = bodies();
+        let (html, text) = sample_digest_bodies();
         let t = template();
         for (email, name) in [
             ("zoe@example.org", Some("Zoë Ångström")),
@@ -750,7 +752,7 @@ mod tests {
 
     #[test]
     fn placeholder_in_the_subject_is_not_replaced() {
-        let (html, text) = bodies();
+        let (html, text) = sample_digest_bodies();
         let subject = format!("About {P}");
         let t = DigestTemplate::prepare(&from(), &subject, LIST_ID, &html, &text).unwrap();
         let (_, bytes) = t
@@ -763,7 +765,7 @@ mod tests {
 
     #[test]
     fn body_line_over_700_octets_takes_the_builder_path() {
-        let (html, text) = bodies();
+        let (html, text) = sample_digest_bodies();
         let html = format!("<p>{}</p>\n{html}", "x".repeat(800));
         let t = DigestTemplate::prepare(&from(), SUBJECT, LIST_ID, &html, &text).unwrap();
         assert!(!t.is_spliceable());
