@@ -27,8 +27,6 @@ pub enum Error {
     Feeds(#[from] crate::feeds::Error),
     #[error("could not listen on {0}: {1}")]
     Bind(String, std::io::Error),
-    #[error("the web server failed: {0}")]
-    Serve(std::io::Error),
 }
 
 #[derive(Clone, Debug)]
@@ -165,24 +163,19 @@ impl Application {
                 ));
             }
         }
-        let mut web_result = Ok(());
+        let deadline = Duration::from_secs(state.config.shutdown_timeout_secs);
         if let Some(listener) = self.listener {
             if let Some(addr) = self.addr {
                 tracing::info!(%addr, base_url = %state.base_url, "herald is listening");
             }
             let app = crate::web::router(state.clone());
+            let limits = state.config.http.clone();
             let shutdown = cancel.clone();
-            web_result = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await
-            .map_err(Error::Serve);
-        } else {
-            cancel.cancelled().await;
+            tasks.spawn(async move {
+                crate::web::server::serve(listener, app, &limits, shutdown, deadline).await
+            });
         }
-        let deadline = Duration::from_secs(state.config.shutdown_timeout_secs);
+        cancel.cancelled().await;
         let drained = tokio::time::timeout(deadline, async {
             while tasks.join_next().await.is_some() {}
         })
@@ -202,7 +195,7 @@ impl Application {
         {
             tracing::warn!("database connections did not close in time; exiting anyway");
         }
-        web_result
+        Ok(())
     }
 }
 
