@@ -6,7 +6,7 @@ mod name;
 pub mod time;
 pub mod token;
 
-pub use email::SubscriberEmail;
+pub use email::{email_key, SubscriberEmail};
 pub use name::SubscriberName;
 
 /// Why an input was refused. The message is safe to show to the person who

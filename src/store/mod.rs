@@ -3,8 +3,10 @@
 //! work in both), and the few places that differ say so.
 
 mod articles;
+mod confirmations;
 mod deliveries;
 mod digests;
+mod email_keys;
 mod feeds;
 mod outbox;
 mod pacing;
@@ -13,15 +15,14 @@ mod signups;
 mod subscribers;
 
 pub use articles::{ArticleRow, NewArticle};
+pub use confirmations::{ConfirmOutcome, TokenLookup};
 pub use deliveries::{ClaimedDelivery, DeliveryOutcome};
 pub use digests::{DigestCounts, DigestCreated, DigestRow, NewDigest};
 pub use feeds::{FeedRow, PollSuccess};
 pub use outbox::{OutboxMessage, OutboxOutcome};
 pub use pacing::{SlotGrant, WindowLimit};
 pub use signups::NewSignup;
-pub use subscribers::{
-    ConfirmOutcome, PendingConfirmation, SignupOutcome, SignupRequest, SubscriberRow, TokenLookup,
-};
+pub use subscribers::{PendingConfirmation, SignupOutcome, SignupRequest, SubscriberRow};
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
@@ -36,6 +37,10 @@ pub enum Error {
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A state transition found its row in another state than the one it
+    /// read; the transaction was rolled back.
+    #[error("{0} found the subscriber changed under it; nothing was written")]
+    Changed(&'static str),
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
     /// Opening the database failed; the message has the URL's password
@@ -152,6 +157,7 @@ impl Store {
             Store::Sqlite(pool) => sqlx::migrate!("migrations/sqlite").run(pool).await?,
             Store::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
         }
+        self.backfill_email_keys().await?;
         Ok(())
     }
 

@@ -29,10 +29,10 @@ pub async fn thanks(State(state): State<AppState>) -> Response {
     page(
         StatusCode::OK,
         MessagePage::new(
-            "Check your inbox",
+            crate::subscriptions::PAGE_CHECK_INBOX,
             &[
-                "We have sent you a message with a link to confirm your subscription.",
-                "If it does not arrive within a few minutes, look in your spam folder, or sign up again to get a new link.",
+                "We have sent a link to confirm your subscription to this address, unless it is already subscribed or we sent one a moment ago.",
+                "If nothing arrives within a few minutes, look in your spam folder, or sign up again a little later to get a new link.",
             ],
         )
         .site(&state.config.site_name),

@@ -3,7 +3,7 @@
 
 use super::pages::{page, MessagePage};
 use crate::startup::AppState;
-use crate::subscriptions::{self, UnsubscribeOutcome};
+use crate::subscriptions::{self, UnsubscribeOutcome, PAGE_UNSUBSCRIBED};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -23,7 +23,7 @@ fn done(state: &AppState) -> Response {
     page(
         StatusCode::OK,
         MessagePage::new(
-            "You are unsubscribed",
+            PAGE_UNSUBSCRIBED,
             &["You will not receive any more digests from us. If this was a mistake, you can sign up again at any time."],
         )
         .site(&state.config.site_name)

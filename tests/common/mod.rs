@@ -590,3 +590,16 @@ impl Drop for TestApp {
 pub fn urlencode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
+
+/// Runs the same sqlx expression against whichever pool a store holds, for
+/// arranging a state no route reaches (an old row, a bounced subscriber)
+/// and for reading what was stored.
+#[macro_export]
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            herald::store::Store::Sqlite($pool) => $body,
+            herald::store::Store::Postgres($pool) => $body,
+        }
+    };
+}
