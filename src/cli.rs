@@ -4,6 +4,7 @@
 use crate::articles::{self, ArticleInput};
 use crate::config::Config;
 use crate::digest::{self, CreateOutcome};
+use crate::domain::feed_settings::{BackfillDays, PollInterval};
 use crate::domain::time::{format_rfc3339, now_millis};
 use crate::feeds;
 use crate::scheduler::Schedule;
@@ -109,7 +110,8 @@ pub enum ArticleCommand {
     },
     /// List the newest articles.
     List {
-        #[arg(long, default_value_t = 20)]
+        /// 1 to 1000.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=1000))]
         limit: i64,
     },
 }
@@ -120,12 +122,12 @@ pub enum FeedCommand {
     Add {
         url: String,
         /// At the first poll, items published up to this many days earlier
-        /// go into the next digest (default: feeds.backfill_days, 0).
-        #[arg(long)]
-        backfill_days: Option<u64>,
-        /// Seconds between polls (default: feeds.poll_interval_secs, 900).
-        #[arg(long)]
-        interval: Option<u64>,
+        /// go into the next digest: 0 to 365 (default: feeds.backfill_days, 0).
+        #[arg(long, value_parser = BackfillDays::from_arg)]
+        backfill_days: Option<BackfillDays>,
+        /// Seconds between polls: 60 to 604800 (default: feeds.poll_interval_secs, 900).
+        #[arg(long, value_parser = PollInterval::from_arg)]
+        interval: Option<PollInterval>,
     },
     /// Feeds with their last poll, last error and next poll time.
     List,
@@ -392,10 +394,16 @@ async fn feed(config: Config, cmd: FeedCommand) -> anyhow::Result<()> {
             backfill_days,
             interval,
         } => {
-            let mut settings = state.config.feeds.clone();
-            settings.backfill_days = backfill_days.unwrap_or(settings.backfill_days);
-            settings.poll_interval_secs = interval.unwrap_or(settings.poll_interval_secs);
-            let (id, created) = feeds::add_feed(&state.store, &settings, &url).await?;
+            let web_url = feeds::validate_url(&url)?;
+            let (default_interval, default_backfill) =
+                feeds::default_settings(&state.config.feeds)?;
+            let (id, created) = feeds::follow(
+                &state.store,
+                &web_url,
+                interval.unwrap_or(default_interval),
+                backfill_days.unwrap_or(default_backfill),
+            )
+            .await?;
             println!(
                 "{} feed {id}: {url}",
                 if created {
@@ -418,6 +426,12 @@ async fn feed(config: Config, cmd: FeedCommand) -> anyhow::Result<()> {
                 if let Some(e) = f.last_error {
                     println!("      last error: {e}");
                 }
+                if f.refused_items > 0 {
+                    println!("      items refused at the last poll: {}", f.refused_items);
+                }
+                if let Some(r) = f.last_refusal {
+                    println!("      last refusal: {r}");
+                }
             }
         }
         FeedCommand::Remove { id } => {
@@ -438,12 +452,24 @@ async fn feed(config: Config, cmd: FeedCommand) -> anyhow::Result<()> {
             }
             for r in reports {
                 match r.error {
-                    Some(e) => println!("feed {}: error: {e}; next poll {}", r.feed_id, format_rfc3339(r.next_poll_at)),
-                    None if r.not_modified => println!("feed {}: not modified", r.feed_id),
-                    None => println!(
-                        "feed {}: {} new, {} updated, {} held back (older than the backfill window)",
-                        r.feed_id, r.new_articles, r.updated_articles, r.held_back
+                    Some(e) => println!(
+                        "feed {}: error: {e}; next poll {}",
+                        r.feed_id,
+                        format_rfc3339(r.next_poll_at)
                     ),
+                    None if r.not_modified => println!("feed {}: not modified", r.feed_id),
+                    None => {
+                        println!(
+                            "feed {}: {} new, {} updated, {} held back (older than the backfill window)",
+                            r.feed_id, r.new_articles, r.updated_articles, r.held_back
+                        );
+                        if let Some(reason) = r.last_refusal {
+                            println!(
+                                "feed {}: {} refused; last: {reason}",
+                                r.feed_id, r.refused_items
+                            );
+                        }
+                    }
                 }
             }
         }

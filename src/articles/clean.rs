@@ -3,6 +3,7 @@
 //! WordPress shortcodes and share/related/sign-up boilerplate removed, and a
 //! plain-text excerpt cut at a word boundary.
 
+use crate::domain::WebUrl;
 use regex_lite::Regex;
 use std::sync::OnceLock;
 
@@ -110,7 +111,9 @@ pub fn clean_html(html: &str, base_url: Option<&url::Url>, title: &str) -> Strin
     } else {
         builder.url_relative(ammonia::UrlRelative::Deny);
     }
-    // Tracking pixels: 1×1 images go.
+    // Tracking pixels: 1×1 images go. An image's source is an http(s) URL
+    // or a relative one (made absolute above): `mailto:`, which links may
+    // use, is no image.
     builder.attribute_filter(|element, attribute, value| {
         if element == "img"
             && (attribute == "width" || attribute == "height")
@@ -118,10 +121,21 @@ pub fn clean_html(html: &str, base_url: Option<&url::Url>, title: &str) -> Strin
         {
             return None;
         }
+        if element == "img" && attribute == "src" && !is_web_or_relative(value) {
+            return None;
+        }
         Some(value.into())
     });
     let sanitised = builder.clean(&without_shortcodes).to_string();
     remove_boilerplate(&sanitised, title)
+}
+
+fn is_web_or_relative(value: &str) -> bool {
+    match url::Url::parse(value.trim()) {
+        Ok(u) => matches!(u.scheme(), "http" | "https"),
+        Err(url::ParseError::RelativeUrlWithoutBase) => true,
+        Err(_) => false,
+    }
 }
 
 fn remove_boilerplate(html: &str, title: &str) -> String {
@@ -181,29 +195,19 @@ pub fn excerpt(clean_html: &str) -> String {
     cut_at_word(&text, EXCERPT_CHARS)
 }
 
-pub fn cut_at_word(text: &str, max_chars: usize) -> String {
-    if text.chars().count() <= max_chars {
-        return text.to_string();
-    }
-    let cut: String = text.chars().take(max_chars).collect();
-    let at = cut.rfind(char::is_whitespace).unwrap_or(cut.len());
-    let mut out = cut[..at]
-        .trim_end_matches(|c: char| c.is_whitespace() || c == ',' || c == ';' || c == ':')
-        .to_string();
-    out.push('…');
-    out
-}
+pub use crate::domain::text::cut_at_word;
 
-/// The first image in the article, if any, for the digest card.
-pub fn first_image(clean_html: &str) -> Option<String> {
+/// The first image in the article that is an http(s) URL, if any, for the
+/// digest card.
+pub fn first_image(clean_html: &str) -> Option<WebUrl> {
     static RE: OnceLock<Regex> = OnceLock::new();
     let re = RE.get_or_init(|| {
         Regex::new(r#"(?i)<img[^>]*\ssrc="([^"]+)""#)
             .unwrap_or_else(|e| unreachable!("static regex: {e}"))
     });
-    re.captures(clean_html)
-        .and_then(|c| c.get(1))
-        .map(|m| html_escape::decode_html_entities(m.as_str()).into_owned())
+    re.captures_iter(clean_html)
+        .filter_map(|c| c.get(1))
+        .find_map(|m| WebUrl::parse(&html_escape::decode_html_entities(m.as_str())).ok())
 }
 
 #[cfg(test)]
@@ -253,6 +257,22 @@ mod tests {
             out.contains(r#"src="https://news.example.com/2024/01/post/img.jpg""#),
             "{out}"
         );
+    }
+
+    #[test]
+    fn images_that_are_not_http_never_become_the_card_image() {
+        let html = r#"<p><img src="mailto:a@example.com"><img src="javascript:alert(1)"><img src="data:image/png;base64,AAAA"><img src="vbscript:x"></p><p><img src="https://e.com/real.jpg"></p>"#;
+        let base = url::Url::parse("https://e.com/post/").unwrap();
+        let out = clean_html(html, Some(&base), "");
+        for bad in ["mailto:", "javascript:", "data:", "vbscript:"] {
+            assert!(!out.contains(bad), "{bad} kept: {out}");
+        }
+        assert_eq!(
+            first_image(&out).map(|u| u.to_string()).as_deref(),
+            Some("https://e.com/real.jpg")
+        );
+        // Even HTML that did not pass the sanitiser yields no such image.
+        assert_eq!(first_image(r#"<img src="mailto:a@example.com">"#), None);
     }
 
     #[test]

@@ -1,11 +1,16 @@
-//! Adding articles by hand (CLI, API). Everything that goes in is cleaned
-//! first; see [`clean`].
+//! Adding articles by hand (CLI, API). Everything that goes in is parsed
+//! into the domain's types (an http(s) `WebUrl`, capped text) and its body
+//! is cleaned off the async threads within a time limit, exactly as a feed
+//! item's is; see [`clean`] and [`limits`].
 
 pub mod clean;
+pub mod limits;
 
-use crate::domain::single_line;
+use crate::domain::text::{ArticleTitle, AuthorName, ItemGuid, Summary};
 use crate::domain::time::{now_millis, Millis};
+use crate::domain::{DomainError, WebUrl};
 use crate::store::{NewArticle, Store};
+use limits::Refusal;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -30,38 +35,62 @@ pub struct ArticleInput {
     pub guid: Option<String>,
 }
 
-pub const MAX_TITLE_CHARS: usize = 500;
-pub const MAX_HTML_BYTES: usize = 2 * 1024 * 1024;
+/// Latest `published_at` accepted: the end of year 9999, in milliseconds.
+pub const MAX_PUBLISHED_AT: Millis = 253_402_300_799_999;
+
+/// What an article's body gives the digest: the sanitised HTML, its
+/// excerpt and its first image.
+#[derive(Debug, Clone)]
+pub struct CleanBody {
+    pub html: String,
+    pub summary: String,
+    pub first_image: Option<WebUrl>,
+}
+
+/// Checks the body's size and nesting, then sanitises it. Synchronous and
+/// CPU-bound: call it through [`limits::off_the_async_threads`].
+pub fn clean_body(raw_html: &str, base: &WebUrl, title: &str) -> Result<CleanBody, Refusal> {
+    limits::check_html(raw_html)?;
+    let html = clean::clean_html(raw_html, Some(base.as_url()), title);
+    let summary = Summary::cut(&clean::excerpt(&html))
+        .map(Summary::into_string)
+        .unwrap_or_default();
+    let first_image = clean::first_image(&html);
+    Ok(CleanBody {
+        html,
+        summary,
+        first_image,
+    })
+}
+
+fn invalid(e: DomainError) -> Error {
+    match e {
+        DomainError::Invalid(m) => Error::Invalid(m),
+    }
+}
+
+fn refusal_message(r: &Refusal) -> &'static str {
+    match r {
+        Refusal::TooLarge { .. } => "the article body is too large (at most 512 KiB)",
+        Refusal::TooDeep => "the article body nests elements too deeply (at most 200 levels)",
+        Refusal::TimedOut => "the article body took too long to clean (at most 5 s)",
+        Refusal::LinkNotWeb => "the article URL must be an absolute http(s) URL",
+        Refusal::Crashed => "the article body could not be cleaned",
+    }
+}
 
 /// Validates, cleans and stores an article. Returns its id and whether it is new.
 pub async fn add_article(store: &Store, input: ArticleInput) -> Result<(i64, bool), Error> {
-    let title = single_line(&input.title);
-    if title.is_empty() {
-        return Err(Error::Invalid("the article needs a title"));
-    }
-    if title.chars().count() > MAX_TITLE_CHARS {
-        return Err(Error::Invalid(
-            "the title is too long (at most 500 characters)",
-        ));
-    }
-    let url = url::Url::parse(input.url.trim())
-        .ok()
-        .filter(|u| matches!(u.scheme(), "http" | "https"))
-        .ok_or(Error::Invalid(
-            "the article URL must be an absolute http(s) URL",
-        ))?;
-    if input.html.len() > MAX_HTML_BYTES {
-        return Err(Error::Invalid(
-            "the article body is too large (at most 2 MiB)",
-        ));
-    }
-    let html_in = if clean::looks_like_plain_text(&input.html) {
-        clean::text_to_html(&input.html)
-    } else {
-        input.html.clone()
+    let title = ArticleTitle::parse(&input.title)
+        .map_err(invalid)?
+        .ok_or(Error::Invalid("the article needs a title"))?;
+    let url = WebUrl::parse(&input.url).map_err(|_| {
+        Error::Invalid("the article URL must be an absolute http(s) URL (at most 2048 bytes)")
+    })?;
+    let author = match input.author.as_deref() {
+        Some(a) => AuthorName::parse(a).map_err(invalid)?,
+        None => None,
     };
-    let html = clean::clean_html(&html_in, Some(&url), &title);
-    let summary = clean::excerpt(&html);
     let image_url = match input
         .image_url
         .as_deref()
@@ -69,33 +98,57 @@ pub async fn add_article(store: &Store, input: ArticleInput) -> Result<(i64, boo
         .filter(|s| !s.is_empty())
     {
         Some(raw) => Some(
-            url.join(raw)
-                .ok()
-                .filter(|u| matches!(u.scheme(), "http" | "https"))
-                .ok_or(Error::Invalid("the image URL must be an http(s) URL"))?
-                .to_string(),
+            WebUrl::parse_with_base(raw, Some(&url))
+                .map_err(|_| Error::Invalid("the image URL must be an http(s) URL"))?,
         ),
-        None => clean::first_image(&html),
+        None => None,
     };
     let now = now_millis();
+    let published_at = match input.published_at {
+        Some(ms) if !(0..=MAX_PUBLISHED_AT).contains(&ms) => {
+            return Err(Error::Invalid(
+                "published_at must be milliseconds since 1970-01-01 UTC, from 0 to 253402300799999 (year 9999)",
+            ))
+        }
+        Some(ms) => ms.min(now),
+        None => now,
+    };
+    let guid = input
+        .guid
+        .as_deref()
+        .and_then(ItemGuid::cut)
+        .or_else(|| ItemGuid::cut(url.as_str()))
+        .ok_or(Error::Invalid("the article needs a guid or a URL"))?;
+    // The size is checked here as well, before the body is copied to
+    // another thread.
+    if input.html.len() > limits::MAX_HTML_BYTES {
+        return Err(Error::Invalid(refusal_message(&Refusal::TooLarge {
+            bytes: input.html.len(),
+        })));
+    }
+    let (raw_html, base, title_text) = (input.html, url.clone(), title.to_string());
+    let body = limits::off_the_async_threads(limits::CLEAN_TIME_LIMIT, move || {
+        let html = if clean::looks_like_plain_text(&raw_html) {
+            clean::text_to_html(&raw_html)
+        } else {
+            raw_html
+        };
+        clean_body(&html, &base, &title_text)
+    })
+    .await
+    .and_then(|r| r)
+    .map_err(|r| Error::Invalid(refusal_message(&r)))?;
     let article = NewArticle {
         feed_id: None,
-        guid: input
-            .guid
-            .map(|g| single_line(&g))
-            .filter(|g| !g.is_empty())
-            .unwrap_or_else(|| url.to_string()),
-        url: url.to_string(),
+        guid,
+        url,
         title,
-        summary,
-        html,
-        image_url,
-        author: input
-            .author
-            .map(|a| single_line(&a))
-            .filter(|a| !a.is_empty()),
-        published_at: input.published_at.unwrap_or(now).min(now),
-        categories: None,
+        summary: body.summary,
+        html: body.html,
+        image_url: image_url.or(body.first_image),
+        author,
+        published_at,
+        categories: Vec::new(),
         held_back: false,
     };
     Ok(store.upsert_article(&article, now).await?)

@@ -50,11 +50,27 @@ pub async fn preview(
     if articles.is_empty() {
         return Ok(None);
     }
+    let mut article_ids = Vec::with_capacity(articles.len());
+    let mut views = Vec::with_capacity(articles.len());
+    for a in &articles {
+        match ArticleView::from_row(a) {
+            Some(view) => {
+                article_ids.push(a.id);
+                views.push(view);
+            }
+            None => tracing::warn!(
+                article_id = a.id,
+                "article left out of the digest: its link is not an http(s) URL"
+            ),
+        }
+    }
+    if views.is_empty() {
+        return Ok(None);
+    }
     let window_start = store.last_window_end().await?.unwrap_or(oldest);
-    let views: Vec<ArticleView> = articles.iter().map(ArticleView::from).collect();
     let rendered = render::render(config, &views, &date_label(config, up_to)?)?;
     Ok(Some(Preview {
-        article_ids: articles.iter().map(|a| a.id).collect(),
+        article_ids,
         window_start,
         rendered,
     }))

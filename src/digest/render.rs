@@ -3,30 +3,40 @@
 //! subscriber is a string replacement, not a second render.
 
 use crate::config::Config;
+use crate::domain::text::{cut_at_word, ArticleTitle, AuthorName, Summary};
+use crate::domain::WebUrl;
 use crate::store::ArticleRow;
 use askama::Template;
 
 /// Stands in for the subscriber's unsubscribe URL in a rendered digest body.
 pub const UNSUBSCRIBE_PLACEHOLDER: &str = "%%HERALD_UNSUBSCRIBE_URL%%";
 
+/// An article as a digest shows it. Built from a stored row at digest time,
+/// through the same types the article went in through, so a row stored
+/// before a rule existed (a `javascript:` link, a 2 MB title) is held to it
+/// too: a link that is not http(s) leaves the article out, a bad image URL
+/// leaves the image out, text is cut to its cap.
 #[derive(Debug, Clone)]
 pub struct ArticleView {
-    pub title: String,
-    pub url: String,
+    pub title: ArticleTitle,
+    pub url: WebUrl,
     pub summary: String,
-    pub image_url: Option<String>,
-    pub author: Option<String>,
+    pub image_url: Option<WebUrl>,
+    pub author: Option<AuthorName>,
 }
 
-impl From<&ArticleRow> for ArticleView {
-    fn from(a: &ArticleRow) -> Self {
-        Self {
-            title: a.title.clone(),
-            url: a.url.clone(),
-            summary: a.summary.clone(),
-            image_url: a.image_url.clone(),
-            author: a.author.clone(),
-        }
+impl ArticleView {
+    pub fn from_row(a: &ArticleRow) -> Option<Self> {
+        let url = WebUrl::parse(&a.url).ok()?;
+        Some(Self {
+            title: ArticleTitle::cut(&a.title).or_else(|| ArticleTitle::cut("Untitled"))?,
+            url,
+            summary: Summary::cut(&a.summary)
+                .map(Summary::into_string)
+                .unwrap_or_default(),
+            image_url: a.image_url.as_deref().and_then(|u| WebUrl::parse(u).ok()),
+            author: a.author.as_deref().and_then(AuthorName::cut),
+        })
     }
 }
 
@@ -57,16 +67,23 @@ pub struct RenderedDigest {
     pub text: String,
 }
 
+/// Longest digest Subject, in characters: the first title is shortened to
+/// fit, so "and N more" is never cut off.
+pub const MAX_SUBJECT_CHARS: usize = 200;
+
 pub fn subject_for(config: &Config, articles: &[ArticleView]) -> String {
     let first = articles
         .first()
         .map(|a| a.title.as_str())
         .unwrap_or("New articles");
-    let subject = match articles.len() {
-        0 | 1 => format!("{}: {first}", config.site_name),
-        n => format!("{}: {first} and {} more", config.site_name, n - 1),
+    let site = cut_at_word(&crate::domain::single_line(&config.site_name), 60);
+    let more = match articles.len() {
+        0 | 1 => String::new(),
+        n => format!(" and {} more", n - 1),
     };
-    crate::domain::single_line(&subject)
+    let room = MAX_SUBJECT_CHARS.saturating_sub(site.chars().count() + 2 + more.chars().count());
+    let first = cut_at_word(&crate::domain::single_line(first), room.max(1));
+    crate::domain::single_line(&format!("{site}: {first}{more}"))
 }
 
 /// Renders with the placeholder in place of the unsubscribe URL.

@@ -2,12 +2,16 @@
 //! edge (web handler, CLI); past that point nothing handles raw strings.
 
 mod email;
+pub mod feed_settings;
 mod name;
+pub mod text;
 pub mod time;
 pub mod token;
+pub mod web_url;
 
 pub use email::{email_key, SubscriberEmail};
 pub use name::SubscriberName;
+pub use web_url::WebUrl;
 
 /// Why an input was refused. The message is safe to show to the person who
 /// typed the input: it names the rule, never internals.

@@ -4,13 +4,15 @@
 //! lost when a poll fails.
 
 pub mod fetch;
+pub mod items;
 pub mod parse;
 
-use crate::articles::clean;
+use crate::articles::limits::{self, Refusal};
 use crate::config::{Config, FeedsConfig};
-use crate::domain::single_line;
+use crate::domain::feed_settings::{BackfillDays, PollInterval};
 use crate::domain::time::{now_millis, Millis};
-use crate::store::{FeedRow, NewArticle, PollSuccess, Store};
+use crate::domain::{DomainError, WebUrl};
+use crate::store::{FeedRow, PollSuccess, Store};
 use fetch::{FetchError, Fetched};
 use rand::Rng;
 use std::collections::HashSet;
@@ -25,6 +27,9 @@ pub const MAX_ITEMS_PER_POLL: usize = 500;
 pub const MAX_BACKOFF_MS: i64 = 24 * 3_600_000;
 /// How long a claimed feed is reserved for one poller.
 const POLL_LEASE_MS: i64 = 5 * 60_000;
+/// Longest the parser may take over one response (at most
+/// `feeds.max_bytes`), off the async threads.
+pub const PARSE_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -34,6 +39,10 @@ pub enum Error {
     Fetch(#[from] FetchError),
     #[error(transparent)]
     Parse(#[from] parse::ParseError),
+    #[error("reading the feed took longer than {} s", PARSE_TIME_LIMIT.as_secs())]
+    ParseTimedOut,
+    #[error("feeds configuration: {0}")]
+    Setting(DomainError),
     #[error(transparent)]
     Store(#[from] crate::store::Error),
 }
@@ -46,32 +55,49 @@ pub struct PollReport {
     pub new_articles: usize,
     pub updated_articles: usize,
     pub held_back: usize,
+    /// Items refused (see `articles::limits::Refusal`), and the latest reason.
+    pub refused_items: usize,
+    pub last_refusal: Option<String>,
     pub error: Option<String>,
     pub next_poll_at: Millis,
 }
 
-pub fn validate_url(url: &str) -> Result<String, Error> {
-    url::Url::parse(url.trim())
-        .ok()
-        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
-        .map(|u| u.to_string())
-        .ok_or_else(|| Error::InvalidUrl(url.to_string()))
+pub fn validate_url(url: &str) -> Result<WebUrl, Error> {
+    WebUrl::parse(url).map_err(|_| Error::InvalidUrl(url.to_string()))
 }
 
+/// Follows the feed at `url` with the configured interval and backfill
+/// (the feeds listed in the configuration).
 pub async fn add_feed(
     store: &Store,
     config: &FeedsConfig,
     url: &str,
 ) -> Result<(i64, bool), Error> {
     let url = validate_url(url)?;
+    let interval = PollInterval::from_secs(config.poll_interval_secs).map_err(Error::Setting)?;
+    let backfill = BackfillDays::from_days(config.backfill_days).map_err(Error::Setting)?;
+    follow(store, &url, interval, backfill).await
+}
+
+/// Follows a feed; its first poll is due at once. Returns its id and
+/// whether it is new.
+pub async fn follow(
+    store: &Store,
+    url: &WebUrl,
+    interval: PollInterval,
+    backfill: BackfillDays,
+) -> Result<(i64, bool), Error> {
     Ok(store
-        .add_feed(
-            &url,
-            config.poll_interval_secs as i64,
-            config.backfill_days as i64,
-            now_millis(),
-        )
+        .add_feed(url, interval, backfill, now_millis())
         .await?)
+}
+
+/// The configured defaults for a feed added without its own numbers.
+pub fn default_settings(config: &FeedsConfig) -> Result<(PollInterval, BackfillDays), Error> {
+    Ok((
+        PollInterval::from_secs(config.poll_interval_secs).map_err(Error::Setting)?,
+        BackfillDays::from_days(config.backfill_days).map_err(Error::Setting)?,
+    ))
 }
 
 fn jittered(ms: i64) -> i64 {
@@ -88,8 +114,9 @@ pub fn backoff_ms(
 ) -> i64 {
     let exp = consecutive_failures.clamp(0, 20);
     let backoff = jittered(interval_ms.saturating_mul(1i64 << exp).min(MAX_BACKOFF_MS));
+    // A server's Retry-After is honoured up to the longest backoff.
     let floor = retry_after_secs
-        .map(|s| (s as i64).saturating_mul(1000))
+        .map(|s| s.min(MAX_BACKOFF_MS as u64 / 1000) as i64 * 1000)
         .unwrap_or(0);
     backoff.max(floor)
 }
@@ -120,7 +147,7 @@ impl Poller {
 
     async fn poll_in_span(&self, feed: &FeedRow) -> Result<PollReport, crate::store::Error> {
         let now = now_millis();
-        let interval_ms = feed.poll_interval_secs.max(1) * 1000;
+        let interval_ms = PollInterval::from_stored(feed.poll_interval_secs).millis();
         let mut report = PollReport {
             feed_id: feed.id,
             ..PollReport::default()
@@ -142,12 +169,17 @@ impl Poller {
                 bytes,
                 etag,
                 last_modified,
-            }) => match parse::parse(&bytes, &feed.url) {
-                Ok(parsed) => {
-                    self.store_items(feed, &parsed, now, &mut report).await?;
-                    Ok((etag, last_modified, parsed.title, parsed.site_url))
+            }) => match self.read_feed(bytes, feed).await {
+                Ok((parsed, ctx)) => {
+                    let (title, site_url) = (
+                        parsed.title.clone().map(|t| t.into_string()),
+                        parsed.site_url.clone().map(|u| u.to_string()),
+                    );
+                    self.store_items(feed, parsed.items, &ctx, &mut report)
+                        .await?;
+                    Ok((etag, last_modified, title, site_url))
                 }
-                Err(e) => Err((Error::from(e), None)),
+                Err(e) => Err((e, None)),
             },
             Err(e) => {
                 let retry_after = match &e {
@@ -160,7 +192,6 @@ impl Poller {
         match outcome {
             Ok((etag, last_modified, title, site_url)) => {
                 report.next_poll_at = now + jittered(interval_ms);
-                let title = title.map(|t| single_line(&clean::text_of(&t)));
                 self.store
                     .record_poll_success(
                         feed.id,
@@ -184,6 +215,7 @@ impl Poller {
                     new = report.new_articles,
                     updated = report.updated_articles,
                     held_back = report.held_back,
+                    refused = report.refused_items,
                     "feed polled"
                 );
             }
@@ -201,47 +233,99 @@ impl Poller {
         Ok(report)
     }
 
+    /// Parses the response on the blocking pool, within a time limit.
+    async fn read_feed(
+        &self,
+        bytes: Vec<u8>,
+        feed: &FeedRow,
+    ) -> Result<(ReadFeed, items::PollContext), Error> {
+        let feed_url = validate_url(&feed.url)?;
+        let url = feed_url.to_string();
+        let read = limits::off_the_async_threads(PARSE_TIME_LIMIT, move || {
+            let parsed = parse::parse(&bytes, &url)?;
+            let (title, site_url) = items::feed_meta(&parsed);
+            Ok::<_, parse::ParseError>(ReadFeed {
+                title,
+                site_url,
+                items: parsed.items,
+            })
+        })
+        .await
+        .map_err(|_| Error::ParseTimedOut)??;
+        let now = now_millis();
+        let ctx = items::PollContext {
+            feed_id: feed.id,
+            feed_url,
+            site_url: read.site_url.clone(),
+            now,
+            is_first_poll: feed.first_polled_at.is_none(),
+            backfill_from: now - BackfillDays::from_stored(feed.backfill_days).millis(),
+        };
+        Ok((read, ctx))
+    }
+
+    /// Stores each item as an article, or counts it as refused (and logs
+    /// why, with the feed and the item's guid).
     async fn store_items(
         &self,
         feed: &FeedRow,
-        parsed: &parse::ParsedFeed,
-        now: Millis,
+        items: Vec<parse::FeedItem>,
+        ctx: &items::PollContext,
         report: &mut PollReport,
     ) -> Result<(), crate::store::Error> {
-        let is_first_poll = feed.first_polled_at.is_none();
-        let backfill_from = now - feed.backfill_days.max(0) * 86_400_000;
-        let fallback_link = parsed.site_url.clone().unwrap_or_else(|| feed.url.clone());
         let mut seen = HashSet::new();
-        for item in parsed.items.iter().take(MAX_ITEMS_PER_POLL) {
-            let link = item.link.clone().unwrap_or_else(|| fallback_link.clone());
-            let guid = if item.guid.is_empty() {
-                link.clone()
-            } else {
-                item.guid.clone()
+        for item in items.into_iter().take(MAX_ITEMS_PER_POLL) {
+            let Some(guid) = items::item_guid(&item, ctx) else {
+                continue;
             };
             // A feed that lists the same guid twice: the first one counts.
             if !seen.insert(guid.clone()) {
                 continue;
             }
-            // Missing date: first seen now. Future date: clamped to now.
-            let published = item
-                .published
-                .map(|d| d.timestamp_millis())
-                .unwrap_or(now)
-                .min(now);
-            // At the first poll, what the feed already carried (older than
-            // the backfill window, or undated) is stored but held back.
-            let held_back =
-                is_first_poll && (item.published.is_none() || published < backfill_from);
-            let article = article_from_item(item, guid, &link, published, feed.id, held_back);
-            let (_, created) = self.store.upsert_article(&article, now).await?;
-            match (created, held_back) {
+            let (item_ctx, item_guid) = (ctx.clone(), guid.clone());
+            let outcome = limits::off_the_async_threads(limits::CLEAN_TIME_LIMIT, move || {
+                items::article_from_item(&item, item_guid, &item_ctx)
+            })
+            .await
+            .and_then(|r| r);
+            let article = match outcome {
+                Ok(article) => article,
+                Err(refusal) => {
+                    self.refuse(feed, &guid, &refusal, report);
+                    continue;
+                }
+            };
+            let (_, created) = self.store.upsert_article(&article, ctx.now).await?;
+            match (created, article.held_back) {
                 (true, true) => report.held_back += 1,
                 (true, false) => report.new_articles += 1,
                 (false, _) => report.updated_articles += 1,
             }
         }
-        Ok(())
+        self.store
+            .record_refusals(
+                feed.id,
+                report.refused_items as i64,
+                report.last_refusal.as_deref(),
+            )
+            .await
+    }
+
+    fn refuse(
+        &self,
+        feed: &FeedRow,
+        guid: &crate::domain::text::ItemGuid,
+        refusal: &Refusal,
+        report: &mut PollReport,
+    ) {
+        tracing::warn!(
+            feed_id = feed.id,
+            guid = guid.as_str(),
+            reason = %refusal,
+            "feed item refused"
+        );
+        report.refused_items += 1;
+        report.last_refusal = Some(format!("item {:?} refused: {refusal}", guid.as_str()));
     }
 
     /// Polls every due feed, one after another; returns the reports.
@@ -288,67 +372,11 @@ impl Poller {
     }
 }
 
-fn article_from_item(
-    item: &parse::FeedItem,
-    guid: String,
-    link: &str,
-    published: Millis,
-    feed_id: i64,
-    held_back: bool,
-) -> NewArticle {
-    let base = url::Url::parse(link).ok();
-    let raw_title = item
-        .title
-        .as_deref()
-        .map(|t| single_line(&clean::text_of(t)))
-        .unwrap_or_default();
-    let html = clean::clean_html(&item.html, base.as_ref(), &raw_title);
-    let summary = clean::excerpt(&html);
-    let title = if raw_title.is_empty() {
-        // No title: the first words of the text stand in.
-        let words = clean::cut_at_word(&summary, 80);
-        if words.is_empty() {
-            "Untitled".to_string()
-        } else {
-            words
-        }
-    } else {
-        raw_title
-    };
-    let image_url = item
-        .image_url
-        .as_deref()
-        .and_then(|i| {
-            base.as_ref()
-                .and_then(|b| b.join(i).ok())
-                .or_else(|| url::Url::parse(i).ok())
-        })
-        .filter(|u| matches!(u.scheme(), "http" | "https"))
-        .map(|u| u.to_string())
-        .or_else(|| clean::first_image(&html));
-    let categories = if item.categories.is_empty() {
-        None
-    } else {
-        let cleaned: Vec<String> = item.categories.iter().map(|c| single_line(c)).collect();
-        serde_json::to_string(&cleaned).ok()
-    };
-    NewArticle {
-        feed_id: Some(feed_id),
-        guid: single_line(&guid),
-        url: link.to_string(),
-        title,
-        summary,
-        html,
-        image_url,
-        author: item
-            .author
-            .as_deref()
-            .map(single_line)
-            .filter(|a| !a.is_empty()),
-        published_at: published,
-        categories,
-        held_back,
-    }
+/// A parsed response, its title and site link already through their types.
+struct ReadFeed {
+    title: Option<crate::domain::text::FeedTitle>,
+    site_url: Option<WebUrl>,
+    items: Vec<parse::FeedItem>,
 }
 
 #[cfg(test)]
@@ -362,6 +390,9 @@ mod tests {
         assert!((108_000..=132_000).contains(&first), "{first}");
         assert!(backoff_ms(interval, 30, None) <= MAX_BACKOFF_MS * 11 / 10);
         assert!(backoff_ms(interval, 1, Some(3600)) >= 3_600_000);
+        // A Retry-After of u64::MAX is a day, not a wrapped negative number.
+        let longest = backoff_ms(interval, 1, Some(u64::MAX));
+        assert_eq!(longest, MAX_BACKOFF_MS);
     }
 
     #[test]

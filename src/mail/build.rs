@@ -33,11 +33,57 @@ pub(super) fn list_unsubscribe_header(
     )
 }
 
+/// RFC 5322's limit on a line, CRLF excluded.
+pub(super) const MAX_HEADER_LINE: usize = 998;
+
+/// Longest Subject or display name herald writes, in characters. lettre
+/// folds a header at spaces and inside RFC 2047 words, but never inside a
+/// long ASCII word: at most 900 characters keeps even one such word (with
+/// "Subject: " before it) within [`MAX_HEADER_LINE`] octets, whatever the
+/// caller passes in.
+pub(super) const MAX_HEADER_TEXT_CHARS: usize = 900;
+
+/// Longest display name in a To header, in characters: quoting may double
+/// it, and the address (at most 254 octets) shares its line.
+const MAX_NAME_CHARS: usize = 200;
+
+/// A Subject cut to [`MAX_HEADER_TEXT_CHARS`]; the usual short text is
+/// borrowed as it is.
+pub(super) fn within_header_line(text: &str) -> std::borrow::Cow<'_, str> {
+    cut_chars(text, MAX_HEADER_TEXT_CHARS)
+}
+
+fn cut_chars(text: &str, max_chars: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max_chars {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    match text.char_indices().nth(max_chars) {
+        Some((end, _)) => std::borrow::Cow::Owned(text[..end].to_string()),
+        None => std::borrow::Cow::Borrowed(text),
+    }
+}
+
+/// The first header line longer than [`MAX_HEADER_LINE`] octets in a
+/// formatted message, if any.
+pub(super) fn overlong_header_line(message: &[u8]) -> Option<usize> {
+    let end = message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(message.len());
+    message[..end]
+        .split(|b| *b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line).len())
+        .find(|len| *len > MAX_HEADER_LINE)
+}
+
 pub(super) fn recipient(email: &str, name: Option<&str>) -> Result<Mailbox, Error> {
     let address = email.parse().map_err(|e: lettre::address::AddressError| {
         Error::Build(format!("recipient {email:?}: {e}"))
     })?;
-    Ok(Mailbox::new(name.map(str::to_string), address))
+    Ok(Mailbox::new(
+        name.map(|n| cut_chars(n, MAX_NAME_CHARS).into_owned()),
+        address,
+    ))
 }
 
 #[derive(askama::Template)]
@@ -92,7 +138,7 @@ pub fn confirmation_message(
     Message::builder()
         .from(from.clone())
         .to(recipient(to, None)?)
-        .subject(subject)
+        .subject(within_header_line(subject))
         .date_now()
         .message_id(Some(message_id(from)))
         .multipart(MultiPart::alternative_plain_html(text, html))
@@ -188,7 +234,7 @@ pub fn digest_message(from: &Mailbox, copy: DigestCopy<'_>) -> Result<Message, E
     Message::builder()
         .from(from.clone())
         .to(recipient(copy.to_email, copy.to_name)?)
-        .subject(copy.subject)
+        .subject(within_header_line(copy.subject))
         .date_now()
         .message_id(Some(message_id(from)))
         .raw_header(HeaderValue::new(

@@ -13,7 +13,8 @@
 //! (`DigestBodies::personalise` + `digest_message`) instead.
 
 use super::build::{
-    digest_message, list_unsubscribe_header, message_id, recipient, DigestBodies, DigestCopy,
+    digest_message, list_unsubscribe_header, message_id, overlong_header_line, recipient,
+    DigestBodies, DigestCopy,
 };
 use super::Error;
 use crate::digest::render::UNSUBSCRIBE_PLACEHOLDER;
@@ -287,6 +288,11 @@ impl Splice {
             },
         )?;
         let formatted = message.formatted();
+        if let Some(len) = overlong_header_line(&formatted) {
+            return Err(Error::Build(format!(
+                "template: a header line of {len} octets (RFC 5322 allows {MAX_LINE})"
+            )));
+        }
 
         let header_end = find(&formatted, b"\r\n\r\n", 0)
             .map(|i| i + 2)
@@ -787,6 +793,39 @@ mod tests {
         assert!(html.contains(&PAGE_URL.replace('&', "&amp;")));
         assert!(!html.contains(P));
         assert!(m.body_text(0).unwrap().contains(PAGE_URL));
+    }
+
+    /// Subjects tried: 100,000 ASCII characters without a space, 100,000
+    /// with spaces, 30,000 four-byte characters, and a mix; on the spliced
+    /// and on the builder path.
+    #[test]
+    fn a_huge_title_never_makes_a_header_line_over_998_octets() {
+        let (html, text) = sample_digest_bodies();
+        let long_body = format!("<p>{}</p>\n{html}", "x".repeat(800));
+        let subjects = [
+            "x".repeat(100_000),
+            "word ".repeat(20_000),
+            "😀".repeat(30_000),
+            format!("{}{}", "a".repeat(5000), "é ".repeat(5000)),
+        ];
+        for subject in &subjects {
+            for body in [&html, &long_body] {
+                let t = DigestTemplate::prepare(&from(), subject, LIST_ID, body, &text).unwrap();
+                let name = "N".repeat(5000);
+                let (_, bytes) = t
+                    .render("a@example.org", Some(&name), PAGE_URL, ONE_CLICK, MAILTO)
+                    .unwrap();
+                let longest = bytes
+                    .split(|b| *b == b'\n')
+                    .map(|l| l.len().saturating_sub(1))
+                    .max()
+                    .unwrap();
+                assert!(longest <= MAX_LINE, "a line of {longest} octets");
+                let m = MessageParser::default().parse(&bytes).unwrap();
+                let shown = m.subject().unwrap();
+                assert!(!shown.is_empty() && subject.starts_with(shown));
+            }
+        }
     }
 
     #[test]

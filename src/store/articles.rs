@@ -1,5 +1,7 @@
 use super::{in_write_tx, with_pool, Result, Store};
+use crate::domain::text::{ArticleTitle, AuthorName, Category, ItemGuid};
 use crate::domain::time::Millis;
+use crate::domain::WebUrl;
 
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct ArticleRow {
@@ -18,23 +20,36 @@ pub struct ArticleRow {
     pub held_back: i64,
 }
 
-/// An article whose fields were already cleaned (see `articles::clean`).
+/// An article whose fields were already parsed and cleaned (see
+/// `articles::clean_body`): its URLs are http(s), its text capped.
 #[derive(Debug, Clone)]
 pub struct NewArticle {
     pub feed_id: Option<i64>,
-    pub guid: String,
-    pub url: String,
-    pub title: String,
+    pub guid: ItemGuid,
+    pub url: WebUrl,
+    pub title: ArticleTitle,
+    /// Plain text, at most `Summary::MAX_CHARS`.
     pub summary: String,
+    /// Sanitised HTML.
     pub html: String,
-    pub image_url: Option<String>,
-    pub author: Option<String>,
+    pub image_url: Option<WebUrl>,
+    pub author: Option<AuthorName>,
     pub published_at: Millis,
-    /// JSON array of category names.
-    pub categories: Option<String>,
+    /// Stored as a JSON array of names.
+    pub categories: Vec<Category>,
     /// Stored but never put in a digest (a feed's old items at first poll).
     /// Applies when the article is inserted; an update keeps the old flag.
     pub held_back: bool,
+}
+
+impl NewArticle {
+    fn categories_json(&self) -> Option<String> {
+        if self.categories.is_empty() {
+            return None;
+        }
+        let names: Vec<&str> = self.categories.iter().map(Category::as_str).collect();
+        serde_json::to_string(&names).ok()
+    }
 }
 
 pub(crate) const ARTICLE_COLUMNS: &str =
@@ -50,10 +65,14 @@ impl Store {
     pub async fn upsert_article(&self, a: &NewArticle, now: Millis) -> Result<(i64, bool)> {
         const FIND: &str =
             "SELECT id FROM articles WHERE COALESCE(feed_id, 0) = COALESCE($1, 0) AND guid = $2";
+        let (guid, url, title) = (a.guid.as_str(), a.url.as_str(), a.title.as_str());
+        let image_url = a.image_url.as_ref().map(WebUrl::as_str);
+        let author = a.author.as_ref().map(AuthorName::as_str);
+        let categories = a.categories_json();
         in_write_tx!(self, tx => {
             let existing: Option<i64> = sqlx::query_scalar(FIND)
                 .bind(a.feed_id)
-                .bind(&a.guid)
+                .bind(guid)
                 .fetch_optional(&mut *tx)
                 .await?;
             let inserted: Option<i64> = match existing {
@@ -64,16 +83,16 @@ impl Store {
                      ON CONFLICT DO NOTHING RETURNING id",
                 )
                 .bind(a.feed_id)
-                .bind(&a.guid)
-                .bind(&a.url)
-                .bind(&a.title)
+                .bind(guid)
+                .bind(url)
+                .bind(title)
                 .bind(&a.summary)
                 .bind(&a.html)
-                .bind(&a.image_url)
-                .bind(&a.author)
+                .bind(image_url)
+                .bind(author)
                 .bind(a.published_at)
                 .bind(now)
-                .bind(&a.categories)
+                .bind(&categories)
                 .bind(i64::from(a.held_back))
                 .fetch_optional(&mut *tx)
                 .await?,
@@ -86,7 +105,7 @@ impl Store {
                         // Written by a concurrent poll since our SELECT.
                         None => sqlx::query_scalar(FIND)
                             .bind(a.feed_id)
-                            .bind(&a.guid)
+                            .bind(guid)
                             .fetch_one(&mut *tx)
                             .await?,
                     };
@@ -95,15 +114,15 @@ impl Store {
                          author = $7, published_at = $8, updated_at = $9, categories = $10 WHERE id = $1",
                     )
                     .bind(id)
-                    .bind(&a.url)
-                    .bind(&a.title)
+                    .bind(url)
+                    .bind(title)
                     .bind(&a.summary)
                     .bind(&a.html)
-                    .bind(&a.image_url)
-                    .bind(&a.author)
+                    .bind(image_url)
+                    .bind(author)
                     .bind(a.published_at)
                     .bind(now)
-                    .bind(&a.categories)
+                    .bind(&categories)
                     .execute(&mut *tx)
                     .await?;
                     (id, false)

@@ -1,5 +1,7 @@
 use super::{with_pool, Result, Store};
+use crate::domain::feed_settings::{BackfillDays, PollInterval};
 use crate::domain::time::Millis;
+use crate::domain::WebUrl;
 
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct FeedRow {
@@ -21,9 +23,14 @@ pub struct FeedRow {
     pub last_error: Option<String>,
     pub consecutive_failures: i64,
     pub next_poll_at: Millis,
+    /// Items the last poll that read the feed refused (too large, nested
+    /// too deep, too slow to clean, a link that is not http(s)).
+    pub refused_items: i64,
+    /// The latest refusal: which item and why.
+    pub last_refusal: Option<String>,
 }
 
-const FEED_COLUMNS: &str = "id, url, title, site_url, etag, last_modified, poll_interval_secs, backfill_days, created_at, first_polled_at, last_polled_at, last_success_at, last_status, last_error, consecutive_failures, next_poll_at";
+const FEED_COLUMNS: &str = "id, url, title, site_url, etag, last_modified, poll_interval_secs, backfill_days, created_at, first_polled_at, last_polled_at, last_success_at, last_status, last_error, consecutive_failures, next_poll_at, refused_items, last_refusal";
 
 /// What a successful poll learned.
 #[derive(Debug, Clone)]
@@ -40,19 +47,20 @@ impl Store {
     /// Adds a feed, due at once. Returns its id and whether it was new.
     pub async fn add_feed(
         &self,
-        url: &str,
-        poll_interval_secs: i64,
-        backfill_days: i64,
+        url: &WebUrl,
+        poll_interval: PollInterval,
+        backfill: BackfillDays,
         now: Millis,
     ) -> Result<(i64, bool)> {
+        let url = url.as_str();
         with_pool!(self, pool => {
             let inserted: Option<i64> = sqlx::query_scalar(
                 "INSERT INTO feeds (url, poll_interval_secs, backfill_days, created_at, next_poll_at)
                  VALUES ($1, $2, $3, $4, $4) ON CONFLICT (url) DO NOTHING RETURNING id",
             )
             .bind(url)
-            .bind(poll_interval_secs)
-            .bind(backfill_days)
+            .bind(poll_interval.secs())
+            .bind(backfill.days())
             .bind(now)
             .fetch_optional(pool)
             .await?;
@@ -140,6 +148,23 @@ impl Store {
             .bind(s.site_url)
             .bind(s.next_poll_at)
             .bind(now)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// What the last poll that read the feed's items refused: `count`
+    /// items, the latest for `last` (kept when this poll refused none, so
+    /// an operator still sees why an item is missing).
+    pub async fn record_refusals(&self, id: i64, count: i64, last: Option<&str>) -> Result<()> {
+        with_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE feeds SET refused_items = $2, last_refusal = COALESCE($3, last_refusal) WHERE id = $1",
+            )
+            .bind(id)
+            .bind(count)
+            .bind(last)
             .execute(pool)
             .await?;
         });

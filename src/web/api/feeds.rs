@@ -1,4 +1,6 @@
 use super::{ApiError, ApiJson};
+use crate::domain::feed_settings::{BackfillDays, PollInterval};
+use crate::domain::{DomainError, WebUrl};
 use crate::feeds::{self, Poller};
 use crate::startup::AppState;
 use axum::extract::{Path, State};
@@ -9,23 +11,36 @@ use serde_json::{json, Value};
 #[derive(Debug, serde::Deserialize)]
 pub struct NewFeed {
     url: String,
-    backfill_days: Option<u64>,
-    poll_interval_secs: Option<u64>,
+    /// Any JSON value: the range check below answers with the allowed
+    /// range, where a typed field would only say "expected u64".
+    backfill_days: Option<serde_json::Value>,
+    poll_interval_secs: Option<serde_json::Value>,
 }
 
-/// `POST /api/feeds {"url": …, "backfill_days"?: n, "poll_interval_secs"?: n}`:
-/// 201 when new, 200 when already followed.
+fn bad_number(field: &str, e: DomainError) -> ApiError {
+    ApiError::BadRequest(format!("{field}: {e}"))
+}
+
+/// `POST /api/feeds {"url": …, "backfill_days"?: 0–365, "poll_interval_secs"?: 60–604800}`:
+/// 201 when new, 200 when already followed; 400 naming the allowed range
+/// for a number out of it.
 pub async fn create(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<NewFeed>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let mut settings = state.config.feeds.clone();
-    settings.backfill_days = body.backfill_days.unwrap_or(settings.backfill_days);
-    settings.poll_interval_secs = body
-        .poll_interval_secs
-        .unwrap_or(settings.poll_interval_secs)
-        .max(60);
-    match feeds::add_feed(&state.store, &settings, &body.url).await {
+    let url = WebUrl::parse(&body.url)
+        .map_err(|_| ApiError::BadRequest("the feed URL must be an absolute http(s) URL".into()))?;
+    let (default_interval, default_backfill) = feeds::default_settings(&state.config.feeds)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let interval = match &body.poll_interval_secs {
+        Some(v) => PollInterval::from_json(v).map_err(|e| bad_number("poll_interval_secs", e))?,
+        None => default_interval,
+    };
+    let backfill = match &body.backfill_days {
+        Some(v) => BackfillDays::from_json(v).map_err(|e| bad_number("backfill_days", e))?,
+        None => default_backfill,
+    };
+    match feeds::follow(&state.store, &url, interval, backfill).await {
         Ok((id, created)) => Ok((
             if created {
                 StatusCode::CREATED
@@ -34,14 +49,12 @@ pub async fn create(
             },
             Json(json!({"id": id, "created": created})),
         )),
-        Err(feeds::Error::InvalidUrl(_)) => Err(ApiError::BadRequest(
-            "the feed URL must be an absolute http(s) URL".into(),
-        )),
         Err(e) => Err(ApiError::Internal(e.to_string())),
     }
 }
 
-/// Every feed with its last poll, last error and next poll time.
+/// Every feed with its last poll, last error, next poll time, and the
+/// items its last poll refused (`refused_items`, `last_refusal`).
 pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({ "feeds": state.store.list_feeds().await? })))
 }
