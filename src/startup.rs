@@ -74,6 +74,13 @@ impl AppState {
         })
     }
 
+    /// The public URL of a path of herald's (`/confirm/…`): every URL a
+    /// page or a mail contains is built here, from `base_url`, so herald
+    /// behind a path (`https://news.example.com/newsletter`) links to itself.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
     pub fn worker(&self) -> Worker {
         Worker::new(
             self.store.clone(),

@@ -19,7 +19,7 @@ fn invalid_link(state: &AppState) -> Response {
             &["The confirmation link is incomplete or was never issued. Copy the whole link from the message, or sign up again."],
         )
         .site(&state.config.site_name)
-        .link("/".into(), "Sign up again"),
+        .link(state.url("/"), "Sign up again"),
     )
 }
 
@@ -31,7 +31,10 @@ fn expired(state: &AppState, token: &str) -> Response {
             &["Confirmation links work for a limited time. We can send you a fresh one."],
         )
         .site(&state.config.site_name)
-        .action(format!("/confirm/{token}/resend"), "Send me a new link"),
+        .action(
+            state.url(&format!("/confirm/{token}/resend")),
+            "Send me a new link",
+        ),
     )
 }
 
@@ -54,7 +57,7 @@ fn replaced(state: &AppState) -> Response {
             &["A newer confirmation link was sent to this address since this one. Use the link in the latest message, or sign up again to get a new one."],
         )
         .site(&state.config.site_name)
-        .link("/".into(), "Sign up again"),
+        .link(state.url("/"), "Sign up again"),
     )
 }
 
@@ -69,7 +72,7 @@ fn not_subscribed(state: &AppState, why: &'static str) -> Response {
             ],
         )
         .site(&state.config.site_name)
-        .link("/".into(), "Sign up again"),
+        .link(state.url("/"), "Sign up again"),
     )
 }
 
@@ -106,7 +109,10 @@ pub async fn show(
                     &["One more step: press the button to start receiving the digest."],
                 )
                 .site(&state.config.site_name)
-                .action(format!("/confirm/{token}"), "Confirm subscription"),
+                .action(
+                    state.url(&format!("/confirm/{token}")),
+                    "Confirm subscription",
+                ),
             ),
             other => not_confirmable(state, token, other),
         },

@@ -17,6 +17,7 @@ pub async fn form(State(state): State<AppState>) -> Response {
         StatusCode::OK,
         IndexPage {
             site_name: &state.config.site_name,
+            base_url: &state.base_url,
             site_url: state.config.site_url.as_deref(),
             error: None,
             email: "",
@@ -165,7 +166,7 @@ pub async fn submit(
         return super::Error::from(e).into_response();
     }
     match kind {
-        Kind::Form => Redirect::to("/thanks").into_response(),
+        Kind::Form => Redirect::to(&state.url("/thanks")).into_response(),
         Kind::Json => (
             StatusCode::ACCEPTED,
             Json(serde_json::json!({
@@ -200,6 +201,7 @@ fn refuse(
                 status,
                 IndexPage {
                     site_name: &state.config.site_name,
+                    base_url: &state.base_url,
                     site_url: state.config.site_url.as_deref(),
                     error: Some(message.to_string()),
                     email: &email,
