@@ -6,6 +6,7 @@ mod confirm;
 mod error;
 mod health;
 mod pages;
+pub mod rate_limit;
 mod subscribe;
 mod unsubscribe;
 

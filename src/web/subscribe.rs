@@ -7,10 +7,11 @@ use crate::subscriptions::{self, Consent};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 pub async fn form(State(state): State<AppState>) -> Response {
     page(
@@ -44,6 +45,17 @@ struct SubscribeBody {
     #[serde(default)]
     email: String,
     name: Option<String>,
+    /// The honeypot: a field people never see (the form hides it with a
+    /// class in the page's stylesheet) and form-filling bots fill in.
+    website: Option<String>,
+}
+
+impl SubscribeBody {
+    fn is_from_a_bot(&self) -> bool {
+        self.website
+            .as_deref()
+            .is_some_and(|w| !w.trim().is_empty())
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -89,6 +101,7 @@ fn parse_body(kind: Kind, bytes: &[u8]) -> Result<SubscribeBody, BodyError> {
                 match key.as_ref() {
                     "email" => body.email = value.into_owned(),
                     "name" => body.name = Some(value.into_owned()),
+                    "website" => body.website = Some(value.into_owned()),
                     _ => {}
                 }
             }
@@ -107,7 +120,9 @@ fn validate(
 
 /// Form posts get a 303 to the thanks page, JSON gets 202. The answer is
 /// the same for new, pending and confirmed addresses, so the form cannot be
-/// used to find out who subscribes.
+/// used to find out who subscribes; and the same when the honeypot field is
+/// filled, so a bot cannot tell it was caught (nothing is stored or sent).
+/// A client over its rate limit gets 429 before its body is read.
 pub async fn submit(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -115,6 +130,10 @@ pub async fn submit(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let kind = content_kind(&headers);
+    let client = state.signup_limiter.client_ip(peer.ip(), &headers);
+    if let Err(wait) = state.signup_limiter.check(client) {
+        return too_many(&state, kind.unwrap_or(Kind::Form), wait);
+    }
     let parsed = match (kind, body) {
         (_, Err(rejection)) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             Err(BodyError::TooLarge)
@@ -138,31 +157,10 @@ pub async fn submit(
             return refuse(&state, kind, status, message, &SubscribeBody::default());
         }
     };
-    let (email, name) = match validate(&body) {
-        Ok(v) => v,
-        Err(DomainError::Invalid(message)) => {
-            let status = match kind {
-                Kind::Form => StatusCode::BAD_REQUEST,
-                Kind::Json => StatusCode::UNPROCESSABLE_ENTITY,
-            };
-            return refuse(&state, kind, status, message, &body);
-        }
-    };
-    let user_agent = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.chars().take(500).collect::<String>());
-    let ip = peer.ip().to_string();
-    let consent = Consent {
-        source: match kind {
-            Kind::Form => "form",
-            Kind::Json => "api",
-        },
-        ip: Some(&ip),
-        user_agent: user_agent.as_deref(),
-    };
-    if let Err(e) = subscriptions::subscribe(&state, &email, name.as_ref(), &consent).await {
-        return super::Error::from(e).into_response();
+    if body.is_from_a_bot() {
+        tracing::info!("a signup filled the honeypot field; nothing stored or sent");
+    } else if let Err(refused) = sign_up(&state, kind, &body, client, &headers).await {
+        return refused;
     }
     match kind {
         Kind::Form => Redirect::to("/thanks").into_response(),
@@ -175,6 +173,70 @@ pub async fn submit(
         )
             .into_response(),
     }
+}
+
+/// Validates the fields and signs the reader up; `Err` is the page (or
+/// JSON) that says why not.
+async fn sign_up(
+    state: &AppState,
+    kind: Kind,
+    body: &SubscribeBody,
+    client: IpAddr,
+    headers: &HeaderMap,
+) -> Result<(), Response> {
+    let (email, name) = match validate(body) {
+        Ok(v) => v,
+        Err(DomainError::Invalid(message)) => {
+            let status = match kind {
+                Kind::Form => StatusCode::BAD_REQUEST,
+                Kind::Json => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            return Err(refuse(state, kind, status, message, body));
+        }
+    };
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(500).collect::<String>());
+    let ip = client.to_string();
+    let consent = Consent {
+        source: match kind {
+            Kind::Form => "form",
+            Kind::Json => "api",
+        },
+        ip: Some(&ip),
+        user_agent: user_agent.as_deref(),
+    };
+    subscriptions::subscribe(state, &email, name.as_ref(), &consent)
+        .await
+        .map(drop)
+        .map_err(|e| super::Error::from(e).into_response())
+}
+
+/// 429 with Retry-After (whole seconds, at least one).
+fn too_many(state: &AppState, kind: Kind, wait: Duration) -> Response {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let secs = secs.max(1);
+    let message = format!(
+        "There were too many signups from your network in the last minute. Please try again in {secs} seconds."
+    );
+    let mut response = match kind {
+        Kind::Json => (
+            StatusCode::TOO_MANY_REQUESTS,
+            Json(serde_json::json!({ "error": message })),
+        )
+            .into_response(),
+        Kind::Form => page(
+            StatusCode::TOO_MANY_REQUESTS,
+            MessagePage::new("Please wait a moment", &[&message])
+                .site(&state.config.site_name)
+                .link("/".into(), "Back to the form"),
+        ),
+    };
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    response
 }
 
 fn refuse(
