@@ -271,3 +271,64 @@ fn refuse(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn cases() -> u32 {
+        std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(256)
+    }
+
+    /// Whatever a body holds, the parse the handler uses answers with a
+    /// body or a message, and every body either validates or is refused
+    /// with a message a person can read.
+    fn parse_and_validate(kind: Kind, bytes: &[u8]) -> Result<(), TestCaseError> {
+        match parse_body(kind, bytes) {
+            Err(BodyError::Malformed(m)) => prop_assert!(!m.is_empty()),
+            Err(BodyError::TooLarge | BodyError::UnsupportedType) => {
+                prop_assert!(false, "parse_body never judges size or type")
+            }
+            Ok(body) => match validate(&body) {
+                Ok((email, name)) => {
+                    prop_assert!(SubscriberEmail::parse(email.as_str()).is_ok());
+                    prop_assert!(name.is_none_or(|n| !n.as_str().contains(['\r', '\n'])));
+                }
+                Err(DomainError::Invalid(m)) => prop_assert!(!m.is_empty()),
+            },
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(cases()))]
+
+        #[test]
+        fn signup_form_parser_never_panics_on_arbitrary_bodies(
+            bytes in prop::collection::vec(any::<u8>(), 0..512),
+        ) {
+            parse_and_validate(Kind::Form, &bytes)?;
+            parse_and_validate(Kind::Json, &bytes)?;
+        }
+
+        #[test]
+        fn signup_form_parser_never_panics_on_arbitrary_fields(
+            email in "\\PC{0,60}|[a-zA-Z0-9.@\\[\\]\u{202E}-]{0,30}",
+            name in "\\PC{0,30}|.{0,10}",
+            website in prop::option::of("\\PC{0,5}"),
+        ) {
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            form.append_pair("email", &email).append_pair("name", &name);
+            if let Some(w) = &website {
+                form.append_pair("website", w);
+            }
+            parse_and_validate(Kind::Form, form.finish().as_bytes())?;
+            let json = serde_json::json!({"email": email, "name": name, "website": website});
+            parse_and_validate(Kind::Json, json.to_string().as_bytes())?;
+        }
+    }
+}
