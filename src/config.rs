@@ -47,6 +47,7 @@ pub struct Config {
     pub confirmation: ConfirmationConfig,
     pub feeds: FeedsConfig,
     pub http: HttpConfig,
+    pub signup: SignupConfig,
 }
 
 /// Limits of the web server toward its clients: none of them can hold a
@@ -221,6 +222,7 @@ impl Default for Config {
             confirmation: ConfirmationConfig::default(),
             feeds: FeedsConfig::default(),
             http: HttpConfig::default(),
+            signup: SignupConfig::default(),
         }
     }
 }
@@ -356,6 +358,58 @@ impl Config {
     }
 }
 
+/// Limits on `POST /subscribe` and on the confirmation mail it causes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SignupConfig {
+    /// Signup posts one client may make per minute: a burst of this many,
+    /// then one more every 60/n seconds; beyond that the answer is 429 with
+    /// Retry-After. A client is an IPv4 address or an IPv6 /64. 0: no limit.
+    pub per_ip_per_minute: u32,
+    /// Confirmation mails sent per minute, across all workers sharing the
+    /// database. Signups beyond it are stored and their mails wait in the
+    /// outbox for the next minute. 0: no cap.
+    pub confirmations_per_minute: u32,
+    /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For`
+    /// names the client. Empty: the header is ignored and the connecting
+    /// address is the client.
+    pub trusted_proxies: Vec<TrustedProxy>,
+}
+
+impl Default for SignupConfig {
+    fn default() -> Self {
+        Self {
+            per_ip_per_minute: 10,
+            confirmations_per_minute: 120,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+/// An address (`10.0.0.7`) or range (`10.0.0.0/8`, `fd00::/8`) of trusted
+/// proxies; anything else is a configuration error at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TrustedProxy(pub ipnet::IpNet);
+
+impl TryFrom<String> for TrustedProxy {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        let s = s.trim();
+        s.parse::<ipnet::IpNet>()
+            .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            .map(TrustedProxy)
+            .map_err(|_| format!("{s:?} is not an IP address or CIDR range"))
+    }
+}
+
+impl From<TrustedProxy> for String {
+    fn from(p: TrustedProxy) -> String {
+        p.0.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -401,5 +455,25 @@ name = "relay-b"
         // A typo in a server's keys is an error, not ignored.
         std::fs::write(&path, "[[smtp_servers]]\nurl = \"smtp://x\"\nwieght = 2\n").unwrap();
         assert!(Config::load(Some(&path), Figment::new()).is_err());
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_ranges() {
+        std::env::set_var(
+            "HERALD_SIGNUP__TRUSTED_PROXIES",
+            r#"["127.0.0.1", "10.0.0.0/8"]"#,
+        );
+        let config = Config::load(None, Figment::new()).unwrap();
+        std::env::set_var("HERALD_SIGNUP__TRUSTED_PROXIES", r#"["proxy.example.com"]"#);
+        let bad = Config::load(None, Figment::new());
+        std::env::remove_var("HERALD_SIGNUP__TRUSTED_PROXIES");
+        let proxies: Vec<String> = config
+            .signup
+            .trusted_proxies
+            .into_iter()
+            .map(String::from)
+            .collect();
+        assert_eq!(proxies, ["127.0.0.1/32", "10.0.0.0/8"]);
+        assert!(bad.is_err());
     }
 }

@@ -41,6 +41,8 @@ pub struct AppState {
     pub wake_worker: Arc<Notify>,
     /// Writes new signups in batches (group commit).
     pub signups: SignupWriter,
+    /// Who posts signups, and how often they may (`[signup]`).
+    pub signup_limiter: Arc<crate::web::rate_limit::SignupLimiter>,
 }
 
 impl AppState {
@@ -64,6 +66,7 @@ impl AppState {
         }
         let mailer = Mailer::from_config(&config)?;
         Ok(Self {
+            signup_limiter: crate::web::rate_limit::SignupLimiter::new(&config.signup),
             signups: SignupWriter::start(store.clone()),
             store,
             base_url: config.base_url(),

@@ -32,6 +32,8 @@ pub enum Action {
     /// Presses the button of a (validly signed) unsubscribe link, or its
     /// mail client posts the one-click unsubscribe.
     Unsubscribe,
+    /// Presses "Send me a new link" on the page of an expired link.
+    ResendExpired,
 }
 
 /// One cell of the state table: from-state × action → to-state, the title of
@@ -82,24 +84,28 @@ pub const TRANSITIONS: &[Transition] = {
         t("pending", ConfirmSpent, "pending", PAGE_REPLACED, false),
         t("pending", ConfirmStale, "pending", PAGE_REPLACED, false),
         t("pending", Unsubscribe, "unsubscribed", PAGE_UNSUBSCRIBED, false),
+        t("pending", ResendExpired, "pending", PAGE_CHECK_INBOX, true),
         t("confirmed", Signup, "confirmed", PAGE_CHECK_INBOX, false),
         t("confirmed", ConfirmLatest, "confirmed", PAGE_ALREADY_CONFIRMED, false),
         t("confirmed", ConfirmExpired, "confirmed", PAGE_ALREADY_CONFIRMED, false),
         t("confirmed", ConfirmSpent, "confirmed", PAGE_ALREADY_CONFIRMED, false),
         t("confirmed", ConfirmStale, "confirmed", PAGE_ALREADY_CONFIRMED, false),
         t("confirmed", Unsubscribe, "unsubscribed", PAGE_UNSUBSCRIBED, false),
+        t("confirmed", ResendExpired, "confirmed", PAGE_ALREADY_CONFIRMED, false),
         t("unsubscribed", Signup, "pending", PAGE_CHECK_INBOX, true),
         t("unsubscribed", ConfirmLatest, "unsubscribed", PAGE_NOT_SUBSCRIBED, false),
         t("unsubscribed", ConfirmExpired, "unsubscribed", PAGE_NOT_SUBSCRIBED, false),
         t("unsubscribed", ConfirmSpent, "unsubscribed", PAGE_NOT_SUBSCRIBED, false),
         t("unsubscribed", ConfirmStale, "unsubscribed", PAGE_NOT_SUBSCRIBED, false),
         t("unsubscribed", Unsubscribe, "unsubscribed", PAGE_UNSUBSCRIBED, false),
+        t("unsubscribed", ResendExpired, "unsubscribed", PAGE_NOT_SUBSCRIBED, false),
         t("bounced", Signup, "pending", PAGE_CHECK_INBOX, true),
         t("bounced", ConfirmLatest, "bounced", PAGE_NOT_SUBSCRIBED, false),
         t("bounced", ConfirmExpired, "bounced", PAGE_NOT_SUBSCRIBED, false),
         t("bounced", ConfirmSpent, "bounced", PAGE_NOT_SUBSCRIBED, false),
         t("bounced", ConfirmStale, "bounced", PAGE_NOT_SUBSCRIBED, false),
         t("bounced", Unsubscribe, "unsubscribed", PAGE_UNSUBSCRIBED, false),
+        t("bounced", ResendExpired, "bounced", PAGE_NOT_SUBSCRIBED, false),
     ]
 };
 
@@ -184,14 +190,14 @@ pub async fn confirm(state: &AppState, token: &str) -> Result<ConfirmOutcome, Er
 
 /// Sends a fresh confirmation link for the address an (expired) token was
 /// issued to, while that address is still pending. Rate-limited like any
-/// resend.
+/// resend. `Ok(Err(lookup))`: nothing sent, and why.
 pub async fn resend_confirmation(
     state: &AppState,
     token: &str,
-) -> Result<Option<SignupOutcome>, Error> {
+) -> Result<Result<SignupOutcome, TokenLookup>, Error> {
     let email = match lookup_confirmation(state, token).await? {
         TokenLookup::Expired { email } | TokenLookup::Valid { email } => email,
-        _ => return Ok(None),
+        other => return Ok(Err(other)),
     };
     let email = SubscriberEmail::from_trusted(email);
     let consent = Consent {
@@ -199,7 +205,7 @@ pub async fn resend_confirmation(
         ip: None,
         user_agent: None,
     };
-    Ok(Some(subscribe(state, &email, None, &consent).await?))
+    Ok(Ok(subscribe(state, &email, None, &consent).await?))
 }
 
 /// The subscriber an unsubscribe token was issued for, if its signature holds.

@@ -20,13 +20,16 @@ async fn subscriber_lifecycle_end_to_end(backend: Backend) {
     let page = app.get("/").await;
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
-    assert!(html.contains(r#"<form method="post" action="/subscribe""#));
+    assert!(html.contains(&format!(
+        r#"<form method="post" action="{}/subscribe""#,
+        app.base_url
+    )));
     assert!(html.contains(r#"<label for="email">"#));
 
     // 2. Subscribe with the form: 303 to the thanks page, at once.
     let resp = app.subscribe_form("reader@example.com", "Ann Reader").await;
     assert_eq!(resp.status(), 303);
-    assert_eq!(resp.headers()["location"], "/thanks");
+    assert_eq!(resp.headers()["location"], app.url("/thanks").as_str());
     assert!(app
         .get("/thanks")
         .await

@@ -12,13 +12,14 @@ use herald::subscriptions::{Action, TRANSITIONS};
 use std::time::Duration;
 
 const STATES: [&str; 4] = ["pending", "confirmed", "unsubscribed", "bounced"];
-const ACTIONS: [Action; 6] = [
+const ACTIONS: [Action; 7] = [
     Action::Signup,
     Action::ConfirmLatest,
     Action::ConfirmExpired,
     Action::ConfirmSpent,
     Action::ConfirmStale,
     Action::Unsubscribe,
+    Action::ResendExpired,
 ];
 
 async fn subscriber_id(app: &TestApp, email: &str) -> i64 {
@@ -79,7 +80,7 @@ async fn arrange_token(app: &TestApp, id: i64, action: Action, token: &str) {
     let now = now_millis();
     let hour = 3_600_000;
     let (created, expires, used) = match action {
-        Action::ConfirmExpired => (now - 2 * hour, now - hour, None),
+        Action::ConfirmExpired | Action::ResendExpired => (now - 2 * hour, now - hour, None),
         Action::ConfirmSpent => (now - 2 * hour, now + hour, Some(now - hour)),
         Action::ConfirmStale => (now - 2 * hour, now + hour, None),
         _ => (now, now + hour, None),
@@ -152,6 +153,10 @@ async fn every_state_transition_tells_the_truth(backend: Backend) {
                 let shown = app.get(&link).await;
                 assert_eq!(shown.status(), 200, "{what}");
                 page_title(app.post(&link).await).await
+            }
+            Action::ResendExpired => {
+                arrange_token(&app, id, cell.action, &token).await;
+                page_title(app.post(&format!("/confirm/{token}/resend")).await).await
             }
             confirm => {
                 arrange_token(&app, id, confirm, &token).await;

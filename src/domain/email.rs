@@ -277,10 +277,19 @@ mod tests {
         let local = "[a-zA-Z0-9.!#+_\"\\[\\]é-]{0,12}";
         let label = "[a-zA-Z0-9äÉ_\\[\\]:-]{0,8}";
         let domain = prop::collection::vec(label, 1..5).prop_map(|l| l.join("."));
+        // Mostly well-formed: most of these are accepted, so the property
+        // below is checked on many addresses, not a few.
+        let plausible_local = "[a-zA-Z0-9][a-zA-Z0-9.+_'=-]{0,10}";
+        let plausible_domain = (
+            prop::collection::vec("[a-zA-Z0-9äÉß][a-zA-Z0-9äÉ-]{0,6}", 1..3),
+            "[a-zA-Zä]{2,5}",
+        )
+            .prop_map(|(labels, tld)| format!("{}.{tld}", labels.join(".")));
         prop_oneof![
-            (local, domain).prop_map(|(l, d)| format!("{l}@{d}")),
-            "\\PC{0,40}",
-            "[a-z0-9.@\\[\\]]{0,20}",
+            3 => (plausible_local, plausible_domain).prop_map(|(l, d)| format!("{l}@{d}")),
+            1 => (local, domain).prop_map(|(l, d)| format!("{l}@{d}")),
+            1 => "\\PC{0,40}",
+            1 => "[a-z0-9.@\\[\\]]{0,20}",
         ]
     }
 

@@ -18,6 +18,9 @@ use crate::domain::time::now_millis;
 /// Rows keyed per transaction.
 const BATCH: i64 = 500;
 
+/// Any fixed number: names the PostgreSQL lock taken while keying.
+const BACKFILL_LOCK: i64 = 0x6865_7261_6c65;
+
 fn rank(status: &str) -> u8 {
     match status {
         "confirmed" => 3,
@@ -47,7 +50,16 @@ impl Store {
 
     async fn backfill_batch(&self) -> Result<u64> {
         let now = now_millis();
+        let is_postgres = matches!(self, Store::Postgres(_));
         in_write_tx!(self, tx => {
+            // Processes starting together take turns (SQLite's BEGIN
+            // IMMEDIATE already makes them), so two never merge one pair.
+            if is_postgres {
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(BACKFILL_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             let rows: Vec<(i64, String, String)> = sqlx::query_as(
                 "SELECT id, email, status FROM subscribers WHERE email_key IS NULL ORDER BY id LIMIT $1",
             )

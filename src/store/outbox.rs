@@ -30,13 +30,26 @@ pub enum OutboxOutcome {
     Released,
 }
 
+/// Any fixed number: names the lock that makes PostgreSQL workers take
+/// turns at counting and claiming capped confirmations.
+const OUTBOX_CAP_LOCK: i64 = 0x6865_7261_6c64;
+
 impl Store {
+    /// Claims up to `limit` due messages. With `confirmations_per_minute`
+    /// above zero, no more than the cap leaves: the confirmations sent in
+    /// the last 60 s and those being sent count against it, and the rest
+    /// stay queued for a later round (nothing is dropped). Counting and
+    /// claiming are one transaction that workers take in turn (BEGIN
+    /// IMMEDIATE on SQLite, an advisory lock on PostgreSQL), so together
+    /// they keep to the cap.
     pub async fn claim_outbox(
         &self,
         now: Millis,
         lease_until: Millis,
         limit: i64,
+        confirmations_per_minute: u32,
     ) -> Result<Vec<OutboxMessage>> {
+        let is_postgres = matches!(self, Store::Postgres(_));
         let lock = match self {
             Store::Sqlite(_) => "",
             Store::Postgres(_) => " FOR UPDATE SKIP LOCKED",
@@ -50,6 +63,26 @@ impl Store {
              RETURNING id, kind, recipient, subject, body_html, body_text, confirm_url, attempts"
         );
         in_write_tx!(self, tx => {
+            let mut limit = limit;
+            if confirmations_per_minute > 0 {
+                if is_postgres {
+                    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                        .bind(OUTBOX_CAP_LOCK)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let in_last_minute: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM outbox WHERE kind = 'confirmation'
+                     AND ((status = 'sent' AND sent_at > $1) OR status = 'sending')",
+                )
+                .bind(now - 60_000)
+                .fetch_one(&mut *tx)
+                .await?;
+                limit = limit.min(i64::from(confirmations_per_minute) - in_last_minute);
+                if limit <= 0 {
+                    return Ok(Vec::new());
+                }
+            }
             let claimed = sqlx::query_as(&sql)
                 .bind(lease_until)
                 .bind(now)

@@ -141,12 +141,12 @@ pub async fn resend(
     Path(token): Path<String>,
 ) -> Result<Response, super::Error> {
     Ok(match subscriptions::resend_confirmation(&state, &token).await? {
-        None => invalid_link(&state),
-        Some(SignupOutcome::AlreadyConfirmed) => already(&state),
-        Some(_) => page(
+        Err(lookup) => not_confirmable(&state, &token, lookup),
+        Ok(SignupOutcome::AlreadyConfirmed) => already(&state),
+        Ok(_) => page(
             StatusCode::OK,
             MessagePage::new(
-                "Check your inbox",
+                subscriptions::PAGE_CHECK_INBOX,
                 &["If a new link can be sent, it is on its way. It may take a few minutes to arrive."],
             )
             .site(&state.config.site_name),

@@ -6,6 +6,7 @@ mod confirm;
 mod error;
 mod health;
 mod pages;
+pub mod rate_limit;
 pub mod server;
 mod subscribe;
 mod unsubscribe;
@@ -102,7 +103,7 @@ fn request_span(request: &Request<Body>) -> tracing::Span {
 /// cannot be framed.
 pub const CONTENT_SECURITY_POLICY: &str = concat!(
     "default-src 'none'; style-src 'sha256-",
-    "1DsbkFw6ti3sFZcu/4CthCraHbz/65QjjVDuSO6+MQU=",
+    "PCxLE1TSmdKiFQ6NxBmTJy8LVhvqDKrLs3K3x011IOk=",
     "'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 );
 

@@ -18,6 +18,7 @@ input:focus, button:focus { outline: 3px solid var(--accent); outline-offset: 2p
 button { margin-top: 1.25rem; padding: .75rem 1.4rem; font: inherit; font-weight: 600; color: #fff; background: var(--accent); border: 0; border-radius: 8px; cursor: pointer; }
 .error { color: var(--err); font-weight: 600; }
 a { color: var(--accent); }
+.hp { position: absolute; left: -10000px; width: 1px; height: 1px; overflow: hidden; }
 .footnote { margin-top: 1.5rem; }
 "#;
 

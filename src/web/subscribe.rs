@@ -7,10 +7,11 @@ use crate::subscriptions::{self, Consent};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 pub async fn form(State(state): State<AppState>) -> Response {
     page(
@@ -45,6 +46,17 @@ struct SubscribeBody {
     #[serde(default)]
     email: String,
     name: Option<String>,
+    /// The honeypot: a field people never see (the form hides it with a
+    /// class in the page's stylesheet) and form-filling bots fill in.
+    website: Option<String>,
+}
+
+impl SubscribeBody {
+    fn is_from_a_bot(&self) -> bool {
+        self.website
+            .as_deref()
+            .is_some_and(|w| !w.trim().is_empty())
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -90,6 +102,7 @@ fn parse_body(kind: Kind, bytes: &[u8]) -> Result<SubscribeBody, BodyError> {
                 match key.as_ref() {
                     "email" => body.email = value.into_owned(),
                     "name" => body.name = Some(value.into_owned()),
+                    "website" => body.website = Some(value.into_owned()),
                     _ => {}
                 }
             }
@@ -108,7 +121,9 @@ fn validate(
 
 /// Form posts get a 303 to the thanks page, JSON gets 202. The answer is
 /// the same for new, pending and confirmed addresses, so the form cannot be
-/// used to find out who subscribes.
+/// used to find out who subscribes; and the same when the honeypot field is
+/// filled, so a bot cannot tell it was caught (nothing is stored or sent).
+/// A client over its rate limit gets 429 before its body is read.
 pub async fn submit(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -116,6 +131,10 @@ pub async fn submit(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let kind = content_kind(&headers);
+    let client = state.signup_limiter.client_ip(peer.ip(), &headers);
+    if let Err(wait) = state.signup_limiter.check(client) {
+        return too_many(&state, kind.unwrap_or(Kind::Form), wait);
+    }
     let parsed = match (kind, body) {
         (_, Err(rejection)) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             Err(BodyError::TooLarge)
@@ -139,31 +158,10 @@ pub async fn submit(
             return refuse(&state, kind, status, message, &SubscribeBody::default());
         }
     };
-    let (email, name) = match validate(&body) {
-        Ok(v) => v,
-        Err(DomainError::Invalid(message)) => {
-            let status = match kind {
-                Kind::Form => StatusCode::BAD_REQUEST,
-                Kind::Json => StatusCode::UNPROCESSABLE_ENTITY,
-            };
-            return refuse(&state, kind, status, message, &body);
-        }
-    };
-    let user_agent = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.chars().take(500).collect::<String>());
-    let ip = peer.ip().to_string();
-    let consent = Consent {
-        source: match kind {
-            Kind::Form => "form",
-            Kind::Json => "api",
-        },
-        ip: Some(&ip),
-        user_agent: user_agent.as_deref(),
-    };
-    if let Err(e) = subscriptions::subscribe(&state, &email, name.as_ref(), &consent).await {
-        return super::Error::from(e).into_response();
+    if body.is_from_a_bot() {
+        tracing::info!("a signup filled the honeypot field; nothing stored or sent");
+    } else if let Err(refused) = sign_up(&state, kind, &body, client, &headers).await {
+        return refused;
     }
     match kind {
         Kind::Form => Redirect::to(&state.url("/thanks")).into_response(),
@@ -176,6 +174,70 @@ pub async fn submit(
         )
             .into_response(),
     }
+}
+
+/// Validates the fields and signs the reader up; `Err` is the page (or
+/// JSON) that says why not.
+async fn sign_up(
+    state: &AppState,
+    kind: Kind,
+    body: &SubscribeBody,
+    client: IpAddr,
+    headers: &HeaderMap,
+) -> Result<(), Response> {
+    let (email, name) = match validate(body) {
+        Ok(v) => v,
+        Err(DomainError::Invalid(message)) => {
+            let status = match kind {
+                Kind::Form => StatusCode::BAD_REQUEST,
+                Kind::Json => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            return Err(refuse(state, kind, status, message, body));
+        }
+    };
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(500).collect::<String>());
+    let ip = client.to_string();
+    let consent = Consent {
+        source: match kind {
+            Kind::Form => "form",
+            Kind::Json => "api",
+        },
+        ip: Some(&ip),
+        user_agent: user_agent.as_deref(),
+    };
+    subscriptions::subscribe(state, &email, name.as_ref(), &consent)
+        .await
+        .map(drop)
+        .map_err(|e| super::Error::from(e).into_response())
+}
+
+/// 429 with Retry-After (whole seconds, at least one).
+fn too_many(state: &AppState, kind: Kind, wait: Duration) -> Response {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let secs = secs.max(1);
+    let message = format!(
+        "There were too many signups from your network in the last minute. Please try again in {secs} seconds."
+    );
+    let mut response = match kind {
+        Kind::Json => (
+            StatusCode::TOO_MANY_REQUESTS,
+            Json(serde_json::json!({ "error": message })),
+        )
+            .into_response(),
+        Kind::Form => page(
+            StatusCode::TOO_MANY_REQUESTS,
+            MessagePage::new("Please wait a moment", &[&message])
+                .site(&state.config.site_name)
+                .link(state.url("/"), "Back to the form"),
+        ),
+    };
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    response
 }
 
 fn refuse(
@@ -208,6 +270,67 @@ fn refuse(
                     name: &name,
                 },
             )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn cases() -> u32 {
+        std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(256)
+    }
+
+    /// Whatever a body holds, the parse the handler uses answers with a
+    /// body or a message, and every body either validates or is refused
+    /// with a message a person can read.
+    fn parse_and_validate(kind: Kind, bytes: &[u8]) -> Result<(), TestCaseError> {
+        match parse_body(kind, bytes) {
+            Err(BodyError::Malformed(m)) => prop_assert!(!m.is_empty()),
+            Err(BodyError::TooLarge | BodyError::UnsupportedType) => {
+                prop_assert!(false, "parse_body never judges size or type")
+            }
+            Ok(body) => match validate(&body) {
+                Ok((email, name)) => {
+                    prop_assert!(SubscriberEmail::parse(email.as_str()).is_ok());
+                    prop_assert!(name.is_none_or(|n| !n.as_str().contains(['\r', '\n'])));
+                }
+                Err(DomainError::Invalid(m)) => prop_assert!(!m.is_empty()),
+            },
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(cases()))]
+
+        #[test]
+        fn signup_form_parser_never_panics_on_arbitrary_bodies(
+            bytes in prop::collection::vec(any::<u8>(), 0..512),
+        ) {
+            parse_and_validate(Kind::Form, &bytes)?;
+            parse_and_validate(Kind::Json, &bytes)?;
+        }
+
+        #[test]
+        fn signup_form_parser_never_panics_on_arbitrary_fields(
+            email in "\\PC{0,60}|[a-zA-Z0-9.@\\[\\]\u{202E}-]{0,30}",
+            name in "\\PC{0,30}|.{0,10}",
+            website in prop::option::of("\\PC{0,5}"),
+        ) {
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            form.append_pair("email", &email).append_pair("name", &name);
+            if let Some(w) = &website {
+                form.append_pair("website", w);
+            }
+            parse_and_validate(Kind::Form, form.finish().as_bytes())?;
+            let json = serde_json::json!({"email": email, "name": name, "website": website});
+            parse_and_validate(Kind::Json, json.to_string().as_bytes())?;
         }
     }
 }

@@ -1,7 +1,9 @@
 //! Transactional mail (confirmations) from the outbox: claimed a batch at a
 //! time before each round of digest copies, sent through the same servers
 //! and rate limits, and recorded one row at a time. A confirmation is
-//! rendered here from the link its row keeps.
+//! rendered here from the link its row keeps. At most
+//! `signup.confirmations_per_minute` go out per minute, across workers;
+//! the rest wait their turn in the outbox.
 
 use super::{lease_until, retry_base_ms, send_routed, Routed, Sending};
 use crate::delivery::retry_delay_ms;
@@ -21,7 +23,12 @@ pub(super) async fn outbox_round(
     let now = now_millis();
     let claimed = ctx
         .store
-        .claim_outbox(now, lease_until(ctx, now), OUTBOX_BATCH)
+        .claim_outbox(
+            now,
+            lease_until(ctx, now),
+            OUTBOX_BATCH,
+            ctx.config.signup.confirmations_per_minute,
+        )
         .await?;
     let n = claimed.len();
     if n == 0 {
