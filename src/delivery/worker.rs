@@ -28,9 +28,8 @@ use super::retry_delay_ms;
 use crate::config::Config;
 use crate::domain::time::now_millis;
 use crate::domain::token::LinkSigner;
-use crate::mail::{self, DigestTemplate, Mailer, SendError};
+use crate::mail::{self, DigestTemplate, Mailer, Outgoing, SendError};
 use crate::store::{ClaimedDelivery, DeliveryOutcome, DigestRow, Store};
-use lettre::address::Envelope;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -260,6 +259,27 @@ async fn claim_loop(
     }
 }
 
+/// Writes the servers' states that changed, for /health, the digest API
+/// and `herald digest status` (read by other processes too).
+async fn record_server_health(ctx: &Sending, changed: Vec<mail::ServerHealth>) {
+    let now = now_millis();
+    for h in changed {
+        if let Err(e) = ctx
+            .store
+            .record_smtp_health(
+                &h.name,
+                h.state.as_str(),
+                h.last_error.as_deref(),
+                h.since,
+                now,
+            )
+            .await
+        {
+            tracing::warn!(server = %h.name, error = %e, "could not record the SMTP server's state");
+        }
+    }
+}
+
 /// The outbox first (confirmations are time-sensitive), then one batch of
 /// deliveries, claimed only when the queue has room for all of it.
 async fn claim_round(
@@ -269,6 +289,7 @@ async fn claim_round(
     digests: &mut HashMap<i64, Arc<PreparedDigest>>,
     cancel: &CancellationToken,
 ) -> Result<usize, crate::store::Error> {
+    record_server_health(ctx, ctx.mailer.health_changes()).await;
     // While every SMTP server is cooling down or paused, claim nothing:
     // the rows stay queued instead of piling up here.
     if let Some(wait) = ctx.mailer.blocked_for() {
@@ -460,8 +481,7 @@ enum Routed {
 /// waits for a server that is merely busy.
 async fn send_routed(
     ctx: &Sending,
-    envelope: &Envelope,
-    message: &[u8],
+    out: &Outgoing<'_>,
     cancel: &CancellationToken,
     digest: Option<&PreparedDigest>,
     is_patient: bool,
@@ -477,6 +497,9 @@ async fn send_routed(
         }
         let route = match ctx.mailer.route() {
             Ok(route) => route,
+            // Every server was stopped for a configuration error: nothing
+            // goes out until herald restarts; the copy goes back to the queue.
+            Err(_) if ctx.mailer.is_stopped() => return Routed::NotAttempted,
             // Impatient callers wait for a busy server, not for one that
             // is cooling down or paused.
             Err(_) if !is_patient && ctx.mailer.blocked_for().is_some() => {
@@ -501,9 +524,9 @@ async fn send_routed(
                 }
             }
         }
-        match route.send(envelope, message).await {
+        match route.send(out).await {
             Ok(reply) => return Routed::Sent(reply),
-            Err(SendError::Unreachable(error)) => {
+            Err(SendError::Unreachable(error) | SendError::Config(error)) => {
                 tracing::debug!(%error, "SMTP server unreachable; the message goes elsewhere or waits");
                 if !is_patient {
                     return Routed::NotAttempted;
@@ -527,16 +550,22 @@ async fn send_digest_copy(
         "mailto:{}?subject=unsubscribe%20{token}",
         ctx.mailer.from.email
     );
-    let rendered = match &d.template {
-        Ok(template) => template.render(
-            &c.email,
-            c.name.as_deref(),
-            &page_url,
-            &one_click_url,
-            &mailto,
-        ),
-        Err(e) => Err(mail::Error::Build(e.clone())),
+    let template = match &d.template {
+        Ok(template) => template,
+        Err(e) => {
+            return DeliveryOutcome::Failed {
+                error: e.clone(),
+                is_permanent: false,
+            }
+        }
     };
+    let rendered = template.render(
+        &c.email,
+        c.name.as_deref(),
+        &page_url,
+        &one_click_url,
+        &mailto,
+    );
     let (envelope, message) = match rendered {
         Ok(m) => m,
         Err(e) => {
@@ -546,7 +575,24 @@ async fn send_digest_copy(
             }
         }
     };
-    let routed = send_routed(ctx, &envelope, &message, cancel, Some(d), true).await;
+    // Made only for a server that does not announce 8BITMIME.
+    let seven_bit = || {
+        template
+            .render_seven_bit(
+                &c.email,
+                c.name.as_deref(),
+                &page_url,
+                &one_click_url,
+                &mailto,
+            )
+            .map(|(_, bytes)| bytes)
+    };
+    let out = Outgoing {
+        envelope: &envelope,
+        message: &message,
+        seven_bit: Some(&seven_bit),
+    };
+    let routed = send_routed(ctx, &out, cancel, Some(d), true).await;
     // Throttling replies are attempts, but not the recipient's fault: they
     // never use up `max_attempts`.
     let counted_attempts = c.attempts - c.throttled;

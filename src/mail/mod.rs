@@ -5,7 +5,10 @@
 mod build;
 pub mod pool;
 pub mod servers;
+mod seven_bit;
+mod target;
 mod template;
+mod tls;
 
 pub use build::{confirmation_bodies, confirmation_message};
 pub use template::{sample_digest_bodies, time_per_copy, DigestTemplate};
@@ -17,6 +20,7 @@ use lettre::{AsyncFileTransport, AsyncTransport, Tokio1Executor};
 use pool::{SmtpPool, SmtpTarget};
 pub use servers::RateLimit;
 use servers::{HealthPolicy, Picked, Server, Servers};
+pub use servers::{ServerHealth, ServerState};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,6 +60,30 @@ pub enum SendError {
     /// the server may or may not have taken it.
     #[error("{0}")]
     Broken(String),
+    /// The server refused for a reason that is not about the recipient: a
+    /// 5xx at MAIL, DATA or the end of data, or a capability it lacks
+    /// (SMTPUTF8 for a non-ASCII address). Retried, never counted as a
+    /// bounce.
+    #[error("{0}")]
+    Refused(String),
+    /// The server cannot be used as configured: credentials refused, its
+    /// certificate not trusted, STARTTLS required but not offered, AUTH
+    /// that would go unencrypted. No message was under way; herald stops
+    /// using the server until it is restarted with a corrected configuration.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// A 7bit form of a message, made only for a server that does not
+/// announce 8BITMIME.
+pub type SevenBit<'a> = &'a (dyn Fn() -> Result<Vec<u8>, Error> + Sync);
+
+/// A message as herald sends it.
+pub struct Outgoing<'a> {
+    pub envelope: &'a Envelope,
+    /// As rendered: 8bit bodies for a digest.
+    pub message: &'a [u8],
+    pub seven_bit: Option<SevenBit<'a>>,
 }
 
 #[derive(Clone)]
@@ -121,9 +149,11 @@ impl Mailer {
                 )));
             }
             let rate = rate_limit(&name, &spec)?;
+            let trust = tls::Trust::new(&target.host, target.ca_file.as_deref())
+                .map_err(|e| Error::SmtpServers(format!("server {name}: {e}")))?;
             servers.push(Arc::new(Server::new(
                 name,
-                SmtpPool::new(target, size, timeout),
+                SmtpPool::new(target, size, timeout).with_trust(trust),
                 size as usize,
                 spec.weight,
                 rate,
@@ -171,6 +201,31 @@ impl Mailer {
             Transport::File(..) => None,
         }
     }
+
+    /// Whether every server was stopped for a configuration error: nothing
+    /// can be sent until herald restarts with a corrected configuration.
+    pub fn is_stopped(&self) -> bool {
+        match &self.transport {
+            Transport::Smtp(servers) => servers.are_all_stopped(),
+            Transport::File(..) => false,
+        }
+    }
+
+    /// Every server's state, as it stands.
+    pub fn health(&self) -> Vec<ServerHealth> {
+        match &self.transport {
+            Transport::Smtp(servers) => servers.health(false),
+            Transport::File(..) => Vec::new(),
+        }
+    }
+
+    /// The servers whose state changed since the last call.
+    pub fn health_changes(&self) -> Vec<ServerHealth> {
+        match &self.transport {
+            Transport::Smtp(servers) => servers.health(true),
+            Transport::File(..) => Vec::new(),
+        }
+    }
 }
 
 impl Route {
@@ -188,10 +243,10 @@ impl Route {
 
     /// Sends one message; on success returns the server's reply (or the
     /// .eml file written).
-    pub async fn send(self, envelope: &Envelope, message: &[u8]) -> Result<String, SendError> {
+    pub async fn send(self, out: &Outgoing<'_>) -> Result<String, SendError> {
         match self {
-            Route::Smtp(picked) => picked.send(envelope, message).await,
-            Route::File(t, dir) => match t.send_raw(envelope, message).await {
+            Route::Smtp(picked) => picked.send(out).await,
+            Route::File(t, dir) => match t.send_raw(out.envelope, out.message).await {
                 Ok(id) => {
                     let path = dir.join(format!("{id}.eml"));
                     tracing::info!(path = %path.display(), "no SMTP server configured: message written to the outbox");

@@ -10,6 +10,7 @@ mod outbox;
 mod pacing;
 mod settings;
 mod signups;
+mod smtp_health;
 mod subscribers;
 
 pub use articles::{ArticleRow, NewArticle};
@@ -19,6 +20,7 @@ pub use feeds::{FeedRow, PollSuccess};
 pub use outbox::{OutboxMessage, OutboxOutcome};
 pub use pacing::{SlotGrant, WindowLimit};
 pub use signups::NewSignup;
+pub use smtp_health::SmtpHealthRow;
 pub use subscribers::{
     ConfirmOutcome, PendingConfirmation, SignupOutcome, SignupRequest, SubscriberRow, TokenLookup,
 };

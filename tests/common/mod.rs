@@ -590,3 +590,6 @@ impl Drop for TestApp {
 pub fn urlencode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
+
+/// SMTP servers other than smtp-sink (Python smtpd, aiosmtpd) and test certificates.
+pub mod python_smtp;
