@@ -125,7 +125,10 @@ async fn a_relay_refusing_the_sender_or_the_message_never_bounces_a_subscriber(b
         let status = app.wait_digest_done(id, Duration::from_secs(20)).await;
         assert_eq!(status["counts"]["failed"], 1, "{refused}: {status}");
         let error = status["failures"][0]["error"].as_str().unwrap_or_default();
-        assert!(error.contains("5"), "{refused}: the reply is kept: {error}");
+        assert!(
+            error.contains("permanent error (5"),
+            "{refused}: the reply is kept: {error}"
+        );
         assert_eq!(
             app.subscriber_status("ann@example.com").await.as_deref(),
             Some("confirmed"),

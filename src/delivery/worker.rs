@@ -172,6 +172,10 @@ impl Worker {
         let batch = ctx.config.delivery.batch_size.max(1) as usize;
         let concurrency = ctx.config.delivery.concurrency.max(1) as usize;
         tracing::info!(owner = %ctx.owner, transport = %ctx.mailer.describe(), concurrency, batch, "delivery worker started");
+        let configured: Vec<String> = ctx.mailer.health().into_iter().map(|h| h.name).collect();
+        if let Err(e) = ctx.store.forget_smtp_servers_except(&configured).await {
+            tracing::warn!(error = %e, "could not forget SMTP servers no longer configured");
+        }
         let (job_tx, job_rx) = mpsc::channel::<Job>(batch * 2);
         // Room for a whole batch, so senders never wait while the recorder
         // writes the previous one.

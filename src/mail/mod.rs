@@ -9,6 +9,7 @@ mod seven_bit;
 mod target;
 mod template;
 mod tls;
+mod transaction;
 
 pub use build::{confirmation_bodies, confirmation_message};
 pub use template::{sample_digest_bodies, time_per_copy, DigestTemplate};

@@ -456,6 +456,51 @@ mod tests {
     }
 
     #[test]
+    fn a_server_with_a_configuration_error_is_stopped_and_said_so_once() {
+        let servers = Servers::new(vec![server("a", 1, 10), server("b", 1, 10)]);
+        let a = servers.list()[0].clone();
+        // Every server starts as changed: the worker writes its state once.
+        assert_eq!(servers.health(true).len(), 2);
+        assert!(servers.health(true).is_empty());
+        a.finish(&Err(SendError::Config("535 credentials refused".into())));
+        let changed = servers.health(true);
+        assert_eq!(changed.len(), 1);
+        assert_eq!(changed[0].state, ServerState::Stopped);
+        assert_eq!(
+            changed[0].last_error.as_deref(),
+            Some("535 credentials refused")
+        );
+        // Not picked again, for any number of messages, and not un-stopped
+        // by a message that was already under way and went through.
+        a.finish(&Ok("250 ok".into()));
+        for _ in 0..100 {
+            assert_eq!(servers.pick().unwrap().server().name, "b");
+        }
+        assert!(!servers.are_all_stopped());
+        assert!(servers.health(true).is_empty(), "said once");
+        let b = servers.list()[1].clone();
+        b.finish(&Err(SendError::Config("certificate not trusted".into())));
+        assert!(servers.are_all_stopped());
+        assert!(servers.blocked_for().is_some());
+    }
+
+    #[test]
+    fn a_failing_server_is_reported_failing_then_ok_again() {
+        let s = server("a", 1, 10);
+        let servers = Servers::new(vec![s.clone()]);
+        let _ = servers.health(true);
+        s.finish(&Err(SendError::Unreachable("connection refused".into())));
+        let changed = servers.health(true);
+        assert_eq!(changed[0].state, ServerState::Failing);
+        assert_eq!(changed[0].last_error.as_deref(), Some("connection refused"));
+        // The same error again changes nothing to report.
+        s.finish(&Err(SendError::Unreachable("connection refused".into())));
+        assert!(servers.health(true).is_empty());
+        s.finish(&Ok("250 ok".into()));
+        assert_eq!(servers.health(true)[0].state, ServerState::Ok);
+    }
+
+    #[test]
     fn throttling_halves_what_is_sent_at_once_and_pauses_with_growing_pauses() {
         let s = server("a", 1, 8);
         // One 451 4.7.1 among accepted messages (greylisting) changes nothing.

@@ -43,6 +43,25 @@ impl Store {
         })
     }
 
+    /// Forgets servers no longer configured (renamed or removed), so an old
+    /// failure does not keep /health degraded. Returns how many.
+    pub async fn forget_smtp_servers_except(&self, keep: &[String]) -> Result<u64> {
+        let mut forgotten = 0;
+        for row in self.smtp_health().await? {
+            if keep.contains(&row.server) {
+                continue;
+            }
+            forgotten += with_pool!(self, pool => {
+                sqlx::query("DELETE FROM smtp_server_health WHERE server = $1")
+                    .bind(&row.server)
+                    .execute(pool)
+                    .await?
+                    .rows_affected()
+            });
+        }
+        Ok(forgotten)
+    }
+
     /// Every server's last recorded state, by name.
     pub async fn smtp_health(&self) -> Result<Vec<SmtpHealthRow>> {
         with_pool!(self, pool => {
