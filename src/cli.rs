@@ -566,6 +566,17 @@ async fn digest_cmd(config: Config, cmd: DigestCommand) -> anyhow::Result<()> {
                     d.subject
                 );
             }
+            for s in store.smtp_health().await? {
+                if s.state != "ok" {
+                    println!(
+                        "SMTP server {} {} since {}: {}",
+                        s.server,
+                        s.state,
+                        format_rfc3339(s.since),
+                        s.last_error.unwrap_or_default()
+                    );
+                }
+            }
             if state.config.schedule.enabled {
                 let schedule = Schedule::parse(&state.config.schedule)?;
                 if let Some(next) = schedule.upcoming(chrono::Utc::now(), 1).first() {

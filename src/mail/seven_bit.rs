@@ -67,6 +67,51 @@ mod tests {
     }
 
     #[test]
+    fn the_seven_bit_copy_reads_the_same_as_the_eight_bit_one() {
+        use crate::mail::{sample_digest_bodies, DigestTemplate};
+        use mail_parser::{MessageParser, MimeHeaders};
+        let from = "Le Café Herald <digest@news.example>".parse().unwrap();
+        let (html, text) = sample_digest_bodies();
+        let t = DigestTemplate::prepare(
+            &from,
+            "Ünïcode — 40 articles",
+            "<digest.news.example>",
+            &html,
+            &text,
+        )
+        .unwrap();
+        // Tried: a short URL with "&" and "=" (escaped in HTML, =3D in
+        // quoted-printable) and one longer than a line.
+        for page in [
+            "https://news.example/unsubscribe/t0k3n?from=digest&lang=fr".to_string(),
+            format!("https://news.example/unsubscribe/{}?a=b", "t".repeat(300)),
+        ] {
+            let args = ("zoe@example.org", Some("Zoë Ångström"), page.as_str());
+            let one_click = "https://news.example/unsubscribe/one-click/t0k3n";
+            let mailto = "mailto:digest@news.example?subject=unsubscribe%20t0k3n";
+            let (e8, eight) = t.render(args.0, args.1, args.2, one_click, mailto).unwrap();
+            let (e7, seven) = t
+                .render_seven_bit(args.0, args.1, args.2, one_click, mailto)
+                .unwrap();
+            assert_eq!(e8, e7);
+            assert!(seven.is_ascii());
+            assert!(seven.split(|b| *b == b'\n').all(|l| l.len() <= 78));
+            let (a, b) = (
+                MessageParser::default().parse(&eight).unwrap(),
+                MessageParser::default().parse(&seven).unwrap(),
+            );
+            assert_eq!(a.subject(), b.subject());
+            assert_eq!(a.to().unwrap().first(), b.to().unwrap().first());
+            assert_eq!(a.body_text(0), b.body_text(0));
+            assert_eq!(a.body_html(0), b.body_html(0));
+            assert!(b.body_text(0).unwrap().contains(&page));
+            for part in [b.text_part(0).unwrap(), b.html_part(0).unwrap()] {
+                assert_eq!(part.content_transfer_encoding(), Some("quoted-printable"));
+            }
+        }
+    }
+
+    #[test]
     fn a_spliced_body_decodes_to_the_body_with_the_url_in() {
         // Tried: a placeholder mid-line, at the start of a line, at the very
         // end, twice on one line; non-ASCII text; "=" and spaces next to
