@@ -150,11 +150,16 @@ impl Mailer {
                 )));
             }
             let rate = rate_limit(&name, &spec)?;
-            let trust = tls::Trust::new(&target.host, target.ca_file.as_deref())
-                .map_err(|e| Error::SmtpServers(format!("server {name}: {e}")))?;
+            let mut pool = SmtpPool::new(target.clone(), size, timeout);
+            // Read once here, so a bad ca_file stops herald at start.
+            if target.security != target::Security::None {
+                let trust = tls::Trust::new(&target.host, target.ca_file.as_deref())
+                    .map_err(|e| Error::SmtpServers(format!("server {name}: {e}")))?;
+                pool = pool.with_trust(trust);
+            }
             servers.push(Arc::new(Server::new(
                 name,
-                SmtpPool::new(target, size, timeout).with_trust(trust),
+                pool,
                 size as usize,
                 spec.weight,
                 rate,
@@ -341,6 +346,18 @@ mod tests {
                 "max_per_window",
             ),
             (with_servers(vec![server("http://a")]), "URL"),
+            // A ca_file that is missing or holds no certificate stops
+            // herald at start, not at the first message.
+            (
+                with_servers(vec![server(
+                    "smtp://a:25?tls=required&ca_file=/nonexistent/ca.pem",
+                )]),
+                "ca_file /nonexistent/ca.pem",
+            ),
+            (
+                with_servers(vec![server("smtps://a?ca_file=/etc/hostname")]),
+                "ca_file /etc/hostname",
+            ),
         ];
         for (config, why) in cases {
             let err = Mailer::from_config(&config).unwrap_err().to_string();

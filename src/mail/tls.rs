@@ -37,11 +37,24 @@ impl Trust {
     /// unreadable or empty `ca_file` is an error; a missing system bundle
     /// is not).
     pub fn new(host: &str, ca_file: Option<&Path>) -> Result<Self, Error> {
-        // Besides the compiled-in public roots.
-        let mut roots: Vec<CertificateDer<'static>> = Vec::new();
+        let mut store = rustls::RootCertStore::empty();
+        store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        // Besides the compiled-in public roots (lettre's default store too).
+        let mut accepted: Vec<CertificateDer<'static>> = Vec::new();
+        let mut trust = |cert: CertificateDer<'static>| {
+            let is_added = store.add(cert.clone()).is_ok();
+            if is_added {
+                accepted.push(cert);
+            }
+            is_added
+        };
         if let Some(bundle) = system_bundle() {
             match read_pem(&bundle) {
-                Ok(certs) => roots.extend(certs),
+                // A malformed certificate in a system bundle is skipped, as
+                // OpenSSL does.
+                Ok(certs) => certs.into_iter().for_each(|c| {
+                    let _ = trust(c);
+                }),
                 Err(e) => {
                     tracing::warn!(bundle = %bundle.display(), error = %e, "could not read the system's CA bundle; using the built-in roots")
                 }
@@ -50,24 +63,12 @@ impl Trust {
         if let Some(path) = ca_file {
             let certs = read_pem(path)
                 .map_err(|e| Error::SmtpServers(format!("ca_file {}: {e}", path.display())))?;
-            if certs.is_empty() {
+            let added = certs.into_iter().map(&mut trust).filter(|is| *is).count();
+            if added == 0 {
                 return Err(Error::SmtpServers(format!(
-                    "ca_file {}: no PEM certificate in it",
+                    "ca_file {}: no usable PEM certificate in it",
                     path.display()
                 )));
-            }
-            roots.extend(certs);
-        }
-        // A malformed certificate in a system bundle is skipped, as
-        // OpenSSL does; the server's own CA file was checked above.
-        let mut store = rustls::RootCertStore::empty();
-        store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let mut starttls = TlsParameters::builder(host.to_string());
-        for cert in roots {
-            if store.add(cert.clone()).is_ok() {
-                if let Ok(c) = Certificate::from_der(cert.to_vec()) {
-                    starttls = starttls.add_root_certificate(c);
-                }
             }
         }
         let config = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -77,8 +78,12 @@ impl Trust {
         .map_err(|e| Error::SmtpServers(format!("TLS setup: {e}")))?
         .with_root_certificates(store)
         .with_no_client_auth();
-        // lettre's default store is the same compiled-in public roots.
-        let starttls = starttls
+        let starttls = accepted
+            .into_iter()
+            .filter_map(|c| Certificate::from_der(c.to_vec()).ok())
+            .fold(TlsParameters::builder(host.to_string()), |b, c| {
+                b.add_root_certificate(c)
+            })
             .certificate_store(CertificateStore::Default)
             .build_rustls()
             .map_err(|e| Error::SmtpServers(format!("TLS setup for {host}: {e}")))?;
