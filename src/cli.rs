@@ -567,7 +567,7 @@ async fn digest_cmd(config: Config, cmd: DigestCommand) -> anyhow::Result<()> {
                 );
             }
             for s in store.smtp_health().await? {
-                if s.state != "ok" {
+                if matches!(s.state.as_str(), "failing" | "stopped") {
                     println!(
                         "SMTP server {} {} since {}: {}",
                         s.server,

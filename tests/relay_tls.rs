@@ -266,9 +266,61 @@ async fn a_wrong_password_stops_the_server_and_says_so(backend: Backend) {
     app.shutdown().await;
 }
 
+async fn a_stopped_relay_resumed_by_an_operator_gets_the_mail(backend: Backend) {
+    let certs = TestCertificates::make();
+    // The relay's account has another password than herald's configuration.
+    let relay = PythonSmtp::start_aiosmtpd(&AioOptions {
+        tls: Some((certs.cert.clone(), certs.key.clone())),
+        auth: Some((USER, "the-relay-changed-it")),
+        ..AioOptions::default()
+    });
+    let port = relay.port;
+    let (app, id) = app_sending_to(
+        backend,
+        url(
+            &format!("smtp://{USER}:{PASSWORD}@"),
+            port,
+            &ca_param(&certs.ca),
+        ),
+    )
+    .await;
+    app.start_worker();
+    stopped_in_health(&app).await;
+    // The relay's administrator puts herald's password back; the operator
+    // resumes the server (as `herald` would through the store).
+    drop(relay);
+    let relay = tls_relay(
+        &certs,
+        AioOptions {
+            port: Some(port),
+            ..AioOptions::default()
+        },
+    );
+    let name = format!("127.0.0.1:{port}");
+    assert!(app
+        .store
+        .resume_smtp_server(&name, herald::domain::time::now_millis())
+        .await
+        .unwrap());
+    let status = app.wait_digest_done(id, Duration::from_secs(20)).await;
+    assert_eq!(status["counts"]["sent"], 1, "{status}");
+    assert_eq!(relay.wait_for(1, Duration::from_secs(5)).await.len(), 1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let h = health(&app).await;
+        if h["status"] == "ok" && h["delivery"][0]["state"] == "ok" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{h}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.shutdown().await;
+}
+
 both_backends!(
     a_private_ca_relay_is_trusted_through_the_configured_ca_file,
     a_relay_whose_certificate_is_not_trusted_is_stopped_and_says_so,
     credentials_are_never_sent_before_starttls,
     a_wrong_password_stops_the_server_and_says_so,
+    a_stopped_relay_resumed_by_an_operator_gets_the_mail,
 );

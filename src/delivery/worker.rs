@@ -54,6 +54,8 @@ struct Sending {
     rate: RateLimiter,
     /// When claims last looked for rows whose lease ran out.
     expired_checked_at: Mutex<Option<Instant>>,
+    /// When the claimer last looked whether a stopped server was resumed.
+    resume_checked_at: Mutex<Option<Instant>>,
 }
 
 /// How often claims look for rows whose lease ran out (a crashed worker's).
@@ -160,6 +162,7 @@ impl Worker {
                 owner,
                 rate: RateLimiter::default(),
                 expired_checked_at: Mutex::new(None),
+                resume_checked_at: Mutex::new(None),
             }),
             wake,
         }
@@ -284,6 +287,36 @@ async fn record_server_health(ctx: &Sending, changed: Vec<mail::ServerHealth>) {
     }
 }
 
+/// How often a worker with a stopped server looks whether an operator
+/// resumed it (`Store::resume_smtp_server`).
+const RESUME_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+async fn resume_servers_if_asked(ctx: &Sending) {
+    if !ctx.mailer.is_any_stopped() {
+        return;
+    }
+    let is_due = match ctx.resume_checked_at.lock() {
+        Ok(mut at) if at.is_none_or(|t| t.elapsed() >= RESUME_CHECK_EVERY) => {
+            *at = Some(Instant::now());
+            true
+        }
+        _ => false,
+    };
+    if !is_due {
+        return;
+    }
+    match ctx.store.smtp_health().await {
+        Ok(rows) => {
+            for row in rows.iter().filter(|r| r.state == "resumed") {
+                ctx.mailer.resume(&row.server);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read whether a stopped SMTP server was resumed")
+        }
+    }
+}
+
 /// The outbox first (confirmations are time-sensitive), then one batch of
 /// deliveries, claimed only when the queue has room for all of it.
 async fn claim_round(
@@ -293,6 +326,7 @@ async fn claim_round(
     digests: &mut HashMap<i64, Arc<PreparedDigest>>,
     cancel: &CancellationToken,
 ) -> Result<usize, crate::store::Error> {
+    resume_servers_if_asked(ctx).await;
     record_server_health(ctx, ctx.mailer.health_changes()).await;
     // While every SMTP server is cooling down or paused, claim nothing:
     // the rows stay queued instead of piling up here.

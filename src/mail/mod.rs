@@ -209,10 +209,26 @@ impl Mailer {
     }
 
     /// Whether every server was stopped for a configuration error: nothing
-    /// can be sent until herald restarts with a corrected configuration.
+    /// can be sent until one is resumed, or herald restarts.
     pub fn is_stopped(&self) -> bool {
         match &self.transport {
             Transport::Smtp(servers) => servers.are_all_stopped(),
+            Transport::File(..) => false,
+        }
+    }
+
+    /// Whether any server was stopped for a configuration error.
+    pub fn is_any_stopped(&self) -> bool {
+        match &self.transport {
+            Transport::Smtp(servers) => servers.is_any_stopped(),
+            Transport::File(..) => false,
+        }
+    }
+
+    /// Takes the stopped server `name` back into use; whether it was stopped.
+    pub fn resume(&self, name: &str) -> bool {
+        match &self.transport {
+            Transport::Smtp(servers) => servers.resume(name),
             Transport::File(..) => false,
         }
     }

@@ -326,6 +326,36 @@ impl Servers {
         })
     }
 
+    /// Whether any server was stopped for a configuration error.
+    pub fn is_any_stopped(&self) -> bool {
+        self.servers.iter().any(|s| {
+            s.health
+                .lock()
+                .is_ok_and(|h| h.state == ServerState::Stopped)
+        })
+    }
+
+    /// Takes a stopped server back into use (an operator fixed what was
+    /// wrong at the relay). Returns whether `name` was stopped.
+    pub fn resume(&self, name: &str) -> bool {
+        let Some(s) = self.servers.iter().find(|s| s.name == name) else {
+            return false;
+        };
+        let Ok(mut h) = s.health.lock() else {
+            return false;
+        };
+        if h.state != ServerState::Stopped {
+            return false;
+        }
+        h.state = ServerState::Ok;
+        h.since = now_millis();
+        h.failures_in_a_row = 0;
+        h.cooling_until = None;
+        s.is_changed.store(true, Ordering::Relaxed);
+        tracing::warn!(server = %s.name, "SMTP server resumed by an operator; trying it again");
+        true
+    }
+
     /// Whether every server was stopped for a configuration error.
     pub fn are_all_stopped(&self) -> bool {
         self.servers.iter().all(|s| {
@@ -482,6 +512,11 @@ mod tests {
         b.finish(&Err(SendError::Config("certificate not trusted".into())));
         assert!(servers.are_all_stopped());
         assert!(servers.blocked_for().is_some());
+        // An operator resumes one: it is picked again, and said so.
+        assert!(servers.resume("a"));
+        assert!(!servers.resume("a"), "not stopped any more");
+        assert_eq!(servers.health(true)[0].state, ServerState::Ok);
+        assert_eq!(servers.pick().unwrap().server().name, "a");
     }
 
     #[test]

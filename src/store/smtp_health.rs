@@ -43,6 +43,24 @@ impl Store {
         })
     }
 
+    /// Asks the workers to take a stopped server back into use (the
+    /// operator fixed the account or the certificate at the relay): they
+    /// see "resumed" within seconds and try it again. Returns whether the
+    /// server was stopped.
+    pub async fn resume_smtp_server(&self, server: &str, now: Millis) -> Result<bool> {
+        with_pool!(self, pool => {
+            Ok(sqlx::query(
+                "UPDATE smtp_server_health SET state = 'resumed', updated_at = $2
+                 WHERE server = $1 AND state = 'stopped'",
+            )
+            .bind(server)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected() > 0)
+        })
+    }
+
     /// Forgets servers no longer configured (renamed or removed), so an old
     /// failure does not keep /health degraded. Returns how many.
     pub async fn forget_smtp_servers_except(&self, keep: &[String]) -> Result<u64> {
@@ -89,7 +107,7 @@ impl Store {
             .smtp_health()
             .await?
             .into_iter()
-            .filter(|s| s.state != "ok")
+            .filter(|s| matches!(s.state.as_str(), "failing" | "stopped"))
             .collect();
         let last_error = match servers.iter().find(|s| s.last_error.is_some()) {
             Some(s) => Some(format!(

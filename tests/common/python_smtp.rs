@@ -91,6 +91,8 @@ pub struct AioOptions {
     pub auth: Option<(&'static str, &'static str)>,
     /// AUTH offered before STARTTLS too.
     pub auth_before_tls: bool,
+    /// Listen here (e.g. a relay restarted on its old port); default: a free port.
+    pub port: Option<u16>,
 }
 
 pub struct PythonSmtp {
@@ -103,7 +105,7 @@ pub struct PythonSmtp {
 impl PythonSmtp {
     /// Python's stock smtpd: 503 to a second EHLO, no PIPELINING.
     pub fn start_stock() -> Self {
-        Self::start("stock", serde_json::json!({}))
+        Self::start(None, "stock", serde_json::json!({}))
     }
 
     pub fn start_aiosmtpd(o: &AioOptions) -> Self {
@@ -114,6 +116,7 @@ impl PythonSmtp {
             .unzip();
         let (user, password) = o.auth.unzip();
         Self::start(
+            o.port,
             "aiosmtpd",
             serde_json::json!({
                 "cert": cert, "key": key, "implicit": o.implicit_tls,
@@ -124,13 +127,13 @@ impl PythonSmtp {
         )
     }
 
-    fn start(mode: &str, options: serde_json::Value) -> Self {
+    fn start(port: Option<u16>, mode: &str, options: serde_json::Value) -> Self {
         let tmp = tempfile::tempdir().expect("temp dir");
         let dir = tmp.path().join("mail");
         std::fs::create_dir(&dir).expect("mail dir");
         let script = tmp.path().join("server.py");
         std::fs::write(&script, SERVER_PY).expect("write server.py");
-        let port = free_port();
+        let port = port.unwrap_or_else(free_port);
         let mut child = Command::new("python3")
             .arg("-W")
             .arg("ignore::DeprecationWarning")
