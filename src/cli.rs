@@ -540,7 +540,7 @@ async fn digest_cmd(config: Config, cmd: DigestCommand) -> anyhow::Result<()> {
             }
             for s in servers {
                 let what = if s.state == "stopped" {
-                    "stopped (configuration error; fix it and restart herald)"
+                    "stopped (configuration error: fix it, then resume the server or restart herald)"
                 } else {
                     "failing"
                 };

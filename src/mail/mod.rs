@@ -70,7 +70,8 @@ pub enum SendError {
     /// The server cannot be used as configured: credentials refused, its
     /// certificate not trusted, STARTTLS required but not offered, AUTH
     /// that would go unencrypted. No message was under way; herald stops
-    /// using the server until it is restarted with a corrected configuration.
+    /// using the server until an operator resumes it, or herald restarts
+    /// with a corrected configuration.
     #[error("{0}")]
     Config(String),
 }

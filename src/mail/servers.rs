@@ -12,7 +12,8 @@
 //!
 //! - A server that cannot be used as configured (credentials refused,
 //!   certificate not trusted, STARTTLS missing) is stopped: herald does not
-//!   try it again until it restarts, so a wrong password is not retried
+//!   try it again until an operator resumes it or herald restarts, so a
+//!   wrong password is not retried
 //!   until the relay locks the account.
 //!
 //! Each server's state (ok, failing, stopped) and last error are kept for
@@ -60,7 +61,8 @@ pub enum ServerState {
     /// New connections fail (refused, no greeting, TLS handshake); tried
     /// again after each cool-down.
     Failing,
-    /// A configuration error; not tried again until herald restarts.
+    /// A configuration error; not tried again until an operator resumes it
+    /// (`Store::resume_smtp_server`) or herald restarts.
     Stopped,
 }
 
@@ -255,7 +257,7 @@ impl Server {
                     h.since = now_millis();
                     h.last_error = Some(error.clone());
                     self.is_changed.store(true, Ordering::Relaxed);
-                    tracing::error!(server = %self.name, %error, "SMTP server stopped: it cannot be used as configured; herald will not try it again until restarted with a corrected configuration");
+                    tracing::error!(server = %self.name, %error, "SMTP server stopped: it cannot be used as configured; herald will not try it again until it is resumed, or restarted with a corrected configuration");
                 }
             }
         }
