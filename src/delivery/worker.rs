@@ -22,13 +22,14 @@
 //! over their outcome, in the outcome queue, and in the recorder's batch.
 
 mod outbox;
+mod server_health;
 
 use super::rate::RateLimiter;
 use super::retry_delay_ms;
 use crate::config::Config;
 use crate::domain::time::now_millis;
 use crate::domain::token::LinkSigner;
-use crate::mail::{self, DigestTemplate, Mailer, Outgoing, SendError};
+use crate::mail::{DigestTemplate, Mailer, Outgoing, SendError};
 use crate::store::{ClaimedDelivery, DeliveryOutcome, DigestRow, Store};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -175,10 +176,7 @@ impl Worker {
         let batch = ctx.config.delivery.batch_size.max(1) as usize;
         let concurrency = ctx.config.delivery.concurrency.max(1) as usize;
         tracing::info!(owner = %ctx.owner, transport = %ctx.mailer.describe(), concurrency, batch, "delivery worker started");
-        let configured: Vec<String> = ctx.mailer.health().into_iter().map(|h| h.name).collect();
-        if let Err(e) = ctx.store.forget_smtp_servers_except(&configured).await {
-            tracing::warn!(error = %e, "could not forget SMTP servers no longer configured");
-        }
+        server_health::forget_unconfigured(&ctx).await;
         let (job_tx, job_rx) = mpsc::channel::<Job>(batch * 2);
         // Room for a whole batch, so senders never wait while the recorder
         // writes the previous one.
@@ -266,57 +264,6 @@ async fn claim_loop(
     }
 }
 
-/// Writes the servers' states that changed, for /health, the digest API
-/// and `herald digest status` (read by other processes too).
-async fn record_server_health(ctx: &Sending, changed: Vec<mail::ServerHealth>) {
-    let now = now_millis();
-    for h in changed {
-        if let Err(e) = ctx
-            .store
-            .record_smtp_health(
-                &h.name,
-                h.state.as_str(),
-                h.last_error.as_deref(),
-                h.since,
-                now,
-            )
-            .await
-        {
-            tracing::warn!(server = %h.name, error = %e, "could not record the SMTP server's state");
-        }
-    }
-}
-
-/// How often a worker with a stopped server looks whether an operator
-/// resumed it (`Store::resume_smtp_server`).
-const RESUME_CHECK_EVERY: Duration = Duration::from_secs(1);
-
-async fn resume_servers_if_asked(ctx: &Sending) {
-    if !ctx.mailer.is_any_stopped() {
-        return;
-    }
-    let is_due = match ctx.resume_checked_at.lock() {
-        Ok(mut at) if at.is_none_or(|t| t.elapsed() >= RESUME_CHECK_EVERY) => {
-            *at = Some(Instant::now());
-            true
-        }
-        _ => false,
-    };
-    if !is_due {
-        return;
-    }
-    match ctx.store.smtp_health().await {
-        Ok(rows) => {
-            for row in rows.iter().filter(|r| r.state == "resumed") {
-                ctx.mailer.resume(&row.server);
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "could not read whether a stopped SMTP server was resumed")
-        }
-    }
-}
-
 /// The outbox first (confirmations are time-sensitive), then one batch of
 /// deliveries, claimed only when the queue has room for all of it.
 async fn claim_round(
@@ -326,8 +273,8 @@ async fn claim_round(
     digests: &mut HashMap<i64, Arc<PreparedDigest>>,
     cancel: &CancellationToken,
 ) -> Result<usize, crate::store::Error> {
-    resume_servers_if_asked(ctx).await;
-    record_server_health(ctx, ctx.mailer.health_changes()).await;
+    server_health::resume_if_asked(ctx).await;
+    server_health::record_changes(ctx).await;
     // While every SMTP server is cooling down or paused, claim nothing:
     // the rows stay queued instead of piling up here.
     if let Some(wait) = ctx.mailer.blocked_for() {
@@ -536,7 +483,7 @@ async fn send_routed(
         let route = match ctx.mailer.route() {
             Ok(route) => route,
             // Every server was stopped for a configuration error: nothing
-            // goes out until herald restarts; the copy goes back to the queue.
+            // goes out until one is resumed; the copy goes back to the queue.
             Err(_) if ctx.mailer.is_stopped() => return Routed::NotAttempted,
             // Impatient callers wait for a busy server, not for one that
             // is cooling down or paused.
