@@ -16,9 +16,16 @@ missing=()
 [ -x /usr/sbin/smtp-sink ] || missing+=(postfix)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 command -v python3 >/dev/null || missing+=(python3)
+command -v openssl >/dev/null || missing+=(openssl)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 install_missing scripts/test.sh ${missing[@]+"${missing[@]}"}
 stop_postfix_daemon
+# aiosmtpd: the STARTTLS / AUTH relay of tests/relay_tls.rs (PyPI, else Debian's package).
+if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
+    log "installing aiosmtpd"
+    python3 -m pip install --quiet aiosmtpd 2>/dev/null \
+        || install_missing scripts/test.sh python3-aiosmtpd
+fi
 
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 if cargo nextest --version >/dev/null 2>&1; then

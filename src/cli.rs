@@ -560,6 +560,23 @@ async fn digest_cmd(config: Config, cmd: DigestCommand) -> anyhow::Result<()> {
             for (email, error) in store.failed_deliveries(id, 50).await? {
                 println!("  failed {email}: {}", error.unwrap_or_default());
             }
+            let (last_error, servers) = store.delivery_problems(&d).await?;
+            if let Some(error) = last_error {
+                println!("last error: {error}");
+            }
+            for s in servers {
+                let what = if s.state == "stopped" {
+                    "stopped (configuration error: fix it, then resume the server or restart herald)"
+                } else {
+                    "failing"
+                };
+                println!(
+                    "SMTP server {} {what} since {}: {}",
+                    s.server,
+                    format_rfc3339(s.since),
+                    s.last_error.unwrap_or_default()
+                );
+            }
         }
         DigestCommand::Status { id: None } => {
             for d in store.recent_digests(10).await? {
@@ -574,6 +591,17 @@ async fn digest_cmd(config: Config, cmd: DigestCommand) -> anyhow::Result<()> {
                     c.failed,
                     d.subject
                 );
+            }
+            for s in store.smtp_health().await? {
+                if matches!(s.state.as_str(), "failing" | "stopped") {
+                    println!(
+                        "SMTP server {} {} since {}: {}",
+                        s.server,
+                        s.state,
+                        format_rfc3339(s.since),
+                        s.last_error.unwrap_or_default()
+                    );
+                }
             }
             if state.config.schedule.enabled {
                 let schedule = Schedule::parse(&state.config.schedule)?;

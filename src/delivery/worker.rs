@@ -22,15 +22,15 @@
 //! over their outcome, in the outcome queue, and in the recorder's batch.
 
 mod outbox;
+mod server_health;
 
 use super::rate::RateLimiter;
 use super::retry_delay_ms;
 use crate::config::Config;
 use crate::domain::time::now_millis;
 use crate::domain::token::LinkSigner;
-use crate::mail::{self, DigestTemplate, Mailer, SendError};
+use crate::mail::{DigestTemplate, Mailer, Outgoing, SendError};
 use crate::store::{ClaimedDelivery, DeliveryOutcome, DigestRow, Store};
-use lettre::address::Envelope;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -55,6 +55,8 @@ struct Sending {
     rate: RateLimiter,
     /// When claims last looked for rows whose lease ran out.
     expired_checked_at: Mutex<Option<Instant>>,
+    /// When the claimer last looked whether a stopped server was resumed.
+    resume_checked_at: Mutex<Option<Instant>>,
 }
 
 /// How often claims look for rows whose lease ran out (a crashed worker's).
@@ -161,6 +163,7 @@ impl Worker {
                 owner,
                 rate: RateLimiter::default(),
                 expired_checked_at: Mutex::new(None),
+                resume_checked_at: Mutex::new(None),
             }),
             wake,
         }
@@ -173,6 +176,7 @@ impl Worker {
         let batch = ctx.config.delivery.batch_size.max(1) as usize;
         let concurrency = ctx.config.delivery.concurrency.max(1) as usize;
         tracing::info!(owner = %ctx.owner, transport = %ctx.mailer.describe(), concurrency, batch, "delivery worker started");
+        server_health::forget_unconfigured(&ctx).await;
         let (job_tx, job_rx) = mpsc::channel::<Job>(batch * 2);
         // Room for a whole batch, so senders never wait while the recorder
         // writes the previous one.
@@ -269,6 +273,8 @@ async fn claim_round(
     digests: &mut HashMap<i64, Arc<PreparedDigest>>,
     cancel: &CancellationToken,
 ) -> Result<usize, crate::store::Error> {
+    server_health::resume_if_asked(ctx).await;
+    server_health::record_changes(ctx).await;
     // While every SMTP server is cooling down or paused, claim nothing:
     // the rows stay queued instead of piling up here.
     if let Some(wait) = ctx.mailer.blocked_for() {
@@ -460,8 +466,7 @@ enum Routed {
 /// waits for a server that is merely busy.
 async fn send_routed(
     ctx: &Sending,
-    envelope: &Envelope,
-    message: &[u8],
+    out: &Outgoing<'_>,
     cancel: &CancellationToken,
     digest: Option<&PreparedDigest>,
     is_patient: bool,
@@ -477,6 +482,9 @@ async fn send_routed(
         }
         let route = match ctx.mailer.route() {
             Ok(route) => route,
+            // Every server was stopped for a configuration error: nothing
+            // goes out until one is resumed; the copy goes back to the queue.
+            Err(_) if ctx.mailer.is_stopped() => return Routed::NotAttempted,
             // Impatient callers wait for a busy server, not for one that
             // is cooling down or paused.
             Err(_) if !is_patient && ctx.mailer.blocked_for().is_some() => {
@@ -501,9 +509,9 @@ async fn send_routed(
                 }
             }
         }
-        match route.send(envelope, message).await {
+        match route.send(out).await {
             Ok(reply) => return Routed::Sent(reply),
-            Err(SendError::Unreachable(error)) => {
+            Err(SendError::Unreachable(error) | SendError::Config(error)) => {
                 tracing::debug!(%error, "SMTP server unreachable; the message goes elsewhere or waits");
                 if !is_patient {
                     return Routed::NotAttempted;
@@ -527,16 +535,22 @@ async fn send_digest_copy(
         "mailto:{}?subject=unsubscribe%20{token}",
         ctx.mailer.from.email
     );
-    let rendered = match &d.template {
-        Ok(template) => template.render(
-            &c.email,
-            c.name.as_deref(),
-            &page_url,
-            &one_click_url,
-            &mailto,
-        ),
-        Err(e) => Err(mail::Error::Build(e.clone())),
+    let template = match &d.template {
+        Ok(template) => template,
+        Err(e) => {
+            return DeliveryOutcome::Failed {
+                error: e.clone(),
+                is_permanent: false,
+            }
+        }
     };
+    let rendered = template.render(
+        &c.email,
+        c.name.as_deref(),
+        &page_url,
+        &one_click_url,
+        &mailto,
+    );
     let (envelope, message) = match rendered {
         Ok(m) => m,
         Err(e) => {
@@ -546,7 +560,24 @@ async fn send_digest_copy(
             }
         }
     };
-    let routed = send_routed(ctx, &envelope, &message, cancel, Some(d), true).await;
+    // Made only for a server that does not announce 8BITMIME.
+    let seven_bit = || {
+        template
+            .render_seven_bit(
+                &c.email,
+                c.name.as_deref(),
+                &page_url,
+                &one_click_url,
+                &mailto,
+            )
+            .map(|(_, bytes)| bytes)
+    };
+    let out = Outgoing {
+        envelope: &envelope,
+        message: &message,
+        seven_bit: Some(&seven_bit),
+    };
+    let routed = send_routed(ctx, &out, cancel, Some(d), true).await;
     // Throttling replies are attempts, but not the recipient's fault: they
     // never use up `max_attempts`.
     let counted_attempts = c.attempts - c.throttled;

@@ -5,7 +5,11 @@
 mod build;
 pub mod pool;
 pub mod servers;
+mod seven_bit;
+mod target;
 mod template;
+mod tls;
+mod transaction;
 
 pub use build::{confirmation_bodies, confirmation_message};
 pub use template::{sample_digest_bodies, time_per_copy, DigestTemplate};
@@ -17,6 +21,7 @@ use lettre::{AsyncFileTransport, AsyncTransport, Tokio1Executor};
 use pool::{SmtpPool, SmtpTarget};
 pub use servers::RateLimit;
 use servers::{HealthPolicy, Picked, Server, Servers};
+pub use servers::{ServerHealth, ServerState};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,6 +61,31 @@ pub enum SendError {
     /// the server may or may not have taken it.
     #[error("{0}")]
     Broken(String),
+    /// The server refused for a reason that is not about the recipient: a
+    /// 5xx at MAIL, DATA or the end of data, or a capability it lacks
+    /// (SMTPUTF8 for a non-ASCII address). Retried, never counted as a
+    /// bounce.
+    #[error("{0}")]
+    Refused(String),
+    /// The server cannot be used as configured: credentials refused, its
+    /// certificate not trusted, STARTTLS required but not offered, AUTH
+    /// that would go unencrypted. No message was under way; herald stops
+    /// using the server until an operator resumes it, or herald restarts
+    /// with a corrected configuration.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// A 7bit form of a message, made only for a server that does not
+/// announce 8BITMIME.
+pub type SevenBit<'a> = &'a (dyn Fn() -> Result<Vec<u8>, Error> + Sync);
+
+/// A message as herald sends it.
+pub struct Outgoing<'a> {
+    pub envelope: &'a Envelope,
+    /// As rendered: 8bit bodies for a digest.
+    pub message: &'a [u8],
+    pub seven_bit: Option<SevenBit<'a>>,
 }
 
 #[derive(Clone)]
@@ -121,9 +151,16 @@ impl Mailer {
                 )));
             }
             let rate = rate_limit(&name, &spec)?;
+            let mut pool = SmtpPool::new(target.clone(), size, timeout);
+            // Read once here, so a bad ca_file stops herald at start.
+            if target.security != target::Security::None {
+                let trust = tls::Trust::new(&target.host, target.ca_file.as_deref())
+                    .map_err(|e| Error::SmtpServers(format!("server {name}: {e}")))?;
+                pool = pool.with_trust(trust);
+            }
             servers.push(Arc::new(Server::new(
                 name,
-                SmtpPool::new(target, size, timeout),
+                pool,
                 size as usize,
                 spec.weight,
                 rate,
@@ -172,6 +209,47 @@ impl Mailer {
             Transport::File(..) => None,
         }
     }
+
+    /// Whether every server was stopped for a configuration error: nothing
+    /// can be sent until one is resumed, or herald restarts.
+    pub fn is_stopped(&self) -> bool {
+        match &self.transport {
+            Transport::Smtp(servers) => servers.are_all_stopped(),
+            Transport::File(..) => false,
+        }
+    }
+
+    /// Whether any server was stopped for a configuration error.
+    pub fn is_any_stopped(&self) -> bool {
+        match &self.transport {
+            Transport::Smtp(servers) => servers.is_any_stopped(),
+            Transport::File(..) => false,
+        }
+    }
+
+    /// Takes the stopped server `name` back into use; whether it was stopped.
+    pub fn resume(&self, name: &str) -> bool {
+        match &self.transport {
+            Transport::Smtp(servers) => servers.resume(name),
+            Transport::File(..) => false,
+        }
+    }
+
+    /// Every server's state, as it stands.
+    pub fn health(&self) -> Vec<ServerHealth> {
+        match &self.transport {
+            Transport::Smtp(servers) => servers.health(false),
+            Transport::File(..) => Vec::new(),
+        }
+    }
+
+    /// The servers whose state changed since the last call.
+    pub fn health_changes(&self) -> Vec<ServerHealth> {
+        match &self.transport {
+            Transport::Smtp(servers) => servers.health(true),
+            Transport::File(..) => Vec::new(),
+        }
+    }
 }
 
 impl Route {
@@ -189,10 +267,10 @@ impl Route {
 
     /// Sends one message; on success returns the server's reply (or the
     /// .eml file written).
-    pub async fn send(self, envelope: &Envelope, message: &[u8]) -> Result<String, SendError> {
+    pub async fn send(self, out: &Outgoing<'_>) -> Result<String, SendError> {
         match self {
-            Route::Smtp(picked) => picked.send(envelope, message).await,
-            Route::File(t, dir) => match t.send_raw(envelope, message).await {
+            Route::Smtp(picked) => picked.send(out).await,
+            Route::File(t, dir) => match t.send_raw(out.envelope, out.message).await {
                 Ok(id) => {
                     let path = dir.join(format!("{id}.eml"));
                     // The message holds live links: readable by herald's user only.
@@ -290,6 +368,18 @@ mod tests {
                 "max_per_window",
             ),
             (with_servers(vec![server("http://a")]), "URL"),
+            // A ca_file that is missing or holds no certificate stops
+            // herald at start, not at the first message.
+            (
+                with_servers(vec![server(
+                    "smtp://a:25?tls=required&ca_file=/nonexistent/ca.pem",
+                )]),
+                "ca_file /nonexistent/ca.pem",
+            ),
+            (
+                with_servers(vec![server("smtps://a?ca_file=/etc/hostname")]),
+                "ca_file /etc/hostname",
+            ),
         ];
         for (config, why) in cases {
             let err = Mailer::from_config(&config).unwrap_err().to_string();

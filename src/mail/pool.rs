@@ -9,155 +9,29 @@
 //! STARTTLS, AUTH and the SMTP dialogue. Upstream merged a nodelay fix
 //! (PR #1159); when a lettre release carries it, drop this module and go
 //! back to `AsyncSmtpTransport` with its pool.
+//!
+//! Setting a connection up follows the server's URL (target.rs): STARTTLS
+//! when required (or offered, with `tls=opportunistic`), with the server's
+//! own trusted certificates (tls.rs), and AUTH only over an encrypted
+//! connection unless `allow_plain_auth=true` (loopback only). What fails
+//! because of the configuration (credentials refused, certificate not
+//! trusted, STARTTLS missing) is `SendError::Config`, and the server is
+//! stopped; anything else before a message is under way is `Unreachable`.
 
-use super::SendError;
+use super::target::Security;
+pub use super::target::SmtpTarget;
+use super::tls::{is_certificate_error, TlsStream, Trust};
+use super::transaction::{classify_error, transact};
+use super::{Outgoing, SendError};
 use lettre::address::Envelope;
-use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
-use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt};
-use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
-use lettre::transport::smtp::response::Response;
-use std::sync::{Arc, Mutex};
+use lettre::transport::smtp::authentication::Mechanism;
+use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream};
+use lettre::transport::smtp::commands::Ehlo;
+use lettre::transport::smtp::extension::ClientId;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
-
-/// How the connection is secured, from the URL: `smtp://` plain (STARTTLS
-/// when the server offers it and `?tls=opportunistic`), `smtp://…?tls=required`
-/// STARTTLS required, `smtps://` implicit TLS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Security {
-    None,
-    Opportunistic,
-    StartTlsRequired,
-    Implicit,
-}
-
-#[derive(Clone)]
-pub struct SmtpTarget {
-    pub host: String,
-    pub port: u16,
-    pub security: Security,
-    credentials: Option<Credentials>,
-}
-
-impl std::fmt::Debug for SmtpTarget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}:{} ({:?}{})",
-            self.host,
-            self.port,
-            self.security,
-            if self.credentials.is_some() {
-                ", auth"
-            } else {
-                ""
-            }
-        )
-    }
-}
-
-impl SmtpTarget {
-    pub fn parse(raw: &str) -> Result<Self, super::Error> {
-        let bad = |why: &str| {
-            super::Error::SmtpUrl(format!("{why} (expected smtp://host:port, smtp://user:pass@host:587?tls=required or smtps://user:pass@host)"))
-        };
-        let url = url::Url::parse(raw).map_err(|_| bad("not a URL"))?;
-        let host = url
-            .host_str()
-            .ok_or_else(|| bad("no host"))?
-            .trim_matches(['[', ']'])
-            .to_string();
-        let tls = url
-            .query_pairs()
-            .find(|(k, _)| k == "tls")
-            .map(|(_, v)| v.into_owned());
-        let (security, default_port) = match (url.scheme(), tls.as_deref()) {
-            ("smtps", _) => (Security::Implicit, 465),
-            ("smtp", Some("required")) => (Security::StartTlsRequired, 587),
-            ("smtp", Some("opportunistic")) => (Security::Opportunistic, 25),
-            ("smtp", None | Some("none")) => (Security::None, 25),
-            ("smtp", Some(_)) => return Err(bad("tls= must be required, opportunistic or none")),
-            _ => return Err(bad("unknown scheme")),
-        };
-        let credentials = if url.username().is_empty() {
-            None
-        } else {
-            let decode = |s: &str| {
-                percent_encoding::percent_decode_str(s)
-                    .decode_utf8_lossy()
-                    .into_owned()
-            };
-            Some(Credentials::new(
-                decode(url.username()),
-                decode(url.password().unwrap_or("")),
-            ))
-        };
-        Ok(Self {
-            host,
-            port: url.port().unwrap_or(default_port),
-            security,
-            credentials,
-        })
-    }
-}
-
-/// A TLS stream lettre can drive (implicit TLS, opened by herald).
-#[derive(Debug)]
-struct TlsStream(tokio_rustls::client::TlsStream<TcpStream>);
-
-impl tokio::io::AsyncRead for TlsStream {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl tokio::io::AsyncWrite for TlsStream {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_flush(cx)
-    }
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
-    }
-}
-
-impl AsyncTokioStream for TlsStream {
-    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
-        self.0.get_ref().0.peer_addr()
-    }
-}
-
-fn tls_connector() -> Result<tokio_rustls::TlsConnector, SendError> {
-    use tokio_rustls::rustls;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| SendError::Transient(format!("TLS setup: {e}")))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
-}
 
 struct Idle {
     conn: AsyncSmtpConnection,
@@ -174,6 +48,9 @@ const CHECK_AFTER_IDLE: Duration = Duration::from_secs(10);
 
 pub struct SmtpPool {
     target: SmtpTarget,
+    /// Built when the mailer is; `None` (the benchmark's plain pool): built
+    /// at each TLS connection.
+    trust: Option<Trust>,
     hello: ClientId,
     timeout: Duration,
     idle: Mutex<Vec<Idle>>,
@@ -184,11 +61,18 @@ impl SmtpPool {
     pub fn new(target: SmtpTarget, size: u32, timeout: Duration) -> Self {
         Self {
             target,
+            trust: None,
             hello: ClientId::default(),
             timeout,
             idle: Mutex::new(Vec::new()),
             permits: Semaphore::new(size.max(1) as usize),
         }
+    }
+
+    /// The certificates trusted for this server, read once.
+    pub fn with_trust(mut self, trust: Trust) -> Self {
+        self.trust = Some(trust);
+        self
     }
 
     pub fn target(&self) -> &SmtpTarget {
@@ -197,6 +81,14 @@ impl SmtpPool {
 
     fn transient(e: impl std::fmt::Display) -> SendError {
         SendError::Transient(e.to_string())
+    }
+
+    fn trust(&self) -> Result<Trust, SendError> {
+        match &self.trust {
+            Some(t) => Ok(t.clone()),
+            None => Trust::new(&self.target.host, self.target.ca_file.as_deref())
+                .map_err(|e| SendError::Config(e.to_string())),
+        }
     }
 
     /// A new connection, set up (TLS, AUTH), and whether the server offers
@@ -214,11 +106,18 @@ impl SmtpPool {
         tcp.set_nodelay(true).map_err(Self::transient)?;
         let stream: Box<dyn AsyncTokioStream> = if t.security == Security::Implicit {
             let name = tokio_rustls::rustls::pki_types::ServerName::try_from(t.host.clone())
-                .map_err(Self::transient)?;
-            let tls = tokio::time::timeout(self.timeout, tls_connector()?.connect(name, tcp))
+                .map_err(|e| SendError::Config(format!("TLS: host {:?}: {e}", t.host)))?;
+            let trust = self.trust()?;
+            let tls = tokio::time::timeout(self.timeout, trust.implicit().connect(name, tcp))
                 .await
                 .map_err(|_| Self::transient("TLS handshake timed out"))?
-                .map_err(|e| Self::transient(format!("TLS handshake: {e}")))?;
+                .map_err(|e| {
+                    if is_certificate_error(&e) {
+                        certificate_error(t, &e)
+                    } else {
+                        Self::transient(format!("TLS handshake: {e}"))
+                    }
+                })?;
             Box::new(TlsStream(tls))
         } else {
             Box::new(tcp)
@@ -230,33 +129,69 @@ impl SmtpPool {
         .await
         .map_err(|_| Self::transient("no SMTP greeting in time"))?
         .map_err(classify_error)?;
+        let mut is_encrypted = t.security == Security::Implicit;
         let wants_tls = match t.security {
             Security::StartTlsRequired => true,
             Security::Opportunistic => conn.can_starttls(),
             Security::None | Security::Implicit => false,
         };
         if wants_tls {
-            let params = TlsParameters::new(t.host.clone()).map_err(Self::transient)?;
-            conn.starttls(params, &self.hello)
+            if !conn.can_starttls() {
+                conn.abort().await;
+                return Err(SendError::Config(format!(
+                    "{}:{} does not offer STARTTLS, which its URL requires (tls=required, or credentials without tls=); herald will not send mail or a password unencrypted",
+                    t.host, t.port
+                )));
+            }
+            conn.starttls(self.trust()?.starttls(), &self.hello)
                 .await
-                .map_err(classify_error)?;
+                .map_err(|e| {
+                    if is_certificate_error(&e) {
+                        certificate_error(t, &e)
+                    } else {
+                        classify_error(e)
+                    }
+                })?;
+            is_encrypted = true;
         }
         // lettre keeps only the EHLO keywords it uses itself; PIPELINING is
-        // not one of them, so herald asks again (before AUTH, which a new
-        // EHLO could reset).
-        let ehlo = conn
-            .command(Ehlo::new(self.hello.clone()))
-            .await
-            .map_err(classify_error)?;
-        let can_pipeline = ehlo.message().any(|line| {
-            line.split_whitespace()
-                .next()
-                .is_some_and(|k| k.eq_ignore_ascii_case("PIPELINING"))
-        });
+        // not one of them, so herald asks again, once per connection (before
+        // AUTH, which a new EHLO could reset). A server that refuses a
+        // second EHLO (503 from Python's smtpd and other minimal servers)
+        // is still in the state the first one left it in: it gets mail
+        // without pipelining.
+        let can_pipeline = match conn.command(Ehlo::new(self.hello.clone())).await {
+            Ok(ehlo) => ehlo.message().any(|line| {
+                line.split_whitespace()
+                    .next()
+                    .is_some_and(|k| k.eq_ignore_ascii_case("PIPELINING"))
+            }),
+            Err(e) if e.is_permanent() => {
+                tracing::debug!(server = %format!("{}:{}", t.host, t.port), error = %e, "second EHLO refused; sending without pipelining");
+                false
+            }
+            Err(e) => return Err(classify_error(e)),
+        };
         if let Some(credentials) = &t.credentials {
+            if !is_encrypted && !t.allow_plain_auth {
+                conn.abort().await;
+                return Err(SendError::Config(format!(
+                    "{}:{} did not offer STARTTLS, so the connection is not encrypted; herald does not send the password in the clear (use tls=required or smtps://, or allow_plain_auth=true for a loopback relay)",
+                    t.host, t.port
+                )));
+            }
             conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
                 .await
-                .map_err(classify_error)?;
+                .map_err(|e| match e.status() {
+                    Some(code) if code.to_string().starts_with('5') => SendError::Config(format!(
+                        "{}:{} refused the credentials: {e}",
+                        t.host, t.port
+                    )),
+                    None if e.is_client() => {
+                        SendError::Config(format!("{}:{}: AUTH not possible: {e}", t.host, t.port))
+                    }
+                    _ => classify_error(e),
+                })?;
         }
         Ok((conn, can_pipeline))
     }
@@ -280,9 +215,9 @@ impl SmtpPool {
         }
         let now = Instant::now();
         // Whatever goes wrong before a message is under way says nothing
-        // about the message: the server is unreachable (or misconfigured).
+        // about the message: the server is unreachable, or misconfigured.
         let (conn, can_pipeline) = self.connect().await.map_err(|e| match e {
-            SendError::Throttled(m) => SendError::Throttled(m),
+            e @ (SendError::Throttled(_) | SendError::Config(_)) => e,
             other => SendError::Unreachable(other.to_string()),
         })?;
         Ok(Idle {
@@ -293,14 +228,25 @@ impl SmtpPool {
         })
     }
 
+    /// Sends one prebuilt message (no 7bit form: a server without 8BITMIME
+    /// refuses it if it is 8bit).
+    pub async fn send(&self, envelope: &Envelope, message: &[u8]) -> Result<String, SendError> {
+        self.send_outgoing(&Outgoing {
+            envelope,
+            message,
+            seven_bit: None,
+        })
+        .await
+    }
+
     /// Sends one message over a pooled connection; at most `size` at once.
     /// Returns the server's final reply, e.g. "250 2.0.0 Ok: queued".
-    pub async fn send(&self, envelope: &Envelope, message: &[u8]) -> Result<String, SendError> {
+    pub async fn send_outgoing(&self, out: &Outgoing<'_>) -> Result<String, SendError> {
         let _permit = self.permits.acquire().await.map_err(Self::transient)?;
         let mut idle = self.checkout().await?;
         let result = tokio::time::timeout(
             self.timeout,
-            transact(&mut idle.conn, idle.can_pipeline, envelope, message),
+            transact(&mut idle.conn, idle.can_pipeline, out),
         )
         .await;
         match result {
@@ -313,8 +259,15 @@ impl SmtpPool {
                 }
                 Ok(reply)
             }
-            // The connection is closed after any failed command.
-            Ok(Err(e)) => Err(e),
+            Ok(Err((e, is_reusable))) => {
+                if is_reusable {
+                    idle.last_used = Instant::now();
+                    if let Ok(mut pool) = self.idle.lock() {
+                        pool.push(idle);
+                    }
+                }
+                Err(e)
+            }
             Err(_) => Err(SendError::Broken(format!(
                 "no reply within {} s",
                 self.timeout.as_secs()
@@ -323,184 +276,9 @@ impl SmtpPool {
     }
 }
 
-/// One mail transaction: MAIL, RCPT, DATA, the message.
-///
-/// This is lettre's `AsyncSmtpConnection::send` with two differences, both
-/// through lettre's public `command` (write a string, read one reply) and
-/// `read_response`:
-/// - when the server offers PIPELINING (RFC 2920), MAIL, RCPT and DATA go
-///   out in one write and their replies are read in order: two round trips
-///   per message instead of four;
-/// - lettre dot-stuffs the message one byte at a time (the largest item in
-///   a profile of the worker) and writes the end-of-data marker separately;
-///   herald finds the lines to stuff with memchr and sends the message and
-///   the marker in one write.
-async fn transact(
-    conn: &mut AsyncSmtpConnection,
-    can_pipeline: bool,
-    envelope: &Envelope,
-    message: &[u8],
-) -> Result<Response, SendError> {
-    let Ok(text) = std::str::from_utf8(message) else {
-        // Never built by herald; lettre's own path copes with any bytes.
-        return conn.send(envelope, message).await.map_err(classify_error);
-    };
-    let info = conn.server_info();
-    let mut options = Vec::new();
-    let is_non_ascii = |a: &lettre::Address| !AsRef::<str>::as_ref(a).is_ascii();
-    if envelope.from().is_some_and(is_non_ascii) || envelope.to().iter().any(is_non_ascii) {
-        if !info.supports_feature(Extension::SmtpUtfEight) {
-            return Err(SendError::Permanent(
-                "the address is not ASCII and the server does not support SMTPUTF8".into(),
-            ));
-        }
-        options.push(MailParameter::SmtpUtfEight);
-    }
-    if !message.is_ascii() {
-        if !info.supports_feature(Extension::EightBitMime) {
-            return Err(SendError::Permanent(
-                "the message is 8bit and the server does not support 8BITMIME".into(),
-            ));
-        }
-        options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
-    }
-    let mail = Mail::new(envelope.from().cloned(), options);
-    let steps = async {
-        if can_pipeline {
-            let mut commands = mail.to_string();
-            for to in envelope.to() {
-                commands.push_str(&Rcpt::new(to.clone(), Vec::new()).to_string());
-            }
-            commands.push_str(&Data.to_string());
-            // The reply to MAIL, then one per RCPT, then DATA's 354. On a
-            // refusal the connection is aborted, so unread replies do not
-            // matter (a DATA accepted after a refused RCPT ends with the
-            // connection, and its message is discarded).
-            conn.command(Raw(&commands)).await?;
-            for _ in envelope.to() {
-                conn.read_response().await?;
-            }
-            conn.read_response().await?;
-        } else {
-            conn.command(mail).await?;
-            for to in envelope.to() {
-                conn.command(Rcpt::new(to.clone(), Vec::new())).await?;
-            }
-            conn.command(Data).await?;
-        }
-        conn.command(DataBody(&dot_stuffed(text))).await
-    };
-    match steps.await {
-        Ok(response) => Ok(response),
-        Err(e) => {
-            // As lettre does after a failed command: QUIT and close.
-            conn.abort().await;
-            Err(classify_error(e))
-        }
-    }
-}
-
-/// Commands already formatted, CRLF included.
-struct Raw<'a>(&'a str);
-
-impl std::fmt::Display for Raw<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.0)
-    }
-}
-
-/// The message, dot-stuffed, followed by the end-of-data marker.
-struct DataBody<'a>(&'a str);
-
-impl std::fmt::Display for DataBody<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.0)?;
-        f.write_str("\r\n.\r\n")
-    }
-}
-
-/// RFC 5321 4.5.2: a line that starts with "." gets one more, exactly as
-/// lettre's codec does it (a "." at the very start, or after CRLF).
-fn dot_stuffed(text: &str) -> std::borrow::Cow<'_, str> {
-    let finder = memchr::memmem::Finder::new(b"\r\n.");
-    let bytes = text.as_bytes();
-    if !text.starts_with('.') && finder.find(bytes).is_none() {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 16);
-    if text.starts_with('.') {
-        out.push('.');
-    }
-    let mut from = 0;
-    for at in finder.find_iter(bytes) {
-        // Up to and including the CRLF, then the extra dot.
-        out.push_str(&text[from..at + 2]);
-        out.push('.');
-        from = at + 2;
-    }
-    out.push_str(&text[from..]);
-    std::borrow::Cow::Owned(out)
-}
-
-/// Sorts a failed SMTP command: a throttling reply (421, 452, or an
-/// enhanced status 4.7.x), another 4xx, a 5xx, or a connection that broke
-/// (no reply at all).
-fn classify_error(e: lettre::transport::smtp::Error) -> SendError {
-    let text = e.to_string();
-    let Some(code) = e.status() else {
-        return SendError::Broken(text);
-    };
-    let code = code.to_string();
-    // lettre's text reads "transient error (451): 4.7.1 Try again later".
-    let reply = text.split_once("): ").map_or("", |(_, r)| r);
-    if code == "421" || code == "452" || (code.starts_with('4') && reply.starts_with("4.7.")) {
-        SendError::Throttled(text)
-    } else if e.is_permanent() {
-        SendError::Permanent(text)
-    } else {
-        SendError::Transient(text)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dot_stuffing_matches_smtp() {
-        assert!(matches!(
-            dot_stuffed("no dots\r\nhere"),
-            std::borrow::Cow::Borrowed(_)
-        ));
-        assert_eq!(dot_stuffed(".start\r\n."), "..start\r\n..");
-        assert_eq!(
-            dot_stuffed("a\r\n.b\r\n..c\r\nd.e\r\n"),
-            "a\r\n..b\r\n...c\r\nd.e\r\n"
-        );
-        // A bare LF does not start a line for SMTP's purposes here, as in lettre.
-        assert_eq!(dot_stuffed("a\n.b"), "a\n.b");
-        assert_eq!(
-            DataBody("x\r\n").to_string(),
-            "x\r\n\r\n.\r\n",
-            "the end-of-data marker follows"
-        );
-    }
-
-    #[test]
-    fn parses_the_url_forms() {
-        let t = SmtpTarget::parse("smtp://127.0.0.1:2525").unwrap();
-        assert_eq!(
-            (t.host.as_str(), t.port, t.security),
-            ("127.0.0.1", 2525, Security::None)
-        );
-        assert!(t.credentials.is_none());
-        let t = SmtpTarget::parse("smtp://user%40x:p%3Ass@relay.example.com?tls=required").unwrap();
-        assert_eq!((t.port, t.security), (587, Security::StartTlsRequired));
-        assert!(t.credentials.is_some());
-        let t = SmtpTarget::parse("smtps://u:p@relay.example.com").unwrap();
-        assert_eq!((t.port, t.security), (465, Security::Implicit));
-        for bad in ["http://x", "smtp://", "relay:25", "smtp://x?tls=maybe"] {
-            assert!(SmtpTarget::parse(bad).is_err(), "{bad}");
-        }
-    }
+fn certificate_error(t: &SmtpTarget, e: &dyn std::fmt::Display) -> SendError {
+    SendError::Config(format!(
+        "TLS certificate of {}:{} not trusted: {e} (give its CA with ca_file=/path/ca.pem in the server's URL)",
+        t.host, t.port
+    ))
 }

@@ -10,13 +10,26 @@
 //!   halved; both recover as messages go through again (additive increase,
 //!   multiplicative decrease).
 //!
+//! - A server that cannot be used as configured (credentials refused,
+//!   certificate not trusted, STARTTLS missing) is stopped: herald does not
+//!   try it again until an operator resumes it or herald restarts, so a
+//!   wrong password is not retried
+//!   until the relay locks the account.
+//!
+//! Each server's state (ok, failing, stopped) and last error are kept for
+//! the operator: the worker writes changes to the database, where /health,
+//! the digest API and `herald digest status` read them. Each change is
+//! logged once at warn (info when a server recovers).
+//!
 //! This state is per process; rate limits shared across workers live in
 //! `delivery::rate`.
 
 use super::pool::SmtpPool;
+use super::Outgoing;
 use super::SendError;
-use lettre::address::Envelope;
+use crate::domain::time::{now_millis, Millis};
 use rand::Rng;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,6 +51,41 @@ pub struct HealthPolicy {
 
 const FIRST_THROTTLE_PAUSE: Duration = Duration::from_secs(1);
 
+/// How long a stopped server counts as blocked at a time (it stays stopped).
+const STOPPED_WAIT: Duration = Duration::from_secs(3600);
+
+/// What the operator is told about a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerState {
+    Ok,
+    /// New connections fail (refused, no greeting, TLS handshake); tried
+    /// again after each cool-down.
+    Failing,
+    /// A configuration error; not tried again until an operator resumes it
+    /// (`Store::resume_smtp_server`) or herald restarts.
+    Stopped,
+}
+
+impl ServerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Failing => "failing",
+            Self::Stopped => "stopped",
+        }
+    }
+}
+
+/// One server's state, for the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerHealth {
+    pub name: String,
+    pub state: ServerState,
+    pub last_error: Option<String>,
+    /// When the server entered `state`.
+    pub since: Millis,
+}
+
 #[derive(Debug)]
 struct Health {
     failures_in_a_row: u32,
@@ -50,6 +98,9 @@ struct Health {
     /// Messages through since `allowed` last changed.
     successes: u32,
     throttles_in_a_row: u32,
+    state: ServerState,
+    since: Millis,
+    last_error: Option<String>,
 }
 
 pub struct Server {
@@ -60,6 +111,8 @@ pub struct Server {
     size: usize,
     policy: HealthPolicy,
     health: Mutex<Health>,
+    /// The state or last error changed since `Servers::health(true)`.
+    is_changed: AtomicBool,
 }
 
 impl std::fmt::Debug for Server {
@@ -99,12 +152,19 @@ impl Server {
                 in_flight: 0,
                 successes: 0,
                 throttles_in_a_row: 0,
+                state: ServerState::Ok,
+                since: now_millis(),
+                last_error: None,
             }),
+            is_changed: AtomicBool::new(true),
         }
     }
 
     /// None unless the server is cooling down or paused; else for how long.
     fn blocked_for(&self, h: &Health, now: Instant) -> Option<Duration> {
+        if h.state == ServerState::Stopped {
+            return Some(STOPPED_WAIT);
+        }
         [h.cooling_until, h.paused_until]
             .into_iter()
             .flatten()
@@ -129,8 +189,17 @@ impl Server {
         h.in_flight = h.in_flight.saturating_sub(1);
         let now = Instant::now();
         match result {
-            Ok(_) | Err(SendError::Permanent(_)) | Err(SendError::Transient(_)) => {
+            Ok(_)
+            | Err(SendError::Permanent(_))
+            | Err(SendError::Transient(_))
+            | Err(SendError::Refused(_)) => {
                 // The server answered: it is up.
+                if h.state == ServerState::Failing {
+                    h.state = ServerState::Ok;
+                    h.since = now_millis();
+                    self.is_changed.store(true, Ordering::Relaxed);
+                    tracing::info!(server = %self.name, "SMTP server reachable again");
+                }
                 h.failures_in_a_row = 0;
                 h.throttles_in_a_row = 0;
                 // Each message through halves the next pause; one more at
@@ -166,11 +235,29 @@ impl Server {
             // only failing to open fresh ones says the server is down.
             Err(SendError::Broken(_)) => {}
             Err(SendError::Unreachable(error)) => {
+                if h.state == ServerState::Ok {
+                    h.state = ServerState::Failing;
+                    h.since = now_millis();
+                    tracing::warn!(server = %self.name, %error, "SMTP server failing: connections cannot be opened");
+                }
+                if h.last_error.as_ref() != Some(error) {
+                    h.last_error = Some(error.clone());
+                    self.is_changed.store(true, Ordering::Relaxed);
+                }
                 h.failures_in_a_row += 1;
                 if h.failures_in_a_row >= self.policy.failures_before_cooldown.max(1) {
                     h.failures_in_a_row = 0;
                     h.cooling_until = Some(now + self.policy.cooldown);
-                    tracing::warn!(server = %self.name, %error, cooldown_secs = self.policy.cooldown.as_secs(), "SMTP server keeps failing; cooling down");
+                    tracing::debug!(server = %self.name, %error, cooldown_secs = self.policy.cooldown.as_secs(), "SMTP server keeps failing; cooling down");
+                }
+            }
+            Err(SendError::Config(error)) => {
+                if h.state != ServerState::Stopped {
+                    h.state = ServerState::Stopped;
+                    h.since = now_millis();
+                    h.last_error = Some(error.clone());
+                    self.is_changed.store(true, Ordering::Relaxed);
+                    tracing::error!(server = %self.name, %error, "SMTP server stopped: it cannot be used as configured; herald will not try it again until it is resumed, or restarted with a corrected configuration");
                 }
             }
         }
@@ -241,6 +328,63 @@ impl Servers {
         })
     }
 
+    /// Whether any server was stopped for a configuration error.
+    pub fn is_any_stopped(&self) -> bool {
+        self.servers.iter().any(|s| {
+            s.health
+                .lock()
+                .is_ok_and(|h| h.state == ServerState::Stopped)
+        })
+    }
+
+    /// Takes a stopped server back into use (an operator fixed what was
+    /// wrong at the relay). Returns whether `name` was stopped.
+    pub fn resume(&self, name: &str) -> bool {
+        let Some(s) = self.servers.iter().find(|s| s.name == name) else {
+            return false;
+        };
+        let Ok(mut h) = s.health.lock() else {
+            return false;
+        };
+        if h.state != ServerState::Stopped {
+            return false;
+        }
+        h.state = ServerState::Ok;
+        h.since = now_millis();
+        h.failures_in_a_row = 0;
+        h.cooling_until = None;
+        s.is_changed.store(true, Ordering::Relaxed);
+        tracing::warn!(server = %s.name, "SMTP server resumed by an operator; trying it again");
+        true
+    }
+
+    /// Whether every server was stopped for a configuration error.
+    pub fn are_all_stopped(&self) -> bool {
+        self.servers.iter().all(|s| {
+            s.health
+                .lock()
+                .is_ok_and(|h| h.state == ServerState::Stopped)
+        })
+    }
+
+    /// Every server's state, or (`only_changed`) those that changed since
+    /// the last such call.
+    pub fn health(&self, only_changed: bool) -> Vec<ServerHealth> {
+        self.servers
+            .iter()
+            .filter(|s| !only_changed || s.is_changed.swap(false, Ordering::Relaxed))
+            .filter_map(|s| {
+                let h = s.health.lock().ok()?;
+                Some(ServerHealth {
+                    name: s.name.clone(),
+                    state: h.state,
+                    last_error: h.last_error.clone(),
+                    since: h.since,
+                })
+            })
+            .collect()
+    }
+
     /// None unless every server is cooling down or paused (busy servers
     /// count as available); else how long until one is not.
     pub fn blocked_for(&self) -> Option<Duration> {
@@ -262,8 +406,8 @@ impl Picked {
         &self.server
     }
 
-    pub async fn send(mut self, envelope: &Envelope, message: &[u8]) -> Result<String, SendError> {
-        let result = self.server.pool.send(envelope, message).await;
+    pub async fn send(mut self, out: &Outgoing<'_>) -> Result<String, SendError> {
+        let result = self.server.pool.send_outgoing(out).await;
         self.is_done = true;
         self.server.finish(&result);
         result
@@ -341,6 +485,56 @@ mod tests {
         let wait = servers.pick().err().expect("both cooling down");
         assert!(wait > Duration::from_secs(50), "{wait:?}");
         assert!(servers.blocked_for().is_some());
+    }
+
+    #[test]
+    fn a_server_with_a_configuration_error_is_stopped_and_said_so_once() {
+        let servers = Servers::new(vec![server("a", 1, 10), server("b", 1, 10)]);
+        let a = servers.list()[0].clone();
+        // Every server starts as changed: the worker writes its state once.
+        assert_eq!(servers.health(true).len(), 2);
+        assert!(servers.health(true).is_empty());
+        a.finish(&Err(SendError::Config("535 credentials refused".into())));
+        let changed = servers.health(true);
+        assert_eq!(changed.len(), 1);
+        assert_eq!(changed[0].state, ServerState::Stopped);
+        assert_eq!(
+            changed[0].last_error.as_deref(),
+            Some("535 credentials refused")
+        );
+        // Not picked again, for any number of messages, and not un-stopped
+        // by a message that was already under way and went through.
+        a.finish(&Ok("250 ok".into()));
+        for _ in 0..100 {
+            assert_eq!(servers.pick().unwrap().server().name, "b");
+        }
+        assert!(!servers.are_all_stopped());
+        assert!(servers.health(true).is_empty(), "said once");
+        let b = servers.list()[1].clone();
+        b.finish(&Err(SendError::Config("certificate not trusted".into())));
+        assert!(servers.are_all_stopped());
+        assert!(servers.blocked_for().is_some());
+        // An operator resumes one: it is picked again, and said so.
+        assert!(servers.resume("a"));
+        assert!(!servers.resume("a"), "not stopped any more");
+        assert_eq!(servers.health(true)[0].state, ServerState::Ok);
+        assert_eq!(servers.pick().unwrap().server().name, "a");
+    }
+
+    #[test]
+    fn a_failing_server_is_reported_failing_then_ok_again() {
+        let s = server("a", 1, 10);
+        let servers = Servers::new(vec![s.clone()]);
+        let _ = servers.health(true);
+        s.finish(&Err(SendError::Unreachable("connection refused".into())));
+        let changed = servers.health(true);
+        assert_eq!(changed[0].state, ServerState::Failing);
+        assert_eq!(changed[0].last_error.as_deref(), Some("connection refused"));
+        // The same error again changes nothing to report.
+        s.finish(&Err(SendError::Unreachable("connection refused".into())));
+        assert!(servers.health(true).is_empty());
+        s.finish(&Ok("250 ok".into()));
+        assert_eq!(servers.health(true)[0].state, ServerState::Ok);
     }
 
     #[test]

@@ -24,6 +24,7 @@ use lettre::message::{Body, Mailbox, Mailboxes};
 use rand::RngCore;
 use std::fmt::Write as _;
 use std::ops::Range;
+use std::sync::OnceLock;
 
 /// RFC 5322's limit on a line, CRLF excluded.
 const MAX_LINE: usize = 998;
@@ -38,6 +39,9 @@ pub struct DigestTemplate {
     bodies: DigestBodies,
     /// `None` when the bodies are not 8bit-safe: every copy takes the builder path.
     splice: Option<Splice>,
+    /// Quoted-printable bodies, for a server without 8BITMIME: built the
+    /// first time one needs it (seven_bit.rs).
+    seven_bit: OnceLock<Result<Splice, String>>,
 }
 
 /// The message cut into literal bytes and the places where a copy's own
@@ -117,7 +121,13 @@ impl DigestTemplate {
     ) -> Result<Self, Error> {
         let bodies = DigestBodies::prepare(html, text);
         let splice = if bodies.is_eight_bit_safe() {
-            Some(Splice::build(from, subject, list_id, &bodies)?)
+            Some(Splice::build(
+                from,
+                subject,
+                list_id,
+                (bodies.text(), bodies.html()),
+                ContentTransferEncoding::EightBit,
+            )?)
         } else {
             None
         };
@@ -127,7 +137,55 @@ impl DigestTemplate {
             list_id: list_id.to_string(),
             bodies,
             splice,
+            seven_bit: OnceLock::new(),
         })
+    }
+
+    /// The same copy as `render`, 7bit: quoted-printable bodies, for a
+    /// server that does not announce 8BITMIME. The 7bit template is built
+    /// once per digest, on first use.
+    pub fn render_seven_bit(
+        &self,
+        to_email: &str,
+        to_name: Option<&str>,
+        page_url: &str,
+        one_click_url: &str,
+        unsubscribe_mailto: &str,
+    ) -> Result<(Envelope, Vec<u8>), Error> {
+        refuse_line_breaks("recipient address", to_email)?;
+        refuse_line_breaks("recipient name", to_name.unwrap_or(""))?;
+        refuse_line_breaks("unsubscribe page URL", page_url)?;
+        refuse_line_breaks("one-click unsubscribe URL", one_click_url)?;
+        refuse_line_breaks("unsubscribe mailto", unsubscribe_mailto)?;
+        let splice = self
+            .seven_bit
+            .get_or_init(|| {
+                let text = super::seven_bit::body(self.bodies.text());
+                let html = super::seven_bit::body(self.bodies.html());
+                Splice::build(
+                    &self.from,
+                    &self.subject,
+                    &self.list_id,
+                    (&text, &html),
+                    ContentTransferEncoding::QuotedPrintable,
+                )
+                .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| Error::Build(format!("7bit template: {e}")))?;
+        let escaped_url = html_escape::encode_double_quoted_attribute(page_url);
+        let to = recipient(to_email, to_name)?;
+        let envelope = Envelope::new(Some(self.from.email.clone()), vec![to.email.clone()])
+            .map_err(|e| Error::Build(format!("envelope: {e}")))?;
+        let lines = self.per_copy_headers(to, one_click_url, unsubscribe_mailto)?;
+        Ok((
+            envelope,
+            splice.assemble(
+                &lines,
+                &super::seven_bit::value(page_url),
+                &super::seven_bit::value(&escaped_url),
+            ),
+        ))
     }
 
     /// Whether copies are spliced (bodies 8bit-safe) rather than built by
@@ -262,7 +320,8 @@ impl Splice {
         from: &Mailbox,
         subject: &str,
         list_id: &str,
-        bodies: &DigestBodies,
+        (text, html): (&str, &str),
+        encoding: ContentTransferEncoding,
     ) -> Result<Self, Error> {
         let mut rng = rand::rng();
         let nonce = format!("{:016x}{:016x}", rng.next_u64(), rng.next_u64());
@@ -274,14 +333,8 @@ impl Splice {
                 to_email: "subscriber@template.invalid",
                 to_name: None,
                 subject,
-                html: Body::dangerous_pre_encoded(
-                    html_marker.clone().into_bytes(),
-                    ContentTransferEncoding::EightBit,
-                ),
-                text: Body::dangerous_pre_encoded(
-                    text_marker.clone().into_bytes(),
-                    ContentTransferEncoding::EightBit,
-                ),
+                html: Body::dangerous_pre_encoded(html_marker.clone().into_bytes(), encoding),
+                text: Body::dangerous_pre_encoded(text_marker.clone().into_bytes(), encoding),
                 one_click_url: "https://template.invalid/one-click",
                 unsubscribe_mailto: "mailto:unsubscribe@template.invalid".to_string(),
                 list_id,
@@ -303,23 +356,21 @@ impl Splice {
         }
         cuts.push((
             only_one(&formatted, text_marker.as_bytes(), header_end)?,
-            Cut::Body(bodies.text(), Part::Text),
+            Cut::Body(text, Part::Text),
         ));
         cuts.push((
             only_one(&formatted, html_marker.as_bytes(), header_end)?,
-            Cut::Body(bodies.html(), Part::Html),
+            Cut::Body(html, Part::Html),
         ));
         cuts.sort_by_key(|(range, _)| range.start);
 
         let mut splice = Self {
-            literals: Vec::with_capacity(
-                formatted.len() + bodies.text().len() + bodies.html().len(),
-            ),
+            literals: Vec::with_capacity(formatted.len() + text.len() + html.len()),
             pieces: Vec::new(),
             text_urls: 0,
             html_urls: 0,
-            text_lines: lines_with_urls(bodies.text()),
-            html_lines: lines_with_urls(bodies.html()),
+            text_lines: lines_with_urls(text),
+            html_lines: lines_with_urls(html),
         };
         let mut at = 0;
         for (range, cut) in cuts {

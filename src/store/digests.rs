@@ -200,6 +200,21 @@ impl Store {
         })
     }
 
+    /// The last error of a copy still waiting to go out (queued again
+    /// after a failure, or in flight), if any.
+    pub async fn digest_last_error(&self, digest_id: i64) -> Result<Option<String>> {
+        with_pool!(self, pool => {
+            Ok(sqlx::query_scalar(
+                "SELECT last_error FROM deliveries
+                 WHERE digest_id = $1 AND status IN ('queued', 'sending') AND last_error IS NOT NULL
+                 ORDER BY next_attempt_at DESC LIMIT 1",
+            )
+            .bind(digest_id)
+            .fetch_optional(pool)
+            .await?)
+        })
+    }
+
     /// Moves a digest between states; `from` lists the states it may leave.
     /// Returns false when the digest was in none of them.
     pub async fn set_digest_status(&self, id: i64, from: &[&str], to: &str) -> Result<bool> {

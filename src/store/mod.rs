@@ -12,6 +12,7 @@ mod outbox;
 mod pacing;
 mod settings;
 mod signups;
+mod smtp_health;
 mod subscribers;
 
 pub use articles::{ArticleRow, NewArticle};
@@ -22,6 +23,7 @@ pub use feeds::{FeedRow, PollSuccess};
 pub use outbox::{OutboxMessage, OutboxOutcome};
 pub use pacing::{SlotGrant, WindowLimit};
 pub use signups::NewSignup;
+pub use smtp_health::SmtpHealthRow;
 pub use subscribers::{PendingConfirmation, SignupOutcome, SignupRequest, SubscriberRow};
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};

@@ -610,3 +610,6 @@ macro_rules! on_pool {
         }
     };
 }
+
+/// SMTP servers other than smtp-sink (Python smtpd, aiosmtpd) and test certificates.
+pub mod python_smtp;

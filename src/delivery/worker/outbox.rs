@@ -81,15 +81,13 @@ async fn send_outbox(
                 }
             }
         };
-    let routed = send_routed(
-        ctx,
-        message.envelope(),
-        &message.formatted(),
-        cancel,
-        None,
-        false,
-    )
-    .await;
+    let formatted = message.formatted();
+    let out = mail::Outgoing {
+        envelope: message.envelope(),
+        message: &formatted,
+        seven_bit: None,
+    };
+    let routed = send_routed(ctx, &out, cancel, None, false).await;
     match routed {
         Routed::Sent(_) => {
             tracing::info!(outbox_id = m.id, kind = %m.kind, "transactional mail sent");

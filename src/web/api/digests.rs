@@ -62,6 +62,7 @@ pub async fn status_json(state: &AppState, id: i64) -> Result<Value, ApiError> {
         .await?
         .ok_or(ApiError::NotFound("no such digest"))?;
     let counts = state.store.digest_counts(id, now_millis()).await?;
+    let (last_error, delivery) = state.store.delivery_problems(&digest).await?;
     let failures: Vec<Value> = state
         .store
         .failed_deliveries(id, 100)
@@ -69,7 +70,13 @@ pub async fn status_json(state: &AppState, id: i64) -> Result<Value, ApiError> {
         .into_iter()
         .map(|(email, error)| json!({"email": email, "error": error}))
         .collect();
-    Ok(json!({"digest": digest, "counts": counts, "failures": failures}))
+    Ok(json!({
+        "digest": digest,
+        "counts": counts,
+        "failures": failures,
+        "last_error": last_error,
+        "delivery": delivery,
+    }))
 }
 
 pub async fn show(
