@@ -4,6 +4,8 @@
 //! lost when a poll fails.
 
 pub mod fetch;
+#[cfg(test)]
+mod fuzz;
 pub mod items;
 pub mod parse;
 
