@@ -77,8 +77,7 @@ pub async fn add_feed(
     url: &str,
 ) -> Result<(i64, bool), Error> {
     let url = validate_url(url)?;
-    let interval = PollInterval::from_secs(config.poll_interval_secs).map_err(Error::Setting)?;
-    let backfill = BackfillDays::from_days(config.backfill_days).map_err(Error::Setting)?;
+    let (interval, backfill) = default_settings(config)?;
     follow(store, &url, interval, backfill).await
 }
 
@@ -95,7 +94,8 @@ pub async fn follow(
         .await?)
 }
 
-/// The configured defaults for a feed added without its own numbers.
+/// The configured defaults for a feed added without its own numbers; an
+/// out-of-range configuration is an error, not a wrapped number.
 pub fn default_settings(config: &FeedsConfig) -> Result<(PollInterval, BackfillDays), Error> {
     Ok((
         PollInterval::from_secs(config.poll_interval_secs).map_err(Error::Setting)?,
