@@ -2,7 +2,7 @@
 //! flags. Nested keys use a double underscore in the environment, e.g.
 //! `HERALD_DELIVERY__CONCURRENCY=16` sets `delivery.concurrency`.
 
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -46,6 +46,34 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub confirmation: ConfirmationConfig,
     pub feeds: FeedsConfig,
+    pub http: HttpConfig,
+}
+
+/// Limits of the web server toward its clients: none of them can hold a
+/// connection, a file descriptor or the shutdown for longer than these.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// A request's line and headers must arrive within this many seconds.
+    pub header_timeout_secs: u64,
+    /// A request's body must arrive within this many seconds.
+    pub body_timeout_secs: u64,
+    /// A connection on which nothing is read or written for this long is
+    /// closed (idle keep-alive, or a client that stopped reading).
+    pub idle_timeout_secs: u64,
+    /// Connections served at once; more wait in the listen queue.
+    pub max_connections: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            header_timeout_secs: 10,
+            body_timeout_secs: 30,
+            idle_timeout_secs: 60,
+            max_connections: 512,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -192,6 +220,7 @@ impl Default for Config {
             delivery: DeliveryConfig::default(),
             confirmation: ConfirmationConfig::default(),
             feeds: FeedsConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -244,36 +273,65 @@ impl Default for ConfirmationConfig {
     }
 }
 
+/// Why the configuration could not be loaded. Built from figment's errors
+/// without the offending value wherever the key may hold a secret (a
+/// password in a URL, a token), so the message can be printed and logged.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct LoadError(String);
+
+impl LoadError {
+    fn from_figment(error: figment::Error) -> Self {
+        let messages: Vec<String> = error
+            .into_iter()
+            .map(|e| {
+                let key = e.path.join(".");
+                if crate::redact::is_secret_key(&key) {
+                    let source = e
+                        .metadata
+                        .as_ref()
+                        .map(|m| format!(" in {}", m.name))
+                        .unwrap_or_default();
+                    let what = match &e.kind {
+                        figment::error::Kind::InvalidType(_, expected)
+                        | figment::error::Kind::InvalidValue(_, expected) => {
+                            format!("expected {expected}")
+                        }
+                        _ => "not accepted".to_string(),
+                    };
+                    format!("invalid value for `{key}`{source}: {what} (the value is not shown: it may be a secret)")
+                } else {
+                    e.to_string()
+                }
+            })
+            .collect();
+        Self(messages.join("; "))
+    }
+}
+
 impl Config {
     /// Layers the sources. `config_file` defaults to `herald.toml` in the
     /// working directory; a missing default file is fine, a missing named file
     /// is an error. `overrides` are the command-line flags that were given.
-    pub fn load(
-        config_file: Option<&Path>,
-        overrides: Figment,
-    ) -> Result<Self, Box<figment::Error>> {
+    pub fn load(config_file: Option<&Path>, overrides: Figment) -> Result<Self, LoadError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         match config_file {
             Some(path) => {
                 if !path.exists() {
-                    return Err(Box::new(figment::Error::from(format!(
+                    return Err(LoadError(format!(
                         "config file {} does not exist",
                         path.display()
-                    ))));
+                    )));
                 }
                 figment = figment.merge(Toml::file(path));
             }
             None => figment = figment.merge(Toml::file("herald.toml")),
         }
         figment
-            .merge(
-                Env::prefixed("HERALD_")
-                    .ignore(&["LOG", "WORKER_THREADS"])
-                    .split("__"),
-            )
+            .merge(crate::config_env::TextEnv::new())
             .merge(overrides)
-            .extract()
-            .map_err(Box::new)
+            .extract_lossy()
+            .map_err(LoadError::from_figment)
     }
 
     pub fn database_url(&self) -> String {

@@ -1,6 +1,13 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // Whatever herald or a library it uses creates (the SQLite file and its
+    // -wal/-shm, outbox mail holding live links) is readable by herald's
+    // user only. The store and the outbox set their modes outright too.
+    // SAFETY: umask only changes this process's file-creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
     let cli = herald::cli::Cli::parse();
     herald::cli::init_tracing();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
@@ -24,7 +31,11 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(herald::cli::run(cli)) {
+    let result = runtime.block_on(herald::cli::run(cli));
+    // Work left on the blocking pool (a feed item being cleaned) must not
+    // hold the exit past the shutdown deadline.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("herald: {e:#}");

@@ -27,8 +27,6 @@ pub enum Error {
     Feeds(#[from] crate::feeds::Error),
     #[error("could not listen on {0}: {1}")]
     Bind(String, std::io::Error),
-    #[error("the web server failed: {0}")]
-    Serve(std::io::Error),
 }
 
 #[derive(Clone, Debug)]
@@ -74,6 +72,13 @@ impl AppState {
             signer: LinkSigner::new(&secret),
             wake_worker: Arc::new(Notify::new()),
         })
+    }
+
+    /// The public URL of a path of herald's (`/confirm/…`): every URL a
+    /// page or a mail contains is built here, from `base_url`, so herald
+    /// behind a path (`https://news.example.com/newsletter`) links to itself.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
     }
 
     pub fn worker(&self) -> Worker {
@@ -165,24 +170,19 @@ impl Application {
                 ));
             }
         }
-        let mut web_result = Ok(());
+        let deadline = Duration::from_secs(state.config.shutdown_timeout_secs);
         if let Some(listener) = self.listener {
             if let Some(addr) = self.addr {
                 tracing::info!(%addr, base_url = %state.base_url, "herald is listening");
             }
             let app = crate::web::router(state.clone());
+            let limits = state.config.http.clone();
             let shutdown = cancel.clone();
-            web_result = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await
-            .map_err(Error::Serve);
-        } else {
-            cancel.cancelled().await;
+            tasks.spawn(async move {
+                crate::web::server::serve(listener, app, &limits, shutdown, deadline).await
+            });
         }
-        let deadline = Duration::from_secs(state.config.shutdown_timeout_secs);
+        cancel.cancelled().await;
         let drained = tokio::time::timeout(deadline, async {
             while tasks.join_next().await.is_some() {}
         })
@@ -202,7 +202,7 @@ impl Application {
         {
             tracing::warn!("database connections did not close in time; exiting anyway");
         }
-        web_result
+        Ok(())
     }
 }
 

@@ -1,5 +1,11 @@
 //! Signing up, confirming and unsubscribing: the application layer the web
 //! handlers call. Nothing here waits on SMTP: mail goes through the outbox.
+//!
+//! Every change of a subscriber's state is one of [`TRANSITIONS`]; each is
+//! made by an UPDATE that names the state it expects (`WHERE status = …`)
+//! and checks the rows it changed, and the page shown says what is now
+//! true. `tests/subscriber_transitions.rs` drives every row of the table
+//! through the HTTP routes on both databases.
 
 use crate::domain::time::now_millis;
 use crate::domain::token::{hash_token, new_confirmation_token, LinkSigner};
@@ -8,6 +14,93 @@ use crate::startup::AppState;
 use crate::store::{
     ConfirmOutcome, NewSignup, PendingConfirmation, SignupOutcome, SignupRequest, SubscriberRow,
     TokenLookup,
+};
+
+/// What a reader (or their mail client) does to a subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Posts the signup form (the resend interval has passed).
+    Signup,
+    /// Presses the button of the latest confirmation link, unused and in time.
+    ConfirmLatest,
+    /// … of a link that is unused but past its time.
+    ConfirmExpired,
+    /// … of a link that was already used (for an earlier subscription).
+    ConfirmSpent,
+    /// … of an unused link issued before the subscriber last unsubscribed.
+    ConfirmStale,
+    /// Presses the button of a (validly signed) unsubscribe link, or its
+    /// mail client posts the one-click unsubscribe.
+    Unsubscribe,
+}
+
+/// One cell of the state table: from-state × action → to-state, the title of
+/// the page shown, and whether a confirmation mail is queued.
+#[derive(Debug, Clone, Copy)]
+pub struct Transition {
+    pub from: &'static str,
+    pub action: Action,
+    pub to: &'static str,
+    pub page: &'static str,
+    pub mails: bool,
+}
+
+const fn t(
+    from: &'static str,
+    action: Action,
+    to: &'static str,
+    page: &'static str,
+    mails: bool,
+) -> Transition {
+    Transition {
+        from,
+        action,
+        to,
+        page,
+        mails,
+    }
+}
+
+pub const PAGE_CHECK_INBOX: &str = "Check your inbox";
+pub const PAGE_SUBSCRIBED: &str = "You are subscribed";
+pub const PAGE_ALREADY_CONFIRMED: &str = "Already confirmed";
+pub const PAGE_EXPIRED: &str = "This link has expired";
+pub const PAGE_REPLACED: &str = "This link was replaced";
+pub const PAGE_NOT_SUBSCRIBED: &str = "You are not subscribed";
+pub const PAGE_UNSUBSCRIBED: &str = "You are unsubscribed";
+
+/// Every state × action. The signup page is the same for every state (the
+/// form must not tell who subscribes); a bounce (the delivery worker) is the
+/// only transition not started by the reader: confirmed → bounced.
+#[rustfmt::skip]
+pub const TRANSITIONS: &[Transition] = {
+    use Action::*;
+    &[
+        t("pending", Signup, "pending", PAGE_CHECK_INBOX, true),
+        t("pending", ConfirmLatest, "confirmed", PAGE_SUBSCRIBED, false),
+        t("pending", ConfirmExpired, "pending", PAGE_EXPIRED, false),
+        t("pending", ConfirmSpent, "pending", PAGE_REPLACED, false),
+        t("pending", ConfirmStale, "pending", PAGE_REPLACED, false),
+        t("pending", Unsubscribe, "unsubscribed", PAGE_UNSUBSCRIBED, false),
+        t("confirmed", Signup, "confirmed", PAGE_CHECK_INBOX, false),
+        t("confirmed", ConfirmLatest, "confirmed", PAGE_ALREADY_CONFIRMED, false),
+        t("confirmed", ConfirmExpired, "confirmed", PAGE_ALREADY_CONFIRMED, false),
+        t("confirmed", ConfirmSpent, "confirmed", PAGE_ALREADY_CONFIRMED, false),
+        t("confirmed", ConfirmStale, "confirmed", PAGE_ALREADY_CONFIRMED, false),
+        t("confirmed", Unsubscribe, "unsubscribed", PAGE_UNSUBSCRIBED, false),
+        t("unsubscribed", Signup, "pending", PAGE_CHECK_INBOX, true),
+        t("unsubscribed", ConfirmLatest, "unsubscribed", PAGE_NOT_SUBSCRIBED, false),
+        t("unsubscribed", ConfirmExpired, "unsubscribed", PAGE_NOT_SUBSCRIBED, false),
+        t("unsubscribed", ConfirmSpent, "unsubscribed", PAGE_NOT_SUBSCRIBED, false),
+        t("unsubscribed", ConfirmStale, "unsubscribed", PAGE_NOT_SUBSCRIBED, false),
+        t("unsubscribed", Unsubscribe, "unsubscribed", PAGE_UNSUBSCRIBED, false),
+        t("bounced", Signup, "pending", PAGE_CHECK_INBOX, true),
+        t("bounced", ConfirmLatest, "bounced", PAGE_NOT_SUBSCRIBED, false),
+        t("bounced", ConfirmExpired, "bounced", PAGE_NOT_SUBSCRIBED, false),
+        t("bounced", ConfirmSpent, "bounced", PAGE_NOT_SUBSCRIBED, false),
+        t("bounced", ConfirmStale, "bounced", PAGE_NOT_SUBSCRIBED, false),
+        t("bounced", Unsubscribe, "unsubscribed", PAGE_UNSUBSCRIBED, false),
+    ]
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +149,7 @@ pub async fn subscribe(
     // failed batch) takes the transaction that reads the address's state.
     let signup = NewSignup {
         email: email.as_str().to_owned(),
+        email_key: email.key(),
         name: name.map(|n| n.as_str().to_owned()),
         source: consent.source.to_owned(),
         consent_ip: consent.ip.map(str::to_owned),
@@ -89,14 +183,15 @@ pub async fn confirm(state: &AppState, token: &str) -> Result<ConfirmOutcome, Er
 }
 
 /// Sends a fresh confirmation link for the address an (expired) token was
-/// issued to. Rate-limited like any resend.
+/// issued to, while that address is still pending. Rate-limited like any
+/// resend.
 pub async fn resend_confirmation(
     state: &AppState,
     token: &str,
 ) -> Result<Option<SignupOutcome>, Error> {
     let email = match lookup_confirmation(state, token).await? {
         TokenLookup::Expired { email } | TokenLookup::Valid { email } => email,
-        TokenLookup::Used | TokenLookup::Unknown => return Ok(None),
+        _ => return Ok(None),
     };
     let email = SubscriberEmail::from_trusted(email);
     let consent = Consent {

@@ -470,6 +470,7 @@ async fn a_batch_of_signups_creates_each_new_address_once(backend: Backend) {
     app.subscribe_form("known@example.com", "").await;
     let signup = |email: &str, token: &str| herald::store::NewSignup {
         email: email.into(),
+        email_key: herald::domain::email_key(email),
         name: None,
         source: "test".into(),
         consent_ip: None,
@@ -488,9 +489,11 @@ async fn a_batch_of_signups_creates_each_new_address_once(backend: Backend) {
         signup("new2@example.com", "t3"),
         // The same address twice in one batch: the first one wins.
         signup("new1@example.com", "t4"),
+        // … and the same address up to case: one subscriber too.
+        signup("NEW2@example.com", "t5"),
     ];
     let created = app.store.insert_new_signups(&batch).await.unwrap();
-    assert_eq!(created, vec![true, false, true, false]);
+    assert_eq!(created, vec![true, false, true, false, false]);
     assert_eq!(subscriber_count(&app).await, 3);
     app.shutdown().await;
 }

@@ -1,14 +1,31 @@
 use super::DomainError;
-use validator::ValidateEmail;
 
-/// An email address that passed validation and normalisation: surrounding
-/// whitespace trimmed, the domain lower-cased (the local part is kept as
-/// typed: RFC 5321 lets servers treat it case-sensitively), at most 254
-/// characters, no control characters.
+/// An email address herald can mail: parsed, normalised, and shaped so that
+/// it fits an SMTP envelope and a `To:` header (`lettre::Address` accepts
+/// every value; the property test in this module checks it).
+///
+/// What is kept: the local part as typed (RFC 5321 lets servers treat it
+/// case-sensitively, so mail goes to exactly what the reader typed), the
+/// domain in its IDNA ASCII form, lower-cased (`user@Exämple.COM` is kept as
+/// `user@xn--exmple-cua.com`, which every relay accepts without SMTPUTF8).
+///
+/// What is refused, each with a message the reader can act on: address
+/// literals and numeric domains (`user@[127.0.0.1]`, `a@127.0.0.1`,
+/// `a@1.2`), single-label domains (`a@localhost`), empty or dotted-edge
+/// labels and local parts (`a..b@example.com`, `.a@example.com`,
+/// `a@example..com`), quoted or non-ASCII local parts (deliverable only
+/// through SMTPUTF8 relays, which herald cannot count on), control
+/// characters, and anything over 254 characters.
+///
+/// The identity of an address is [`SubscriberEmail::key`], not its text.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SubscriberEmail(String);
 
 pub const MAX_EMAIL_LEN: usize = 254;
+const MAX_LOCAL_LEN: usize = 64;
+const MAX_LABEL_LEN: usize = 63;
+
+const NOT_AN_ADDRESS: &str = "That does not look like an email address.";
 
 impl SubscriberEmail {
     pub fn parse(input: &str) -> Result<Self, DomainError> {
@@ -27,17 +44,22 @@ impl SubscriberEmail {
             ));
         }
         let Some((local, domain)) = trimmed.rsplit_once('@') else {
-            return Err(DomainError::Invalid(
-                "That does not look like an email address.",
-            ));
+            return Err(DomainError::Invalid(NOT_AN_ADDRESS));
         };
-        let normalised = format!("{local}@{}", domain.to_lowercase());
-        if !normalised.validate_email() || !domain.contains('.') {
+        check_local_part(local)?;
+        let domain = ascii_domain(domain)?;
+        let address = format!("{local}@{domain}");
+        if address.len() > MAX_EMAIL_LEN {
             return Err(DomainError::Invalid(
-                "That does not look like an email address.",
+                "The email address is too long (at most 254 characters).",
             ));
         }
-        Ok(Self(normalised))
+        // The rules above are meant to be stricter than lettre's; this keeps
+        // them honest should they ever drift apart.
+        if lettre::Address::new(local, &domain).is_err() {
+            return Err(DomainError::Invalid(NOT_AN_ADDRESS));
+        }
+        Ok(Self(address))
     }
 
     /// Trusts a value read back from the database, where only parsed
@@ -49,6 +71,94 @@ impl SubscriberEmail {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The identity of the address: what makes two signups one subscriber,
+    /// what the resend limit and unsubscribe apply to. The local part is
+    /// compared case-insensitively (`Victim@` and `victim@` are one reader,
+    /// as every mainstream mailbox provider treats them) and the domain in
+    /// its IDNA ASCII form (`exämple.com` and `xn--exmple-cua.com` are one).
+    pub fn key(&self) -> String {
+        email_key(&self.0)
+    }
+}
+
+/// [`SubscriberEmail::key`] of a stored address, also of rows written before
+/// herald kept the domain in ASCII (their key is filled in at start-up).
+pub fn email_key(address: &str) -> String {
+    match address.rsplit_once('@') {
+        Some((local, domain)) => {
+            let domain = idna::domain_to_ascii(domain).unwrap_or_else(|_| domain.to_lowercase());
+            format!("{}@{domain}", local.to_lowercase())
+        }
+        None => address.to_lowercase(),
+    }
+}
+
+/// RFC 5322 `atext` (ASCII only): what a dot-atom local part is made of.
+fn is_atext(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c)
+}
+
+fn check_local_part(local: &str) -> Result<(), DomainError> {
+    if local.is_empty() || !local.chars().all(|c| c == '.' || is_atext(c)) {
+        return Err(DomainError::Invalid(NOT_AN_ADDRESS));
+    }
+    if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+        return Err(DomainError::Invalid(
+            "The part before the @ cannot start or end with a dot, or have two dots in a row.",
+        ));
+    }
+    if local.len() > MAX_LOCAL_LEN {
+        return Err(DomainError::Invalid(
+            "The part before the @ is too long (at most 64 characters).",
+        ));
+    }
+    Ok(())
+}
+
+/// The domain as IDNA ASCII, lower-cased, or why it cannot receive mail.
+fn ascii_domain(domain: &str) -> Result<String, DomainError> {
+    const LITERAL: &str =
+        "Please use an address with a domain name: addresses at an IP address cannot get our mail.";
+    if domain.is_empty() {
+        return Err(DomainError::Invalid(NOT_AN_ADDRESS));
+    }
+    if domain.starts_with('[') || domain.parse::<std::net::IpAddr>().is_ok() {
+        return Err(DomainError::Invalid(LITERAL));
+    }
+    let ascii = idna::domain_to_ascii(domain)
+        .map_err(|_| DomainError::Invalid("The domain after the @ is not a valid domain name."))?;
+    let labels: Vec<&str> = ascii.split('.').collect();
+    if labels.iter().any(|l| l.is_empty()) {
+        return Err(DomainError::Invalid(
+            "The domain after the @ cannot start or end with a dot, or have two dots in a row.",
+        ));
+    }
+    if labels.len() < 2 {
+        return Err(DomainError::Invalid(
+            "That does not look like an email address: the domain needs a dot, as in example.com.",
+        ));
+    }
+    let is_ldh = |l: &str| {
+        l.len() <= MAX_LABEL_LEN
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if !labels.iter().all(|l| is_ldh(l)) {
+        return Err(DomainError::Invalid(
+            "The domain after the @ is not a valid domain name.",
+        ));
+    }
+    // A numeric top-level label is an IP address in disguise (`a@1.2`,
+    // `a@10.0.0.5`): no top-level domain is all digits.
+    if labels
+        .last()
+        .is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit()))
+    {
+        return Err(DomainError::Invalid(LITERAL));
+    }
+    Ok(ascii)
 }
 
 impl std::fmt::Display for SubscriberEmail {
@@ -60,11 +170,14 @@ impl std::fmt::Display for SubscriberEmail {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn accepts_and_normalises() {
         let e = SubscriberEmail::parse("  Reader.One@Example.COM \n").unwrap();
         assert_eq!(e.as_str(), "Reader.One@example.com");
+        let e = SubscriberEmail::parse("user@Exämple.com").unwrap();
+        assert_eq!(e.as_str(), "user@xn--exmple-cua.com");
     }
 
     #[test]
@@ -80,8 +193,41 @@ mod tests {
             "reader example@example.com",
             "reader@example.com\r\nBcc: victim@example.com",
             "reader@exa\u{0}mple.com",
+            "\"quoted\"@example.com",
+            "jos\u{e9}@example.com",
+            "a@-example.com",
+            "a@example-.com",
+            "a@exa_mple.com",
+            "a@\u{202e}example.com",
         ] {
             assert!(SubscriberEmail::parse(bad).is_err(), "accepted {bad:?}");
+        }
+    }
+
+    /// The addresses of issue 10, item 9: each refused with a message that
+    /// says what to fix.
+    #[test]
+    fn unmailable_addresses_are_refused_with_a_reason() {
+        for (bad, says) in [
+            ("user@[127.0.0.1]", "IP address"),
+            ("user@[10.0.0.5]", "IP address"),
+            ("user@[IPv6:::1]", "IP address"),
+            ("a@127.0.0.1", "IP address"),
+            ("a@1.2", "IP address"),
+            ("a..b@example.com", "two dots in a row"),
+            (".a@example.com", "start or end with a dot"),
+            ("a.@example.com", "start or end with a dot"),
+            ("a@example..com", "two dots in a row"),
+            ("a@.example.com", "start or end with a dot"),
+            ("a@example.com.", "start or end with a dot"),
+            ("a@localhost", "needs a dot"),
+        ] {
+            match SubscriberEmail::parse(bad) {
+                Ok(e) => panic!("accepted {bad:?} as {e}"),
+                Err(DomainError::Invalid(message)) => {
+                    assert!(message.contains(says), "{bad:?}: {message}")
+                }
+            }
         }
     }
 
@@ -90,5 +236,82 @@ mod tests {
         let long = format!("{}@{}.com", "a".repeat(64), "b".repeat(200));
         assert!(long.len() > 254);
         assert!(SubscriberEmail::parse(&long).is_err());
+        assert!(SubscriberEmail::parse(&format!("{}@example.com", "a".repeat(65))).is_err());
+    }
+
+    #[test]
+    fn addresses_differing_only_in_case_or_idna_share_a_key() {
+        let key = |s: &str| SubscriberEmail::parse(s).unwrap().key();
+        let victim = key("victim@example.com");
+        for variant in [
+            "Victim@example.com",
+            "vIctim@example.com",
+            "VICTIM@EXAMPLE.COM",
+        ] {
+            assert_eq!(key(variant), victim, "{variant}");
+        }
+        assert_eq!(key("user@exämple.com"), key("user@xn--exmple-cua.com"));
+        assert_eq!(key("user@EXÄMPLE.com"), key("user@xn--exmple-cua.com"));
+        assert_ne!(key("user1@example.com"), key("user2@example.com"));
+        // What the reader typed is what mail goes to.
+        assert_eq!(
+            SubscriberEmail::parse("Victim@Example.com")
+                .unwrap()
+                .as_str(),
+            "Victim@example.com"
+        );
+        // Rows stored before the domain was kept in ASCII get the same key.
+        assert_eq!(
+            email_key("User@Exämple.com"),
+            victim_key_of("user@xn--exmple-cua.com")
+        );
+    }
+
+    fn victim_key_of(s: &str) -> String {
+        SubscriberEmail::parse(s).unwrap().key()
+    }
+
+    /// Local parts and domains made of the characters that matter (dots,
+    /// brackets, digits, case, non-ASCII, `@`, quotes, hyphens).
+    fn address_like() -> impl Strategy<Value = String> {
+        let local = "[a-zA-Z0-9.!#+_\"\\[\\]é-]{0,12}";
+        let label = "[a-zA-Z0-9äÉ_\\[\\]:-]{0,8}";
+        let domain = prop::collection::vec(label, 1..5).prop_map(|l| l.join("."));
+        prop_oneof![
+            (local, domain).prop_map(|(l, d)| format!("{l}@{d}")),
+            "\\PC{0,40}",
+            "[a-z0-9.@\\[\\]]{0,20}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(
+            std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(512)
+        ))]
+
+        /// Issue 10, item 9: everything `parse` accepts can be put in an
+        /// SMTP envelope and a `To:` header, and its key is stable.
+        #[test]
+        fn every_accepted_address_fits_an_envelope_and_a_to_header(input in address_like()) {
+            if let Ok(email) = SubscriberEmail::parse(&input) {
+                let address: lettre::Address = email.as_str().parse()
+                    .map_err(|e| TestCaseError::fail(format!("{email}: {e}")))?;
+                let envelope = lettre::address::Envelope::new(None, vec![address.clone()])
+                    .map_err(|e| TestCaseError::fail(format!("{email}: {e}")))?;
+                prop_assert_eq!(envelope.to().len(), 1);
+                let mailbox: lettre::message::Mailbox = format!("Reader <{email}>").parse()
+                    .map_err(|e| TestCaseError::fail(format!("{email}: {e}")))?;
+                let message = lettre::Message::builder()
+                    .from("herald <herald@example.com>".parse().map_err(|e| TestCaseError::fail(format!("{e}")))?)
+                    .to(mailbox)
+                    .subject("x")
+                    .body(String::from("x"))
+                    .map_err(|e| TestCaseError::fail(format!("{email}: {e}")))?;
+                let formatted = String::from_utf8_lossy(&message.formatted()).into_owned();
+                prop_assert!(formatted.contains(&format!("To: Reader <{email}>")), "{}", formatted);
+                prop_assert!(email.as_str().is_ascii());
+                prop_assert_eq!(SubscriberEmail::parse(email.as_str()).map(|e| e.key()), Ok(email.key()));
+            }
+        }
     }
 }

@@ -2,8 +2,11 @@ use super::DomainError;
 
 pub const MAX_NAME_CHARS: usize = 100;
 
-/// A subscriber's optional display name: at most 100 characters, no control
-/// characters (so no CR/LF can reach the To: header), trimmed.
+/// A subscriber's optional display name: at most 100 characters, trimmed, no
+/// control characters (so no CR/LF can reach the To: header), no line or
+/// paragraph separators, and no bidirectional embeddings, overrides or
+/// isolates (U+202A–U+202E, U+2066–U+2069), which would make a name such as
+/// "\u{202E}moc.elpmaxe" read as something else in a mail client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscriberName(String);
 
@@ -15,7 +18,7 @@ impl SubscriberName {
         if trimmed.is_empty() {
             return Ok(None);
         }
-        if trimmed.chars().any(|c| c.is_control()) {
+        if trimmed.chars().any(is_refused) {
             return Err(DomainError::Invalid(
                 "The name contains characters that are not allowed.",
             ));
@@ -31,6 +34,15 @@ impl SubscriberName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Characters that change how the text around them reads or breaks.
+fn is_refused(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+        )
 }
 
 #[cfg(test)]
@@ -57,5 +69,25 @@ mod tests {
                 .count(),
             100
         );
+    }
+
+    #[test]
+    fn display_names_with_bidi_overrides_or_separators_are_refused() {
+        for bad in [
+            "Ann \u{202E}nosmaS",
+            "\u{202D}Ann",
+            "Ann\u{202A}x",
+            "Ann\u{2066}x\u{2069}",
+            "Ann\u{2028}Bcc: x@example.com",
+            "Ann\u{2029}x",
+            "Ann\u{85}x",
+        ] {
+            assert!(
+                SubscriberName::parse_optional(Some(bad)).is_err(),
+                "accepted {bad:?}"
+            );
+        }
+        // Right-to-left names themselves are fine.
+        assert!(SubscriberName::parse_optional(Some("\u{5D3}\u{5E0}\u{5D4}")).is_ok());
     }
 }

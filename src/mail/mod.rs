@@ -137,7 +137,8 @@ impl Mailer {
     }
 
     pub fn outbox(dir: PathBuf, from: &str) -> Result<Self, Error> {
-        std::fs::create_dir_all(&dir).map_err(|e| Error::OutboxDir(dir.clone(), e))?;
+        crate::private_files::create_private_dir(&dir)
+            .map_err(|e| Error::OutboxDir(dir.clone(), e))?;
         Ok(Self {
             transport: Transport::File(AsyncFileTransport::new(&dir), dir),
             from: parse_from(from)?,
@@ -194,6 +195,10 @@ impl Route {
             Route::File(t, dir) => match t.send_raw(envelope, message).await {
                 Ok(id) => {
                     let path = dir.join(format!("{id}.eml"));
+                    // The message holds live links: readable by herald's user only.
+                    if let Err(e) = crate::private_files::restrict_file(&path) {
+                        tracing::warn!(path = %path.display(), error = %e, "could not make the outbox file private");
+                    }
                     tracing::info!(path = %path.display(), "no SMTP server configured: message written to the outbox");
                     Ok(format!("written to {}", path.display()))
                 }

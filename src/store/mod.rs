@@ -3,8 +3,10 @@
 //! work in both), and the few places that differ say so.
 
 mod articles;
+mod confirmations;
 mod deliveries;
 mod digests;
+mod email_keys;
 mod feeds;
 mod outbox;
 mod pacing;
@@ -13,15 +15,14 @@ mod signups;
 mod subscribers;
 
 pub use articles::{ArticleRow, NewArticle};
+pub use confirmations::{ConfirmOutcome, TokenLookup};
 pub use deliveries::{ClaimedDelivery, DeliveryOutcome};
 pub use digests::{DigestCounts, DigestCreated, DigestRow, NewDigest};
 pub use feeds::{FeedRow, PollSuccess};
 pub use outbox::{OutboxMessage, OutboxOutcome};
 pub use pacing::{SlotGrant, WindowLimit};
 pub use signups::NewSignup;
-pub use subscribers::{
-    ConfirmOutcome, PendingConfirmation, SignupOutcome, SignupRequest, SubscriberRow, TokenLookup,
-};
+pub use subscribers::{PendingConfirmation, SignupOutcome, SignupRequest, SubscriberRow};
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
@@ -36,9 +37,17 @@ pub enum Error {
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A state transition found its row in another state than the one it
+    /// read; the transaction was rolled back.
+    #[error("{0} found the subscriber changed under it; nothing was written")]
+    Changed(&'static str),
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
-    #[error("could not create the directory for the SQLite file {path}: {source}")]
+    /// Opening the database failed; the message has the URL's password
+    /// masked.
+    #[error("could not open the database {url}: {message}")]
+    Connect { url: String, message: String },
+    #[error("could not create the SQLite file or its directory {path}: {source}")]
     CreateDir {
         path: String,
         source: std::io::Error,
@@ -86,7 +95,19 @@ macro_rules! in_write_tx {
 pub(crate) use in_write_tx;
 
 impl Store {
+    /// Opens a pool. No error from here shows the URL's password.
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_unmasked(url).await.map_err(|e| match e {
+            Error::UnsupportedUrl(_) => Error::UnsupportedUrl(crate::redact::mask_url(url)),
+            Error::CreateDir { .. } => e,
+            other => Error::Connect {
+                url: crate::redact::mask_url(url),
+                message: crate::redact::scrub_url_password(&other.to_string(), url),
+            },
+        })
+    }
+
+    async fn connect_unmasked(url: &str) -> Result<Self> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url)?;
             let pool = PgPoolOptions::new()
@@ -97,13 +118,22 @@ impl Store {
             Ok(Store::Postgres(pool))
         } else if let Some(path) = url.strip_prefix("sqlite://") {
             let path = path.split('?').next().unwrap_or(path);
-            if let Some(parent) = std::path::Path::new(path).parent() {
-                if !parent.as_os_str().is_empty() {
-                    std::fs::create_dir_all(parent).map_err(|source| Error::CreateDir {
+            let file = std::path::Path::new(path);
+            if let Some(parent) = file.parent() {
+                crate::private_files::create_private_dir(parent).map_err(|source| {
+                    Error::CreateDir {
                         path: parent.display().to_string(),
                         source,
-                    })?;
-                }
+                    }
+                })?;
+            }
+            if path != ":memory:" && !path.is_empty() {
+                crate::private_files::ensure_private_sqlite_file(file).map_err(|source| {
+                    Error::CreateDir {
+                        path: file.display().to_string(),
+                        source,
+                    }
+                })?;
             }
             let options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
@@ -127,6 +157,7 @@ impl Store {
             Store::Sqlite(pool) => sqlx::migrate!("migrations/sqlite").run(pool).await?,
             Store::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
         }
+        self.backfill_email_keys().await?;
         Ok(())
     }
 

@@ -12,6 +12,8 @@ use crate::domain::time::Millis;
 #[derive(Debug, Clone)]
 pub struct NewSignup {
     pub email: String,
+    /// `SubscriberEmail::key` of `email`: what "new" is judged by.
+    pub email_key: String,
     pub name: Option<String>,
     pub source: String,
     pub consent_ip: Option<String>,
@@ -21,7 +23,7 @@ pub struct NewSignup {
 }
 
 /// Bound parameters per signup in the SQLite script.
-const SQLITE_PARAMS: usize = 10;
+const SQLITE_PARAMS: usize = 11;
 
 /// One signup's part of the SQLite script, parameters from `$o+1`: the
 /// subscriber if the address is new, then its token only when that row was
@@ -30,14 +32,25 @@ const SQLITE_PARAMS: usize = 10;
 fn sqlite_part(index: usize) -> String {
     let o = index * SQLITE_PARAMS;
     let p = |k: usize| format!("${}", o + k);
-    let (email, name, source, now, ip, agent, token, expires, subject, url) =
-        (p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8), p(9), p(10));
+    let (email, name, source, now, ip, agent, token, expires, subject, url, key) = (
+        p(1),
+        p(2),
+        p(3),
+        p(4),
+        p(5),
+        p(6),
+        p(7),
+        p(8),
+        p(9),
+        p(10),
+        p(11),
+    );
     format!(
-        "INSERT INTO subscribers (email, name, status, source, created_at, consent_ip, consent_user_agent, consent_at, last_confirmation_sent_at)
-VALUES ({email}, {name}, 'pending', {source}, {now}, {ip}, {agent}, {now}, {now})
-ON CONFLICT (email) DO NOTHING;
+        "INSERT INTO subscribers (email, email_key, name, status, source, created_at, consent_ip, consent_user_agent, consent_at, last_confirmation_sent_at)
+VALUES ({email}, {key}, {name}, 'pending', {source}, {now}, {ip}, {agent}, {now}, {now})
+ON CONFLICT DO NOTHING;
 INSERT INTO confirmation_tokens (token_hash, subscriber_id, created_at, expires_at)
-SELECT {token}, id, {now}, {expires} FROM subscribers WHERE email = {email} AND changes() = 1;
+SELECT {token}, id, {now}, {expires} FROM subscribers WHERE email_key = {key} AND changes() = 1;
 INSERT INTO outbox (kind, subscriber_id, recipient, subject, confirm_url, status, next_attempt_at, created_at)
 SELECT 'confirmation', subscriber_id, {email}, {subject}, {url}, 'queued', {now}, {now}
 FROM confirmation_tokens WHERE token_hash = {token}
@@ -47,29 +60,29 @@ RETURNING {index};
 }
 
 /// All signups of a batch in one statement: the input deduplicated by
-/// address (the first of two signups for one address wins, the second is
-/// "not new"), subscribers that did not exist, their tokens and mails.
-/// Subscribers are inserted in address order, so two batches committing at
+/// address key (the first of two signups for one address wins, the second
+/// is "not new"), subscribers that did not exist, their tokens and mails.
+/// Subscribers are inserted in key order, so two batches committing at
 /// once that share addresses wait on each other in the same order instead
 /// of deadlocking.
 const PG_SIGNUPS: &str = "WITH input AS (
-    SELECT DISTINCT ON (email) * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[],
-        $6::text[], $7::text[], $8::text[], $9::bigint[], $10::text[], $11::text[])
-        AS t(idx, email, name, source, now, ip, agent, token, expires, subject, url)
-    ORDER BY email, idx
+    SELECT DISTINCT ON (email_key) * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[],
+        $6::text[], $7::text[], $8::text[], $9::bigint[], $10::text[], $11::text[], $12::text[])
+        AS t(idx, email, name, source, now, ip, agent, token, expires, subject, url, email_key)
+    ORDER BY email_key, idx
 ), subscriber AS (
-    INSERT INTO subscribers (email, name, status, source, created_at, consent_ip, consent_user_agent, consent_at, last_confirmation_sent_at)
-    SELECT email, name, 'pending', source, now, ip, agent, now, now FROM input ORDER BY email
-    ON CONFLICT (email) DO NOTHING RETURNING id, email
+    INSERT INTO subscribers (email, email_key, name, status, source, created_at, consent_ip, consent_user_agent, consent_at, last_confirmation_sent_at)
+    SELECT email, email_key, name, 'pending', source, now, ip, agent, now, now FROM input ORDER BY email_key
+    ON CONFLICT DO NOTHING RETURNING id, email_key
 ), token AS (
     INSERT INTO confirmation_tokens (token_hash, subscriber_id, created_at, expires_at)
-    SELECT i.token, s.id, i.now, i.expires FROM subscriber s JOIN input i ON i.email = s.email
+    SELECT i.token, s.id, i.now, i.expires FROM subscriber s JOIN input i ON i.email_key = s.email_key
 ), mail AS (
     INSERT INTO outbox (kind, subscriber_id, recipient, subject, confirm_url, status, next_attempt_at, created_at)
     SELECT 'confirmation', s.id, i.email, i.subject, i.url, 'queued', i.now, i.now
-    FROM subscriber s JOIN input i ON i.email = s.email
+    FROM subscriber s JOIN input i ON i.email_key = s.email_key
 )
-SELECT i.idx FROM subscriber s JOIN input i ON i.email = s.email";
+SELECT i.idx FROM subscriber s JOIN input i ON i.email_key = s.email_key";
 
 impl Store {
     /// Writes each signup whose address is new (pending subscriber, token,
@@ -103,6 +116,7 @@ impl Store {
                     )
                     .bind(col(|s| Some(s.confirmation.subject.clone())))
                     .bind(col(|s| Some(s.confirmation.confirm_url.clone())))
+                    .bind(col(|s| Some(s.email_key.clone())))
                     .fetch_all(pool)
                     .await?
             }
@@ -133,7 +147,8 @@ impl Store {
                             .bind(s.confirmation.token_hash)
                             .bind(s.confirmation.expires_at)
                             .bind(s.confirmation.subject)
-                            .bind(s.confirmation.confirm_url);
+                            .bind(s.confirmation.confirm_url)
+                            .bind(s.email_key);
                     }
                     let indexes = q.fetch_all(&mut *conn).await;
                     if indexes.is_err() {

@@ -52,22 +52,6 @@ pub enum SignupOutcome {
     Resubscribed,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TokenLookup {
-    Valid { email: String },
-    Used,
-    Expired { email: String },
-    Unknown,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConfirmOutcome {
-    Confirmed,
-    AlreadyConfirmed,
-    Expired,
-    Unknown,
-}
-
 const SUBSCRIBER_COLUMNS: &str =
     "id, email, name, status, source, created_at, confirmed_at, unsubscribed_at";
 
@@ -96,6 +80,7 @@ impl Store {
     ) -> Result<bool> {
         let signup = NewSignup {
             email: req.email.as_str().to_owned(),
+            email_key: req.email.key(),
             name: req.name.map(|n| n.as_str().to_owned()),
             source: req.source.to_owned(),
             consent_ip: req.consent_ip.map(str::to_owned),
@@ -118,14 +103,15 @@ impl Store {
             Store::Postgres(_) => " FOR UPDATE",
         };
         let select = format!(
-            "SELECT id, status, last_confirmation_sent_at FROM subscribers WHERE email = $1{lock}"
+            "SELECT id, status, last_confirmation_sent_at FROM subscribers WHERE email_key = $1{lock}"
         );
         let name = req.name.map(|n| n.as_str());
+        let key = req.email.key();
         in_write_tx!(self, tx => {
             let inserted: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO subscribers (email, name, status, source, created_at, consent_ip, consent_user_agent, consent_at)
-                 VALUES ($1, $2, 'pending', $3, $4, $5, $6, $4)
-                 ON CONFLICT (email) DO NOTHING RETURNING id",
+                "INSERT INTO subscribers (email, name, status, source, created_at, consent_ip, consent_user_agent, consent_at, email_key)
+                 VALUES ($1, $2, 'pending', $3, $4, $5, $6, $4, $7)
+                 ON CONFLICT DO NOTHING RETURNING id",
             )
             .bind(req.email.as_str())
             .bind(name)
@@ -133,6 +119,7 @@ impl Store {
             .bind(req.now)
             .bind(req.consent_ip)
             .bind(req.consent_user_agent)
+            .bind(&key)
             .fetch_optional(&mut *tx)
             .await?;
             let (id, outcome) = match inserted {
@@ -140,7 +127,7 @@ impl Store {
                 None => {
                     let (id, status, last_sent): (i64, String, Option<Millis>) =
                         sqlx::query_as(&select)
-                            .bind(req.email.as_str())
+                            .bind(&key)
                             .fetch_one(&mut *tx)
                             .await?;
                     let outcome = match status.as_str() {
@@ -154,10 +141,10 @@ impl Store {
                         _ => SignupOutcome::Resubscribed,
                     };
                     if outcome == SignupOutcome::Resubscribed {
-                        sqlx::query(
+                        let changed = sqlx::query(
                             "UPDATE subscribers SET status = 'pending', name = COALESCE($2, name),
                              consent_ip = $3, consent_user_agent = $4, consent_at = $5, source = $6
-                             WHERE id = $1",
+                             WHERE id = $1 AND status IN ('unsubscribed', 'bounced')",
                         )
                         .bind(id)
                         .bind(name)
@@ -166,7 +153,11 @@ impl Store {
                         .bind(req.now)
                         .bind(req.source)
                         .execute(&mut *tx)
-                        .await?;
+                        .await?
+                        .rows_affected();
+                        if changed != 1 {
+                            return Err(super::Error::Changed("a signup"));
+                        }
                     }
                     (id, outcome)
                 }
@@ -207,76 +198,6 @@ impl Store {
         })
     }
 
-    /// What a confirmation link points at, without using it up (the GET).
-    pub async fn lookup_confirmation_token(
-        &self,
-        token_hash: &str,
-        now: Millis,
-    ) -> Result<TokenLookup> {
-        let row: Option<(String, Option<Millis>, Millis, String)> = with_pool!(self, pool => {
-            sqlx::query_as(
-                "SELECT s.email, t.used_at, t.expires_at, s.status FROM confirmation_tokens t
-                 JOIN subscribers s ON s.id = t.subscriber_id WHERE t.token_hash = $1",
-            )
-            .bind(token_hash)
-            .fetch_optional(pool)
-            .await?
-        });
-        Ok(match row {
-            None => TokenLookup::Unknown,
-            Some((_, Some(_), _, _)) => TokenLookup::Used,
-            Some((_, None, _, status)) if status == "confirmed" => TokenLookup::Used,
-            Some((email, None, expires_at, _)) if expires_at <= now => {
-                TokenLookup::Expired { email }
-            }
-            Some((email, None, _, _)) => TokenLookup::Valid { email },
-        })
-    }
-
-    /// Uses the token up and confirms its subscriber (the POST).
-    pub async fn confirm(&self, token_hash: &str, now: Millis) -> Result<ConfirmOutcome> {
-        in_write_tx!(self, tx => {
-            let row: Option<(i64, Option<Millis>, Millis, String)> = sqlx::query_as(
-                "SELECT t.subscriber_id, t.used_at, t.expires_at, s.status FROM confirmation_tokens t
-                 JOIN subscribers s ON s.id = t.subscriber_id WHERE t.token_hash = $1",
-            )
-            .bind(token_hash)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let outcome = match row {
-                None => ConfirmOutcome::Unknown,
-                Some((_, Some(_), _, _)) => ConfirmOutcome::AlreadyConfirmed,
-                Some((_, None, _, status)) if status == "confirmed" => ConfirmOutcome::AlreadyConfirmed,
-                Some((_, None, expires_at, _)) if expires_at <= now => ConfirmOutcome::Expired,
-                Some((subscriber_id, None, _, _)) => {
-                    let used = sqlx::query(
-                        "UPDATE confirmation_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL",
-                    )
-                    .bind(token_hash)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                    if used == 0 {
-                        ConfirmOutcome::AlreadyConfirmed
-                    } else {
-                        sqlx::query(
-                            "UPDATE subscribers SET status = 'confirmed', confirmed_at = $2, hard_bounces = 0
-                             WHERE id = $1 AND status = 'pending'",
-                        )
-                        .bind(subscriber_id)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                        ConfirmOutcome::Confirmed
-                    }
-                }
-            };
-            tx.commit().await?;
-            Ok(outcome)
-        })
-    }
-
     pub async fn subscriber_by_id(&self, id: i64) -> Result<Option<SubscriberRow>> {
         let sql = format!("SELECT {SUBSCRIBER_COLUMNS} FROM subscribers WHERE id = $1");
         with_pool!(self, pool => {
@@ -288,9 +209,9 @@ impl Store {
         &self,
         email: &SubscriberEmail,
     ) -> Result<Option<SubscriberRow>> {
-        let sql = format!("SELECT {SUBSCRIBER_COLUMNS} FROM subscribers WHERE email = $1");
+        let sql = format!("SELECT {SUBSCRIBER_COLUMNS} FROM subscribers WHERE email_key = $1");
         with_pool!(self, pool => {
-            Ok(sqlx::query_as(&sql).bind(email.as_str()).fetch_optional(pool).await?)
+            Ok(sqlx::query_as(&sql).bind(email.key()).fetch_optional(pool).await?)
         })
     }
 
@@ -307,13 +228,14 @@ impl Store {
         })
     }
 
-    /// Unsubscribes at once and skips every delivery still queued for the
-    /// subscriber. Idempotent: returns false when there was nothing to change.
+    /// Unsubscribes at once (from pending, confirmed or bounced) and skips
+    /// every delivery still queued for the subscriber. Idempotent: returns
+    /// false when the subscriber was already unsubscribed.
     pub async fn unsubscribe(&self, subscriber_id: i64, now: Millis) -> Result<bool> {
         in_write_tx!(self, tx => {
             let changed = sqlx::query(
                 "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = $2
-                 WHERE id = $1 AND status IN ('pending', 'confirmed')",
+                 WHERE id = $1 AND status IN ('pending', 'confirmed', 'bounced')",
             )
             .bind(subscriber_id)
             .bind(now)
@@ -356,12 +278,13 @@ impl Store {
             let mut added = 0;
             for email in emails {
                 added += sqlx::query(
-                    "INSERT INTO subscribers (email, status, source, created_at, confirmed_at)
-                     VALUES ($1, 'confirmed', $2, $3, $3) ON CONFLICT (email) DO NOTHING",
+                    "INSERT INTO subscribers (email, status, source, created_at, confirmed_at, email_key)
+                     VALUES ($1, 'confirmed', $2, $3, $3, $4) ON CONFLICT DO NOTHING",
                 )
                 .bind(email.as_str())
                 .bind(source)
                 .bind(now)
+                .bind(email.key())
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
@@ -380,9 +303,9 @@ impl Store {
         let added = match self {
             Store::Sqlite(pool) => sqlx::query(
                 "WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < $1)
-                 INSERT INTO subscribers (email, status, source, created_at, confirmed_at)
-                 SELECT 'bench' || n || '@example.com', 'confirmed', 'bench', $2, $2 FROM seq
-                 WHERE true ON CONFLICT (email) DO NOTHING",
+                 INSERT INTO subscribers (email, email_key, status, source, created_at, confirmed_at)
+                 SELECT 'bench' || n || '@example.com', 'bench' || n || '@example.com', 'confirmed', 'bench', $2, $2 FROM seq
+                 WHERE true ON CONFLICT DO NOTHING",
             )
             .bind(count)
             .bind(now)
@@ -390,9 +313,9 @@ impl Store {
             .await?
             .rows_affected(),
             Store::Postgres(pool) => sqlx::query(
-                "INSERT INTO subscribers (email, status, source, created_at, confirmed_at)
-                 SELECT 'bench' || n || '@example.com', 'confirmed', 'bench', $2, $2
-                 FROM generate_series(1, $1::BIGINT) AS n ON CONFLICT (email) DO NOTHING",
+                "INSERT INTO subscribers (email, email_key, status, source, created_at, confirmed_at)
+                 SELECT 'bench' || n || '@example.com', 'bench' || n || '@example.com', 'confirmed', 'bench', $2, $2
+                 FROM generate_series(1, $1::BIGINT) AS n ON CONFLICT DO NOTHING",
             )
             .bind(count)
             .bind(now)

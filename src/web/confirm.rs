@@ -4,7 +4,9 @@
 use super::pages::{page, MessagePage};
 use crate::startup::AppState;
 use crate::store::{ConfirmOutcome, SignupOutcome, TokenLookup};
-use crate::subscriptions;
+use crate::subscriptions::{
+    self, PAGE_ALREADY_CONFIRMED, PAGE_EXPIRED, PAGE_NOT_SUBSCRIBED, PAGE_REPLACED, PAGE_SUBSCRIBED,
+};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -17,7 +19,7 @@ fn invalid_link(state: &AppState) -> Response {
             &["The confirmation link is incomplete or was never issued. Copy the whole link from the message, or sign up again."],
         )
         .site(&state.config.site_name)
-        .link("/".into(), "Sign up again"),
+        .link(state.url("/"), "Sign up again"),
     )
 }
 
@@ -25,11 +27,14 @@ fn expired(state: &AppState, token: &str) -> Response {
     page(
         StatusCode::GONE,
         MessagePage::new(
-            "This link has expired",
+            PAGE_EXPIRED,
             &["Confirmation links work for a limited time. We can send you a fresh one."],
         )
         .site(&state.config.site_name)
-        .action(format!("/confirm/{token}/resend"), "Send me a new link"),
+        .action(
+            state.url(&format!("/confirm/{token}/resend")),
+            "Send me a new link",
+        ),
     )
 }
 
@@ -37,11 +42,56 @@ fn already(state: &AppState) -> Response {
     page(
         StatusCode::OK,
         MessagePage::new(
-            "Already confirmed",
+            PAGE_ALREADY_CONFIRMED,
             &["This link was already used: your subscription is confirmed. There is nothing more to do."],
         )
         .site(&state.config.site_name),
     )
+}
+
+fn replaced(state: &AppState) -> Response {
+    page(
+        StatusCode::GONE,
+        MessagePage::new(
+            PAGE_REPLACED,
+            &["A newer confirmation link was sent to this address since this one. Use the link in the latest message, or sign up again to get a new one."],
+        )
+        .site(&state.config.site_name)
+        .link(state.url("/"), "Sign up again"),
+    )
+}
+
+fn not_subscribed(state: &AppState, why: &'static str) -> Response {
+    page(
+        StatusCode::GONE,
+        MessagePage::new(
+            PAGE_NOT_SUBSCRIBED,
+            &[
+                why,
+                "To receive the digest, sign up again: we will send you a new link.",
+            ],
+        )
+        .site(&state.config.site_name)
+        .link(state.url("/"), "Sign up again"),
+    )
+}
+
+/// The page for every link that does not (or no longer) confirm.
+fn not_confirmable(state: &AppState, token: &str, lookup: TokenLookup) -> Response {
+    match lookup {
+        TokenLookup::AlreadyConfirmed => already(state),
+        TokenLookup::Expired { .. } => expired(state, token),
+        TokenLookup::Superseded => replaced(state),
+        TokenLookup::Unsubscribed => not_subscribed(
+            state,
+            "This address was unsubscribed after the link was sent, so the link no longer confirms anything.",
+        ),
+        TokenLookup::Bounced => not_subscribed(
+            state,
+            "Our mail to this address bounced after the link was sent, so the link no longer confirms anything.",
+        ),
+        TokenLookup::Unknown | TokenLookup::Valid { .. } => invalid_link(state),
+    }
 }
 
 pub async fn show(
@@ -59,11 +109,12 @@ pub async fn show(
                     &["One more step: press the button to start receiving the digest."],
                 )
                 .site(&state.config.site_name)
-                .action(format!("/confirm/{token}"), "Confirm subscription"),
+                .action(
+                    state.url(&format!("/confirm/{token}")),
+                    "Confirm subscription",
+                ),
             ),
-            TokenLookup::Used => already(state),
-            TokenLookup::Expired { .. } => expired(state, token),
-            TokenLookup::Unknown => invalid_link(state),
+            other => not_confirmable(state, token, other),
         },
     )
 }
@@ -76,14 +127,12 @@ pub async fn submit(
         ConfirmOutcome::Confirmed => page(
             StatusCode::OK,
             MessagePage::new(
-                "You are subscribed",
+                PAGE_SUBSCRIBED,
                 &["Thank you for confirming. The next digest will reach you at this address; every digest has a one-click unsubscribe link."],
             )
             .site(&state.config.site_name),
         ),
-        ConfirmOutcome::AlreadyConfirmed => already(&state),
-        ConfirmOutcome::Expired => expired(&state, &token),
-        ConfirmOutcome::Unknown => invalid_link(&state),
+        ConfirmOutcome::NotConfirmed(lookup) => not_confirmable(&state, &token, lookup),
     })
 }
 

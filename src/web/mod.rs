@@ -6,21 +6,68 @@ mod confirm;
 mod error;
 mod health;
 mod pages;
+pub mod server;
 mod subscribe;
 mod unsubscribe;
 
 pub use error::Error;
 
 use crate::startup::AppState;
+use axum::body::Body;
 use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue, Request};
 use axum::routing::{get, post};
 use axum::Router;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 /// Largest public form or JSON body accepted (a signup is a few hundred bytes).
 pub const PUBLIC_BODY_LIMIT: usize = 16 * 1024;
 
+/// herald's routes, at the root and, when `base_url` has a path
+/// (`https://news.example.com/newsletter`), under that path too: a proxy
+/// that passes the path through and one that strips it both work.
 pub fn router(state: AppState) -> Router {
+    let routes = routes(state.clone());
+    let app = match base_path(&state.base_url) {
+        Some(prefix) => Router::new()
+            .nest(&prefix, routes.clone())
+            // `nest` serves `/newsletter`; the signup page is also at `/newsletter/`.
+            .route(&format!("{prefix}/"), get(subscribe::form))
+            .merge(routes),
+        None => routes,
+    };
+    app.fallback(pages::not_found)
+        // Security headers on every response, JSON and errors included; a
+        // handler that sets one itself keeps its own.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .with_state(state)
+}
+
+/// The path of `base_url` without its trailing slash, if it has one.
+fn base_path(base_url: &str) -> Option<String> {
+    let url = url::Url::parse(base_url).ok()?;
+    let path = url.path().trim_end_matches('/');
+    (!path.is_empty()).then(|| path.to_string())
+}
+
+fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/", get(subscribe::form))
         .route("/subscribe", post(subscribe::submit))
@@ -37,8 +84,52 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/health", get(health::health))
         .layer(DefaultBodyLimit::max(PUBLIC_BODY_LIMIT))
-        .nest("/api", api::router(state.clone()))
-        .fallback(pages::not_found)
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .nest("/api", api::router(state))
+}
+
+/// The request span names the path with its token segments redacted
+/// (confirmation and unsubscribe links are credentials), and no query.
+fn request_span(request: &Request<Body>) -> tracing::Span {
+    tracing::debug_span!(
+        "request",
+        method = %request.method(),
+        path = %crate::redact::path_for_log(request.uri().path()),
+    )
+}
+
+/// The Content-Security-Policy every response carries: pages load nothing
+/// but their own stylesheet, run no script, post forms only to herald, and
+/// cannot be framed.
+pub const CONTENT_SECURITY_POLICY: &str = concat!(
+    "default-src 'none'; style-src 'sha256-",
+    "1DsbkFw6ti3sFZcu/4CthCraHbz/65QjjVDuSO6+MQU=",
+    "'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+
+    #[test]
+    fn the_policy_allows_exactly_the_pages_stylesheet() {
+        let hash = base64::engine::general_purpose::STANDARD
+            .encode(Sha256::digest(pages::STYLESHEET.as_bytes()));
+        assert!(
+            CONTENT_SECURITY_POLICY.contains(&format!("'sha256-{hash}'")),
+            "the stylesheet changed: put 'sha256-{hash}' in CONTENT_SECURITY_POLICY"
+        );
+        assert!(!CONTENT_SECURITY_POLICY.contains("unsafe-inline"));
+    }
+
+    #[test]
+    fn the_base_path_is_read_from_the_base_url() {
+        assert_eq!(base_path("https://news.example.com"), None);
+        assert_eq!(base_path("https://news.example.com/"), None);
+        assert_eq!(
+            base_path("https://news.example.com/newsletter/"),
+            Some("/newsletter".into())
+        );
+    }
 }

@@ -1,6 +1,29 @@
 //! Rendering server-side pages (askama templates in templates/).
 
+/// The pages' one stylesheet, inlined in each page's `<style>` element and
+/// allowed by its hash in the Content-Security-Policy (no `unsafe-inline`,
+/// no `style` attributes). Changing it means changing
+/// `web::STYLESHEET_HASH`; a test says so.
+pub const STYLESHEET: &str = r#":root { color-scheme: light dark; --accent: #1a56db; --fg: #1f2937; --muted: #6b7280; --bg: #f8fafc; --card: #ffffff; --err: #b91c1c; }
+@media (prefers-color-scheme: dark) { :root { --fg: #e5e7eb; --muted: #9ca3af; --bg: #0f172a; --card: #1e293b; --accent: #60a5fa; --err: #fca5a5; } }
+* { box-sizing: border-box; }
+body { margin: 0; font: 17px/1.55 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg); background: var(--bg); }
+main { max-width: 34rem; margin: 8vh auto; padding: 2rem; background: var(--card); border-radius: 12px; box-shadow: 0 1px 3px rgba(0,0,0,.12); }
+h1 { font-size: 1.5rem; line-height: 1.25; margin: 0 0 .75rem; }
+p { margin: 0 0 1rem; }
+.muted { color: var(--muted); font-size: .92rem; }
+label { display: block; font-weight: 600; margin: 1rem 0 .35rem; }
+input[type=email], input[type=text] { width: 100%; padding: .7rem .8rem; font: inherit; color: inherit; background: transparent; border: 1px solid var(--muted); border-radius: 8px; }
+input:focus, button:focus { outline: 3px solid var(--accent); outline-offset: 2px; }
+button { margin-top: 1.25rem; padding: .75rem 1.4rem; font: inherit; font-weight: 600; color: #fff; background: var(--accent); border: 0; border-radius: 8px; cursor: pointer; }
+.error { color: var(--err); font-weight: 600; }
+a { color: var(--accent); }
+.footnote { margin-top: 1.5rem; }
+"#;
+
+use crate::startup::AppState;
 use askama::Template;
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 
@@ -55,6 +78,8 @@ impl MessagePage {
 #[template(path = "index.html")]
 pub struct IndexPage<'a> {
     pub site_name: &'a str,
+    /// herald's public URL without a trailing slash: the form posts there.
+    pub base_url: &'a str,
     pub site_url: Option<&'a str>,
     pub error: Option<String>,
     pub email: &'a str,
@@ -93,10 +118,11 @@ pub fn page<T: Template>(status: StatusCode, page: T) -> Response {
     Page { status, page }.into_response()
 }
 
-pub async fn not_found() -> Response {
+pub async fn not_found(State(state): State<AppState>) -> Response {
     page(
         StatusCode::NOT_FOUND,
         MessagePage::new("Page not found", &["There is nothing at this address."])
-            .link("/".into(), "Go to the signup page"),
+            .site(&state.config.site_name)
+            .link(state.url("/"), "Go to the signup page"),
     )
 }

@@ -17,6 +17,7 @@ pub async fn form(State(state): State<AppState>) -> Response {
         StatusCode::OK,
         IndexPage {
             site_name: &state.config.site_name,
+            base_url: &state.base_url,
             site_url: state.config.site_url.as_deref(),
             error: None,
             email: "",
@@ -29,10 +30,10 @@ pub async fn thanks(State(state): State<AppState>) -> Response {
     page(
         StatusCode::OK,
         MessagePage::new(
-            "Check your inbox",
+            crate::subscriptions::PAGE_CHECK_INBOX,
             &[
-                "We have sent you a message with a link to confirm your subscription.",
-                "If it does not arrive within a few minutes, look in your spam folder, or sign up again to get a new link.",
+                "We have sent a link to confirm your subscription to this address, unless it is already subscribed or we sent one a moment ago.",
+                "If nothing arrives within a few minutes, look in your spam folder, or sign up again a little later to get a new link.",
             ],
         )
         .site(&state.config.site_name),
@@ -165,7 +166,7 @@ pub async fn submit(
         return super::Error::from(e).into_response();
     }
     match kind {
-        Kind::Form => Redirect::to("/thanks").into_response(),
+        Kind::Form => Redirect::to(&state.url("/thanks")).into_response(),
         Kind::Json => (
             StatusCode::ACCEPTED,
             Json(serde_json::json!({
@@ -200,6 +201,7 @@ fn refuse(
                 status,
                 IndexPage {
                     site_name: &state.config.site_name,
+                    base_url: &state.base_url,
                     site_url: state.config.site_url.as_deref(),
                     error: Some(message.to_string()),
                     email: &email,

@@ -3,7 +3,7 @@
 
 use super::pages::{page, MessagePage};
 use crate::startup::AppState;
-use crate::subscriptions::{self, UnsubscribeOutcome};
+use crate::subscriptions::{self, UnsubscribeOutcome, PAGE_UNSUBSCRIBED};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -23,11 +23,11 @@ fn done(state: &AppState) -> Response {
     page(
         StatusCode::OK,
         MessagePage::new(
-            "You are unsubscribed",
+            PAGE_UNSUBSCRIBED,
             &["You will not receive any more digests from us. If this was a mistake, you can sign up again at any time."],
         )
         .site(&state.config.site_name)
-        .link("/".into(), "Sign up again"),
+        .link(state.url("/"), "Sign up again"),
     )
 }
 
@@ -49,7 +49,7 @@ pub async fn show(
             &["Press the button and we will stop sending the digest to this address at once."],
         )
         .site(&state.config.site_name)
-        .action(format!("/unsubscribe/{token}"), "Unsubscribe"),
+        .action(state.url(&format!("/unsubscribe/{token}")), "Unsubscribe"),
     ))
 }
 

@@ -369,7 +369,10 @@ pub async fn spawn_app_role(
     let handle = tokio::spawn(async move {
         app.run(run_cancel).await.expect("herald runs");
     });
-    assert_eq!(base_url, format!("http://{addr}"));
+    assert!(
+        base_url.starts_with(&format!("http://{addr}")),
+        "{base_url} is not served at {addr}"
+    );
     TestApp {
         state,
         base_url,
@@ -590,4 +593,17 @@ impl Drop for TestApp {
 
 pub fn urlencode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Runs the same sqlx expression against whichever pool a store holds, for
+/// arranging a state no route reaches (an old row, a bounced subscriber)
+/// and for reading what was stored.
+#[macro_export]
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            herald::store::Store::Sqlite($pool) => $body,
+            herald::store::Store::Postgres($pool) => $body,
+        }
+    };
 }

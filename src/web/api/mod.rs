@@ -35,6 +35,49 @@ pub fn router(state: AppState) -> Router<AppState> {
         .fallback(|| async { ApiError::NotFound("no such endpoint").into_response() })
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
         .layer(middleware::from_fn_with_state(state, require_token))
+        .layer(middleware::map_response(errors_as_json))
+}
+
+/// Every API error answers JSON, whichever layer produced it: a path or
+/// query that does not parse (`/api/digests/abc`), a body over the limit,
+/// a wrong method. Handlers' own JSON errors pass untouched.
+async fn errors_as_json(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    // Rejection texts are a line or two; a longer body is cut, not read.
+    let text = match axum::body::to_bytes(body, 4096).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("request refused")
+            .to_ascii_lowercase()
+    } else {
+        text
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::CONTENT_TYPE);
+    (parts, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+/// The credentials of `Authorization: Bearer TOKEN`; the scheme is
+/// case-insensitive (RFC 7235), and spaces around the token are allowed.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 fn token_matches(given: &str, expected: &str) -> bool {
@@ -49,7 +92,7 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(bearer_token);
     match (given, state.config.api_token.as_deref()) {
         (Some(given), Some(expected)) if !expected.is_empty() && token_matches(given, expected) => {
             next.run(request).await
@@ -127,6 +170,21 @@ where
                 )
                     .into_response())
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for header in ["Bearer t0k", "bearer t0k", "BEARER t0k", "bEaReR   t0k  "] {
+            assert_eq!(bearer_token(header), Some("t0k"), "{header:?}");
+        }
+        for header in ["Basic t0k", "Bearer", "Bearer ", "t0k", "Bearert0k"] {
+            assert_eq!(bearer_token(header), None, "{header:?}");
         }
     }
 }

@@ -1,0 +1,9 @@
+-- The identity of a subscriber is its normalised address (local part
+-- compared case-insensitively, domain in IDNA ASCII form), computed by the
+-- application (SubscriberEmail::key) and written with every new row. Rows
+-- from before this migration get theirs at start-up (Store::backfill_email_keys),
+-- which also settles addresses that turn out to be one.
+ALTER TABLE subscribers ADD COLUMN email_key TEXT;
+CREATE UNIQUE INDEX subscribers_identity ON subscribers (email_key);
+-- The global cap on confirmation mails counts the ones sent in the last minute.
+CREATE INDEX outbox_kind_sent_at ON outbox (kind, sent_at);

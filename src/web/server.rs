@@ -1,0 +1,112 @@
+//! The accept loop: herald's own, so that no client can hold a connection,
+//! a file descriptor or the shutdown for longer than the configured limits.
+//!
+//! - At most `http.max_connections` connections are served at once; more
+//!   wait in the kernel's listen queue, so a flood costs no memory here.
+//! - A request's line and headers must arrive within `header_timeout_secs`
+//!   (hyper's header-read timer), its body within `body_timeout_secs`
+//!   (tower-http's body timeout), and a connection that reads and writes
+//!   nothing for `idle_timeout_secs` is closed (a slow reader, an idle
+//!   keep-alive).
+//! - On shutdown the listener closes at once, connections are asked to
+//!   finish their current request, and whatever is still open at the
+//!   deadline is dropped: the deadline holds whatever clients do.
+
+use crate::config::HttpConfig;
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_io_timeout::TimeoutStream;
+use tokio_util::sync::CancellationToken;
+use tower_http::add_extension::AddExtension;
+use tower_http::timeout::RequestBodyTimeout;
+
+/// Serves `app` on `listener` until `shutdown` fires, then gives open
+/// connections until `deadline` (counted from the shutdown) to finish.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: &HttpConfig,
+    shutdown: CancellationToken,
+    deadline: Duration,
+) {
+    let body_timeout = Duration::from_secs(limits.body_timeout_secs.max(1));
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let idle = Some(Duration::from_secs(limits.idle_timeout_secs.max(1)));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(limits.header_timeout_secs.max(1)))
+        .max_buf_size(64 * 1024);
+    let mut connections = JoinSet::new();
+    loop {
+        let slot = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors, or a connection reset before
+                    // it was accepted: wait a little rather than spin.
+                    tracing::warn!(error = %e, "could not accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let mut stream = TimeoutStream::new(stream);
+        stream.set_read_timeout(idle);
+        stream.set_write_timeout(idle);
+        let io = TokioIo::new(Box::pin(stream));
+        let service = TowerToHyperService::new(AddExtension::new(
+            RequestBodyTimeout::new(app.clone(), body_timeout),
+            ConnectInfo(peer),
+        ));
+        let http = http.clone();
+        let stop = shutdown.clone();
+        connections.spawn(async move {
+            let _slot = slot;
+            let connection = http.serve_connection(io, service);
+            tokio::pin!(connection);
+            let finished = tokio::select! {
+                result = connection.as_mut() => Some(result),
+                _ = stop.cancelled() => None,
+            };
+            let result = match finished {
+                Some(result) => result,
+                None => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    let drained = tokio::time::timeout(deadline, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            open = connections.len(),
+            "shutdown deadline passed: closing the connections still open"
+        );
+        connections.shutdown().await;
+    }
+}

@@ -1,0 +1,365 @@
+//! A table of hostile inputs posted through every public route and the API:
+//! each row says what was sent, the status and page text a person (or
+//! script) gets back, and afterwards nothing was stored or sent that should
+//! not have been. No row may ever answer 5xx.
+
+mod common;
+
+use common::{spawn_app_with, Backend, SmtpSink, API_TOKEN};
+use std::time::Duration;
+
+const FORM: &str = "application/x-www-form-urlencoded";
+const JSON: &str = "application/json";
+
+struct Case {
+    what: &'static str,
+    method: &'static str,
+    path: String,
+    content_type: Option<&'static str>,
+    body: Vec<u8>,
+    api: bool,
+    status: u16,
+    /// Text the answer must contain (page or JSON).
+    says: &'static str,
+}
+
+fn case(
+    what: &'static str,
+    method: &'static str,
+    path: impl Into<String>,
+    content_type: Option<&'static str>,
+    body: impl Into<Vec<u8>>,
+    status: u16,
+    says: &'static str,
+) -> Case {
+    Case {
+        what,
+        method,
+        path: path.into(),
+        content_type,
+        body: body.into(),
+        api: false,
+        status,
+        says,
+    }
+}
+
+fn api(mut c: Case) -> Case {
+    c.api = true;
+    c
+}
+
+fn form(fields: &[(&str, &str)]) -> Vec<u8> {
+    let mut s = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in fields {
+        s.append_pair(k, v);
+    }
+    s.finish().into_bytes()
+}
+
+fn cases() -> Vec<Case> {
+    let mut rows = vec![
+        // --- POST /subscribe: header injection, encodings, sizes, types
+        case(
+            "CRLF + Bcc header in the email",
+            "POST",
+            "/subscribe",
+            Some(FORM),
+            form(&[("email", "reader@example.com\r\nBcc: victim@example.com")]),
+            400,
+            "not allowed",
+        ),
+        case(
+            "CRLF + Bcc header in the name",
+            "POST",
+            "/subscribe",
+            Some(FORM),
+            form(&[
+                ("email", "reader@example.com"),
+                ("name", "Ann\r\nBcc: victim@example.com"),
+            ]),
+            400,
+            "not allowed",
+        ),
+        case(
+            "encoded LF in the JSON email",
+            "POST",
+            "/subscribe",
+            Some(JSON),
+            br#"{"email":"reader@example.com\nBcc: victim@example.com"}"#.to_vec(),
+            422,
+            "not allowed",
+        ),
+        case(
+            "NUL inside the address",
+            "POST",
+            "/subscribe",
+            Some(FORM),
+            b"email=reader%00@example.com".to_vec(),
+            400,
+            "not allowed",
+        ),
+        case(
+            "not UTF-8",
+            "POST",
+            "/subscribe",
+            Some(FORM),
+            b"email=\xff\xfe@example.com".to_vec(),
+            400,
+            "not valid UTF-8",
+        ),
+        case(
+            "64 KiB body",
+            "POST",
+            "/subscribe",
+            Some(FORM),
+            form(&[("email", &"a".repeat(64 * 1024))]),
+            413,
+            "too large",
+        ),
+        case(
+            "255-character address",
+            "POST",
+            "/subscribe",
+            Some(FORM),
+            form(&[(
+                "email",
+                &format!("{}@{}.com", "a".repeat(64), "b".repeat(186)),
+            )]),
+            400,
+            "too long",
+        ),
+        case(
+            "text/plain body",
+            "POST",
+            "/subscribe",
+            Some("text/plain"),
+            b"reader@example.com".to_vec(),
+            415,
+            "",
+        ),
+        case(
+            "JSON that is not an object",
+            "POST",
+            "/subscribe",
+            Some(JSON),
+            b"[\"reader@example.com\"]".to_vec(),
+            400,
+            "not valid JSON",
+        ),
+        case(
+            "JSON email as a number",
+            "POST",
+            "/subscribe",
+            Some(JSON),
+            b"{\"email\": 12345}".to_vec(),
+            400,
+            "not valid JSON",
+        ),
+        case(
+            "script in the name is refused or escaped, never run",
+            "POST",
+            "/subscribe",
+            Some(FORM),
+            form(&[
+                ("email", "not an address"),
+                ("name", "<script>alert(1)</script>"),
+            ]),
+            400,
+            "does not look like an email address",
+        ),
+        // --- confirmation and unsubscribe links: forged, overlong, odd bytes
+        case(
+            "GET confirm with a forged token",
+            "GET",
+            "/confirm/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            None,
+            Vec::new(),
+            404,
+            "not valid",
+        ),
+        case(
+            "POST confirm with a 4,000-character token",
+            "POST",
+            format!("/confirm/{}", "x".repeat(4000)),
+            None,
+            Vec::new(),
+            404,
+            "not valid",
+        ),
+        case(
+            "POST confirm with an encoded NUL and path traversal",
+            "POST",
+            "/confirm/..%2F..%2Fetc%2Fpasswd%00",
+            None,
+            Vec::new(),
+            404,
+            "not valid",
+        ),
+        case(
+            "resend for a forged token",
+            "POST",
+            "/confirm/forged/resend",
+            None,
+            Vec::new(),
+            404,
+            "not valid",
+        ),
+        case(
+            "unsubscribe with a forged signature",
+            "POST",
+            "/unsubscribe/1.deadbeef",
+            None,
+            Vec::new(),
+            404,
+            "not valid",
+        ),
+        case(
+            "unsubscribe with an id past i64",
+            "GET",
+            "/unsubscribe/99999999999999999999999.abc",
+            None,
+            Vec::new(),
+            404,
+            "not valid",
+        ),
+        case(
+            "one-click unsubscribe with a negative id",
+            "POST",
+            "/unsubscribe/one-click/-1.abc",
+            Some(FORM),
+            b"List-Unsubscribe=One-Click".to_vec(),
+            404,
+            "",
+        ),
+        case(
+            "unknown route",
+            "POST",
+            "/admin",
+            Some(FORM),
+            b"user=admin".to_vec(),
+            404,
+            "",
+        ),
+    ];
+    // --- the operator API (with the token)
+    rows.extend([
+        api(case(
+            "article with a javascript: URL",
+            "POST",
+            "/api/articles",
+            Some(JSON),
+            br#"{"title":"x","url":"javascript:alert(1)","html":"<p>x</p>"}"#.to_vec(),
+            400,
+            "http",
+        )),
+        api(case(
+            "article with a data: URL",
+            "POST",
+            "/api/articles",
+            Some(JSON),
+            br#"{"title":"x","url":"data:text/html;base64,PHNjcmlwdD4=","html":"<p>x</p>"}"#
+                .to_vec(),
+            400,
+            "http",
+        )),
+        api(case(
+            "feed with a file: URL",
+            "POST",
+            "/api/feeds",
+            Some(JSON),
+            br#"{"url":"file:///etc/passwd"}"#.to_vec(),
+            400,
+            "http",
+        )),
+        api(case(
+            "article body that is not JSON",
+            "POST",
+            "/api/articles",
+            Some(JSON),
+            b"{\"title\":".to_vec(),
+            400,
+            "",
+        )),
+        api(case(
+            "digest id that is not a number",
+            "GET",
+            "/api/digests/1%20OR%201=1",
+            None,
+            Vec::new(),
+            400,
+            "",
+        )),
+    ]);
+    rows
+}
+
+async fn hostile_inputs_get_clear_answers_and_nothing_is_stored_or_sent(backend: Backend) {
+    let app = spawn_app_with(backend, SmtpSink::start(&[]), |_| {}).await;
+    let mut failures = Vec::new();
+    for c in cases() {
+        let method = reqwest::Method::from_bytes(c.method.as_bytes()).unwrap();
+        let mut req = app
+            .client
+            .request(method, app.url(&c.path))
+            .header("connection", "close");
+        if let Some(ct) = c.content_type {
+            req = req.header("content-type", ct);
+        }
+        if c.api {
+            req = req.bearer_auth(API_TOKEN);
+        }
+        let r = req.body(c.body.clone()).send().await;
+        let Ok(r) = r else {
+            failures.push(format!("{}: no answer: {:?}", c.what, r.err()));
+            continue;
+        };
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap_or_default();
+        if text.contains("<script>alert(1)") {
+            failures.push(format!("{}: the answer echoes a script unescaped", c.what));
+        }
+        if status >= 500 {
+            failures.push(format!("{}: answered {status}", c.what));
+        }
+        if status != c.status {
+            failures.push(format!(
+                "{}: expected {}, got {status}: {}",
+                c.what,
+                c.status,
+                &text[..text.len().min(300)]
+            ));
+        } else if !text.contains(c.says) {
+            failures.push(format!(
+                "{}: answer lacks {:?}: {}",
+                c.what,
+                c.says,
+                &text[..text.len().min(300)]
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(
+        app.store
+            .list_subscribers(None, 100)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a refused signup was stored"
+    );
+    let articles = app
+        .api(reqwest::Method::GET, "/api/articles")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!articles.contains("javascript:"), "{articles}");
+    assert!(!articles.contains("data:text"), "{articles}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(app.sink.messages().is_empty(), "mail was sent");
+    app.shutdown().await;
+}
+
+both_backends!(hostile_inputs_get_clear_answers_and_nothing_is_stored_or_sent);
