@@ -343,7 +343,12 @@ async fn a_huge_nested_feed_item_is_refused_and_health_keeps_answering(backend: 
     // /health is asked from this thread with plain blocking I/O, outside
     // herald's runtime, so a held runtime shows as a timeout here instead
     // of stalling the measurement itself.
-    let addr = app.base_url.trim_start_matches("http://").to_string();
+    let base = url::Url::parse(&app.base_url).unwrap();
+    let addr = format!(
+        "{}:{}",
+        base.host_str().unwrap(),
+        base.port_or_known_default().unwrap()
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut slowest = Duration::ZERO;
     let mut asked = 0;

@@ -7,7 +7,8 @@
 //! out, every text field within its cap, no mail line over 998 octets.
 //!
 //! 64 cases per property by default (a few seconds); `PROPTEST_CASES=N`
-//! runs N, e.g. `PROPTEST_CASES=20000 cargo nextest run --lib feeds::fuzz`.
+//! runs N (scripts/fuzz.sh runs every `fuzz_` test this way). A failing
+//! input is kept under proptest-regressions/ and tried first next time.
 
 use super::items::{self, PollContext};
 use super::parse;
@@ -26,7 +27,6 @@ fn config() -> ProptestConfig {
         .unwrap_or(64);
     ProptestConfig {
         cases,
-        failure_persistence: None,
         ..ProptestConfig::default()
     }
 }
@@ -327,7 +327,7 @@ proptest! {
     #![proptest_config(config())]
 
     #[test]
-    fn rss_items_come_out_safe_or_not_at_all(
+    fn fuzz_rss_items_come_out_safe_or_not_at_all(
         channel_link in any_url(),
         items in prop::collection::vec(any_item(), 0..6),
     ) {
@@ -336,7 +336,7 @@ proptest! {
     }
 
     #[test]
-    fn json_feed_items_come_out_safe_or_not_at_all(
+    fn fuzz_json_feed_items_come_out_safe_or_not_at_all(
         home in any_url(),
         items in prop::collection::vec(any_item(), 0..6),
     ) {
@@ -345,12 +345,12 @@ proptest! {
     }
 
     #[test]
-    fn arbitrary_bytes_never_panic_the_feed_reader(bytes in prop::collection::vec(any::<u8>(), 0..4096)) {
+    fn fuzz_arbitrary_bytes_never_panic_the_feed_reader(bytes in prop::collection::vec(any::<u8>(), 0..4096)) {
         poll_bytes(&bytes);
     }
 
     #[test]
-    fn item_html_is_sanitised_within_the_limits(html in any_html()) {
+    fn fuzz_item_html_is_sanitised_within_the_limits(html in any_html()) {
         let base = WebUrl::parse("https://news.example/post/").unwrap();
         let started = Instant::now();
         if let Ok(body) = crate::articles::clean_body(&html, &base, "Title") {
