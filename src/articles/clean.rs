@@ -3,6 +3,7 @@
 //! WordPress shortcodes and share/related/sign-up boilerplate removed, and a
 //! plain-text excerpt cut at a word boundary.
 
+use crate::domain::text::cut_at_word;
 use crate::domain::WebUrl;
 use regex_lite::Regex;
 use std::sync::OnceLock;
@@ -194,8 +195,6 @@ pub fn excerpt(clean_html: &str) -> String {
     }
     cut_at_word(&text, EXCERPT_CHARS)
 }
-
-pub use crate::domain::text::cut_at_word;
 
 /// The first image in the article that is an http(s) URL, if any, for the
 /// digest card.

@@ -182,6 +182,17 @@ mod tests {
         );
     }
 
+    /// Formatting elements closed by `</p>` stay "active" and the tree
+    /// builder re-opens all of them at the next text: 200 of them and then
+    /// `<p>x</p>` over and over would build 200 elements per 8 bytes. The
+    /// count never closes them, so the next `<p>` is over the cap.
+    #[test]
+    fn reopened_formatting_elements_count_as_nesting() {
+        let formatting: String = (0..199).map(|i| format!("<b id=\"{i}\">")).collect();
+        let attack = format!("<p>{formatting}</p>{}", "<p>x</p>".repeat(50_000));
+        assert_eq!(check_html(&attack), Err(Refusal::TooDeep));
+    }
+
     #[test]
     fn huge_or_deep_html_is_refused_before_sanitising() {
         let deep = format!("{}x{}", "<div>".repeat(201), "</div>".repeat(201));

@@ -4,12 +4,15 @@
 //! lost when a poll fails.
 
 pub mod fetch;
+#[cfg(test)]
+mod fuzz;
 pub mod items;
 pub mod parse;
 
 use crate::articles::limits::{self, Refusal};
 use crate::config::{Config, FeedsConfig};
 use crate::domain::feed_settings::{BackfillDays, PollInterval};
+use crate::domain::text::ItemGuid;
 use crate::domain::time::{now_millis, Millis};
 use crate::domain::{DomainError, WebUrl};
 use crate::store::{FeedRow, PollSuccess, Store};
@@ -74,8 +77,7 @@ pub async fn add_feed(
     url: &str,
 ) -> Result<(i64, bool), Error> {
     let url = validate_url(url)?;
-    let interval = PollInterval::from_secs(config.poll_interval_secs).map_err(Error::Setting)?;
-    let backfill = BackfillDays::from_days(config.backfill_days).map_err(Error::Setting)?;
+    let (interval, backfill) = default_settings(config)?;
     follow(store, &url, interval, backfill).await
 }
 
@@ -92,7 +94,8 @@ pub async fn follow(
         .await?)
 }
 
-/// The configured defaults for a feed added without its own numbers.
+/// The configured defaults for a feed added without its own numbers; an
+/// out-of-range configuration is an error, not a wrapped number.
 pub fn default_settings(config: &FeedsConfig) -> Result<(PollInterval, BackfillDays), Error> {
     Ok((
         PollInterval::from_secs(config.poll_interval_secs).map_err(Error::Setting)?,
@@ -240,27 +243,39 @@ impl Poller {
         feed: &FeedRow,
     ) -> Result<(ReadFeed, items::PollContext), Error> {
         let feed_url = validate_url(&feed.url)?;
-        let url = feed_url.to_string();
-        let read = limits::off_the_async_threads(PARSE_TIME_LIMIT, move || {
-            let parsed = parse::parse(&bytes, &url)?;
-            let (title, site_url) = items::feed_meta(&parsed);
-            Ok::<_, parse::ParseError>(ReadFeed {
-                title,
-                site_url,
-                items: parsed.items,
-            })
-        })
-        .await
-        .map_err(|_| Error::ParseTimedOut)??;
         let now = now_millis();
-        let ctx = items::PollContext {
+        let mut ctx = items::PollContext {
             feed_id: feed.id,
             feed_url,
-            site_url: read.site_url.clone(),
+            site_url: None,
             now,
             is_first_poll: feed.first_polled_at.is_none(),
             backfill_from: now - BackfillDays::from_stored(feed.backfill_days).millis(),
         };
+        let mut parse_ctx = ctx.clone();
+        let read = limits::off_the_async_threads(PARSE_TIME_LIMIT, move || {
+            let parsed = parse::parse(&bytes, parse_ctx.feed_url.as_str())?;
+            let (title, site_url) = items::feed_meta(&parsed);
+            parse_ctx.site_url = site_url.clone();
+            // Guids too are read here: a feed may make them megabytes long.
+            let items = parsed
+                .items
+                .into_iter()
+                .take(MAX_ITEMS_PER_POLL)
+                .filter_map(|item| items::item_guid(&item, &parse_ctx).map(|g| (g, item)))
+                .collect();
+            Ok::<_, parse::ParseError>(ReadFeed {
+                title,
+                site_url,
+                items,
+            })
+        })
+        .await
+        .map_err(|r| match r {
+            Refusal::TimedOut => Error::ParseTimedOut,
+            other => Error::Parse(parse::ParseError::refused(&other)),
+        })??;
+        ctx.site_url = read.site_url.clone();
         Ok((read, ctx))
     }
 
@@ -269,15 +284,12 @@ impl Poller {
     async fn store_items(
         &self,
         feed: &FeedRow,
-        items: Vec<parse::FeedItem>,
+        items: Vec<(ItemGuid, parse::FeedItem)>,
         ctx: &items::PollContext,
         report: &mut PollReport,
     ) -> Result<(), crate::store::Error> {
         let mut seen = HashSet::new();
-        for item in items.into_iter().take(MAX_ITEMS_PER_POLL) {
-            let Some(guid) = items::item_guid(&item, ctx) else {
-                continue;
-            };
+        for (guid, item) in items {
             // A feed that lists the same guid twice: the first one counts.
             if !seen.insert(guid.clone()) {
                 continue;
@@ -311,13 +323,7 @@ impl Poller {
             .await
     }
 
-    fn refuse(
-        &self,
-        feed: &FeedRow,
-        guid: &crate::domain::text::ItemGuid,
-        refusal: &Refusal,
-        report: &mut PollReport,
-    ) {
+    fn refuse(&self, feed: &FeedRow, guid: &ItemGuid, refusal: &Refusal, report: &mut PollReport) {
         tracing::warn!(
             feed_id = feed.id,
             guid = guid.as_str(),
@@ -376,7 +382,8 @@ impl Poller {
 struct ReadFeed {
     title: Option<crate::domain::text::FeedTitle>,
     site_url: Option<WebUrl>,
-    items: Vec<parse::FeedItem>,
+    /// At most `MAX_ITEMS_PER_POLL`, each with its guid.
+    items: Vec<(ItemGuid, parse::FeedItem)>,
 }
 
 #[cfg(test)]

@@ -8,6 +8,13 @@ use feed_rs::model::{Entry, Link};
 #[error("not a feed herald can read: {0}")]
 pub struct ParseError(String);
 
+impl ParseError {
+    /// The parser did not finish (see `articles::limits`).
+    pub fn refused(why: &crate::articles::limits::Refusal) -> Self {
+        Self(why.to_string())
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct FeedItem {
     /// guid / id, falling back to the link (never to the title, which editors change).

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod faulty_smtp;
+pub mod feed_server;
 
 use herald::config::Config;
 use herald::startup::{Application, Role};

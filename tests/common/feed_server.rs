@@ -1,0 +1,108 @@
+//! A loopback server for hand-written feeds, and the API and CLI calls
+//! the feed tests share.
+
+use super::TestApp;
+use axum::routing::get;
+use axum::Router;
+use std::path::Path;
+use std::process::{Command, Output};
+
+pub const HERALD: &str = env!("CARGO_BIN_EXE_herald");
+
+/// Serves each `(path, body)` on a loopback port; returns the base URL.
+pub async fn serve(routes: Vec<(&'static str, String)>) -> String {
+    let mut app = Router::new();
+    for (path, body) in routes {
+        app = app.route(path, get(move || async move { body }));
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+pub fn now_rfc822() -> String {
+    chrono::Utc::now().to_rfc2822()
+}
+
+pub fn rss(channel_link: &str, items: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><rss version=\"2.0\" xmlns:media=\"http://search.yahoo.com/mrss/\"><channel><title>Hostile</title><link>{channel_link}</link>{items}</channel></rss>"
+    )
+}
+
+pub fn item(title: &str, link: Option<&str>, guid: &str, extra: &str) -> String {
+    let link = link
+        .map(|l| format!("<link>{l}</link>"))
+        .unwrap_or_default();
+    format!(
+        "<item><title>{title}</title>{link}<guid isPermaLink=\"false\">{guid}</guid><pubDate>{}</pubDate>{extra}</item>",
+        now_rfc822()
+    )
+}
+
+pub async fn add_feed(app: &TestApp, url: &str) -> i64 {
+    let resp = app
+        .api(reqwest::Method::POST, "/api/feeds")
+        .json(&serde_json::json!({ "url": url }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "feed {url}");
+    resp.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_i64()
+        .unwrap()
+}
+
+pub async fn poll(app: &TestApp, id: i64) -> serde_json::Value {
+    let resp = app
+        .api(reqwest::Method::POST, &format!("/api/feeds/{id}/poll"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json::<serde_json::Value>().await.unwrap()["report"].clone()
+}
+
+pub async fn listed_feed(app: &TestApp, id: i64) -> serde_json::Value {
+    let list: serde_json::Value = app
+        .api(reqwest::Method::GET, "/api/feeds")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    list["feeds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == id)
+        .cloned()
+        .unwrap()
+}
+
+/// `herald` on the test app's database, as an operator would run it.
+pub fn cli(app: &TestApp, data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(HERALD)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env(
+            "HERALD_DATABASE_URL",
+            app.config.database_url.as_deref().unwrap(),
+        )
+        .env("HERALD_DATA_DIR", data_dir)
+        .env("HERALD_LOG", "warn")
+        .current_dir(data_dir)
+        .args(args)
+        .output()
+        .expect("run herald")
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
