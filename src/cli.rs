@@ -16,6 +16,8 @@ use figment::Figment;
 use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
 
+mod smtp;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "herald",
@@ -85,6 +87,9 @@ pub enum Command {
     /// Look at subscribers.
     #[command(subcommand)]
     Subscribers(SubscribersCommand),
+    /// See the SMTP servers' state and resume one that herald stopped.
+    #[command(subcommand)]
+    Smtp(smtp::SmtpCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -262,6 +267,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Feed(cmd) => feed(config, cmd).await,
         Command::Digest(cmd) => digest_cmd(config, cmd).await,
         Command::Subscribers(cmd) => subscribers(config, cmd).await,
+        Command::Smtp(cmd) => smtp::run(config, cmd).await,
         Command::Bench(cmd) => bench(cmd).await,
     }
 }

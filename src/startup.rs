@@ -48,6 +48,9 @@ pub struct AppState {
 impl AppState {
     /// Connects, migrates, and loads or creates the link-signing secret.
     pub async fn build(config: Config) -> Result<Self, Error> {
+        // An out-of-range feed setting is refused at start, not when a
+        // feed is first added.
+        crate::feeds::default_settings(&config.feeds)?;
         let store = Store::connect(&config.database_url()).await?;
         store.migrate().await?;
         let secret = match &config.secret {

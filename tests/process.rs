@@ -437,6 +437,7 @@ fn help_names_every_command() {
         "feed",
         "digest",
         "subscribers",
+        "smtp",
     ] {
         assert!(help.contains(cmd), "{help}");
     }
@@ -464,6 +465,18 @@ fn bad_configuration_is_reported_not_ignored() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // A number out of range is refused at start with the allowed range,
+    // never wrapped (u64::MAX once became -1: a poll every second).
+    std::fs::remove_file(data.path().join("herald.toml")).unwrap();
+    let out = herald("sqlite://x.db", data.path())
+        .env("HERALD_BIND", format!("127.0.0.1:{}", free_port()))
+        .env("HERALD_FEEDS__POLL_INTERVAL_SECS", "18446744073709551615")
+        .arg("serve")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("604800"), "{stderr}");
 }
 
 #[test]
@@ -572,3 +585,41 @@ async fn zero_configuration_serves_on_sqlite_and_writes_mail_to_the_outbox() {
         "the log says where mail goes: {log}"
     );
 }
+
+/// `herald smtp list` shows a server the workers stopped, with its last
+/// error; `herald smtp resume NAME` takes it back into use, and says so
+/// when there is nothing to resume.
+async fn smtp_list_and_resume_from_the_command_line(backend: Backend) {
+    let db = fresh_database(backend).await;
+    let store = Store::connect(&db.url).await.unwrap();
+    store.migrate().await.unwrap();
+    let now = now_millis();
+    store
+        .record_smtp_health(
+            "relay.example.com:587",
+            "stopped",
+            Some("the server refused the credentials (535 5.7.8)"),
+            now,
+            now,
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(herald(&db.url, dir.path()).args(["smtp", "list"]));
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.contains("relay.example.com:587  stopped"),
+        "{listed}"
+    );
+    assert!(listed.contains("refused the credentials"), "{listed}");
+    let out = run(herald(&db.url, dir.path()).args(["smtp", "resume", "relay.example.com:587"]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("resumed"));
+    let again = herald(&db.url, dir.path())
+        .args(["smtp", "resume", "relay.example.com:587"])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not stopped"));
+}
+
+both_backends!(smtp_list_and_resume_from_the_command_line);

@@ -287,7 +287,7 @@ async fn a_stopped_relay_resumed_by_an_operator_gets_the_mail(backend: Backend) 
     app.start_worker();
     stopped_in_health(&app).await;
     // The relay's administrator puts herald's password back; the operator
-    // resumes the server (as `herald` would through the store).
+    // sees the stopped server in the API and resumes it there.
     drop(relay);
     let relay = tls_relay(
         &certs,
@@ -297,11 +297,35 @@ async fn a_stopped_relay_resumed_by_an_operator_gets_the_mail(backend: Backend) 
         },
     );
     let name = format!("127.0.0.1:{port}");
-    assert!(app
-        .store
-        .resume_smtp_server(&name, herald::domain::time::now_millis())
+    let listed: serde_json::Value = app
+        .api(reqwest::Method::GET, "/api/smtp-servers")
+        .send()
         .await
-        .unwrap());
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["servers"][0]["server"], name.as_str(), "{listed}");
+    assert_eq!(listed["servers"][0]["state"], "stopped", "{listed}");
+    let resumed = app
+        .api(
+            reqwest::Method::POST,
+            &format!("/api/smtp-servers/{name}/resume"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resumed.status(), 200);
+    // Resuming again: it is no longer stopped, so there is nothing to do.
+    let again = app
+        .api(
+            reqwest::Method::POST,
+            &format!("/api/smtp-servers/{name}/resume"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 409);
     let status = app.wait_digest_done(id, Duration::from_secs(20)).await;
     assert_eq!(status["counts"]["sent"], 1, "{status}");
     assert_eq!(relay.wait_for(1, Duration::from_secs(5)).await.len(), 1);

@@ -4,6 +4,7 @@
 
 mod backoff;
 mod rate;
+pub mod servers;
 pub mod worker;
 
 pub use backoff::retry_delay_ms;

@@ -4,6 +4,7 @@
 mod articles;
 mod digests;
 mod feeds;
+mod smtp_servers;
 
 use crate::startup::AppState;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -32,6 +33,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/digests/{id}/pause", post(digests::pause))
         .route("/digests/{id}/resume", post(digests::resume))
         .route("/digests/{id}/cancel", post(digests::cancel))
+        .route("/smtp-servers", get(smtp_servers::list))
+        .route("/smtp-servers/{name}/resume", post(smtp_servers::resume))
         .fallback(|| async { ApiError::NotFound("no such endpoint").into_response() })
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
         .layer(middleware::from_fn_with_state(state, require_token))

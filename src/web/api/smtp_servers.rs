@@ -1,0 +1,40 @@
+//! `GET /api/smtp-servers` and `POST /api/smtp-servers/{name}/resume`.
+
+use super::ApiError;
+use crate::delivery::servers;
+use crate::domain::time::format_rfc3339;
+use crate::startup::AppState;
+use axum::extract::{Path, State};
+use axum::Json;
+use serde_json::{json, Value};
+
+pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let rows = servers::list(&state.store).await?;
+    let list: Vec<Value> = rows
+        .into_iter()
+        .map(|s| {
+            json!({
+                "server": s.server,
+                "state": s.state,
+                "since": format_rfc3339(s.since),
+                "last_error": s.last_error,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "servers": list })))
+}
+
+/// 200 when the server was stopped and is now taken back into use; 409
+/// when it was not stopped (nothing to resume).
+pub async fn resume(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    if servers::resume(&state.store, &name).await? {
+        Ok(Json(json!({ "server": name, "resumed": true })))
+    } else {
+        Err(ApiError::Conflict(format!(
+            "SMTP server {name:?} is not stopped: nothing to resume"
+        )))
+    }
+}
