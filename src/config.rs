@@ -55,13 +55,11 @@ pub struct Config {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
-    /// A request's line and headers must arrive within this many seconds.
+    /// A request's line and headers must arrive within this many seconds;
+    /// it also closes a keep-alive connection idle for that long.
     pub header_timeout_secs: u64,
     /// A request's body must arrive within this many seconds.
     pub body_timeout_secs: u64,
-    /// A connection on which nothing is read or written for this long is
-    /// closed (idle keep-alive, or a client that stopped reading).
-    pub idle_timeout_secs: u64,
     /// Connections served at once; more wait in the listen queue.
     pub max_connections: usize,
 }
@@ -71,7 +69,6 @@ impl Default for HttpConfig {
         Self {
             header_timeout_secs: 10,
             body_timeout_secs: 30,
-            idle_timeout_secs: 60,
             max_connections: 512,
         }
     }

@@ -91,7 +91,6 @@ async fn half_sent_requests_are_cut_off_and_health_keeps_answering(backend: Back
 async fn a_trickled_body_is_cut_off_after_the_body_timeout(backend: Backend) {
     let app = spawn_app_with(backend, SmtpSink::start(&[]), |c| {
         c.http.body_timeout_secs = 1;
-        c.http.idle_timeout_secs = 30;
     })
     .await;
     let addr = addr_of(&app);
@@ -129,7 +128,6 @@ async fn shutdown_deadline_holds_while_clients_hang_on(backend: Backend) {
         c.shutdown_timeout_secs = 2;
         c.http.header_timeout_secs = 600;
         c.http.body_timeout_secs = 600;
-        c.http.idle_timeout_secs = 600;
     })
     .await;
     let addr = addr_of(&app);

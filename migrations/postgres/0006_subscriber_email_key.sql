@@ -10,5 +10,8 @@ CREATE UNIQUE INDEX subscribers_identity ON subscribers (email_key);
 -- signup path. (SQLite cannot drop a column constraint without rebuilding
 -- the table; there both stay.)
 ALTER TABLE subscribers DROP CONSTRAINT IF EXISTS subscribers_email_key;
--- The global cap on confirmation mails counts the ones sent in the last minute.
-CREATE INDEX outbox_kind_sent_at ON outbox (kind, sent_at);
+-- The global cap on confirmation mails counts the ones sent in the last
+-- minute. Partial, so that queueing a confirmation (sent_at NULL: every
+-- signup) adds nothing to it.
+CREATE INDEX outbox_confirmations_sent ON outbox (sent_at)
+    WHERE kind = 'confirmation' AND sent_at IS NOT NULL;

@@ -71,9 +71,12 @@ impl Store {
                         .execute(&mut *tx)
                         .await?;
                 }
+                // Sent in the last minute (the partial index
+                // outbox_confirmations_sent), plus those being sent now.
                 let in_last_minute: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM outbox WHERE kind = 'confirmation'
-                     AND ((status = 'sent' AND sent_at > $1) OR status = 'sending')",
+                    "SELECT (SELECT COUNT(*) FROM outbox WHERE kind = 'confirmation'
+                             AND sent_at IS NOT NULL AND sent_at > $1)
+                          + (SELECT COUNT(*) FROM outbox WHERE kind = 'confirmation' AND status = 'sending')",
                 )
                 .bind(now - 60_000)
                 .fetch_one(&mut *tx)

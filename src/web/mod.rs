@@ -17,9 +17,9 @@ use crate::startup::AppState;
 use axum::body::Body;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue, Request};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 /// Largest public form or JSON body accepted (a signup is a few hundred bytes).
@@ -39,24 +39,7 @@ pub fn router(state: AppState) -> Router {
         None => routes,
     };
     app.fallback(pages::not_found)
-        // Security headers on every response, JSON and errors included; a
-        // handler that sets one itself keeps its own.
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_FRAME_OPTIONS,
-            HeaderValue::from_static("DENY"),
-        ))
+        .layer(axum::middleware::map_response(security_headers))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
 }
@@ -86,6 +69,24 @@ fn routes(state: AppState) -> Router<AppState> {
         .route("/health", get(health::health))
         .layer(DefaultBodyLimit::max(PUBLIC_BODY_LIMIT))
         .nest("/api", api::router(state))
+}
+
+/// Security headers on every response, JSON and errors included; a
+/// handler that sets one itself keeps its own. One layer for all four:
+/// each layer is a future wrapped around every request.
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+    ] {
+        headers
+            .entry(name)
+            .or_insert_with(|| HeaderValue::from_static(value));
+    }
+    response
 }
 
 /// The request span names the path with its token segments redacted

@@ -4,10 +4,14 @@
 //! - At most `http.max_connections` connections are served at once; more
 //!   wait in the kernel's listen queue, so a flood costs no memory here.
 //! - A request's line and headers must arrive within `header_timeout_secs`
-//!   (hyper's header-read timer), its body within `body_timeout_secs`
-//!   (tower-http's body timeout), and a connection that reads and writes
-//!   nothing for `idle_timeout_secs` is closed (a slow reader, an idle
-//!   keep-alive).
+//!   (hyper's header-read timer, which also runs while a keep-alive
+//!   connection waits for its next request), and its body within
+//!   `body_timeout_secs` (tower-http's body timeout). A client that stops
+//!   reading cannot hold a connection either: herald's public pages are a
+//!   few KB, far below the socket buffers, so the answer is written and the
+//!   connection goes back to waiting for a request head. (A read/write
+//!   idle timer around each socket was tried and dropped: it re-armed a
+//!   timer on every read and cost /subscribe measurably.)
 //! - On shutdown the listener closes at once, connections are asked to
 //!   finish their current request, and whatever is still open at the
 //!   deadline is dropped: the deadline holds whatever clients do.
@@ -22,7 +26,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use tokio_io_timeout::TimeoutStream;
 use tokio_util::sync::CancellationToken;
 use tower_http::add_extension::AddExtension;
 use tower_http::timeout::RequestBodyTimeout;
@@ -38,7 +41,6 @@ pub async fn serve(
 ) {
     let body_timeout = Duration::from_secs(limits.body_timeout_secs.max(1));
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let idle = Some(Duration::from_secs(limits.idle_timeout_secs.max(1)));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(limits.header_timeout_secs.max(1)))
@@ -67,10 +69,7 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let mut stream = TimeoutStream::new(stream);
-        stream.set_read_timeout(idle);
-        stream.set_write_timeout(idle);
-        let io = TokioIo::new(Box::pin(stream));
+        let io = TokioIo::new(stream);
         let service = TowerToHyperService::new(AddExtension::new(
             RequestBodyTimeout::new(app.clone(), body_timeout),
             ConnectInfo(peer),
