@@ -64,7 +64,7 @@ impl AppState {
         for url in &config.feeds.urls {
             let (id, created) = crate::feeds::add_feed(&store, &config.feeds, url).await?;
             if created {
-                tracing::info!(feed_id = id, %url, "feed from the configuration added");
+                tracing::info!(feed_id = id, url = %crate::redact::mask_url(url), "feed from the configuration added");
             }
         }
         let mailer = Mailer::from_config(&config)?;

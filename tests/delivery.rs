@@ -22,11 +22,14 @@ async fn app_with_digest(
 }
 
 async fn permanent_rejection_fails_the_recipient_with_the_server_reply(backend: Backend) {
+    // "550 5.1.1 … User unknown" for both: a reply about the recipient.
+    let server = common::faulty_smtp::start(0, "@example.com").await;
     let (app, id) = app_with_digest(
         backend,
-        SmtpSink::start(&["-f", "RCPT"]),
+        SmtpSink::start(&[]),
         &["a@example.com", "b@example.com"],
         |c| {
+            c.smtp_url = Some(format!("smtp://127.0.0.1:{}", server.port));
             c.delivery.bounce_threshold = 1;
         },
     )

@@ -138,6 +138,60 @@ async fn a_relay_refusing_the_sender_or_the_message_never_bounces_a_subscriber(b
     }
 }
 
+/// A 5xx at RCPT that is about the relay, not the recipient, never bounces
+/// anybody. Tried: a relay that refuses to relay ("554 5.7.1 Relay access
+/// denied", the first mistake with a new relay), one that wants AUTH ("530
+/// 5.7.0"), and smtp-sink's -f RCPT ("500 5.3.0 Error: command failed").
+async fn a_relay_refusing_every_recipient_for_its_own_reasons_bounces_nobody(backend: Backend) {
+    use common::faulty_smtp::{start_with, Faults};
+    for reply in [
+        Some("554 5.7.1 <ann@example.com>: Relay access denied"),
+        Some("530 5.7.0 Authentication required"),
+        None,
+    ] {
+        let relay = match reply {
+            Some(reply) => Some(
+                start_with(Faults {
+                    every_rcpt_reply: Some(reply),
+                    ..Faults::default()
+                })
+                .await,
+            ),
+            None => None,
+        };
+        let sink = match reply {
+            Some(_) => SmtpSink::start(&[]),
+            None => SmtpSink::start(&["-f", "RCPT"]),
+        };
+        let relay_port = relay.as_ref().map(|r| r.port);
+        let (app, id) = app_with_digest(
+            backend,
+            sink,
+            &["ann@example.com", "bob@example.com"],
+            |c| {
+                if let Some(port) = relay_port {
+                    c.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+                }
+                c.delivery.bounce_threshold = 1;
+                c.delivery.max_attempts = 2;
+                c.delivery.retry_base_ms = 50;
+            },
+        )
+        .await;
+        app.start_worker();
+        let status = app.wait_digest_done(id, Duration::from_secs(20)).await;
+        assert_eq!(status["counts"]["failed"], 2, "{reply:?}: {status}");
+        for who in ["ann@example.com", "bob@example.com"] {
+            assert_eq!(
+                app.subscriber_status(who).await.as_deref(),
+                Some("confirmed"),
+                "{reply:?}: {who} was counted as bounced"
+            );
+        }
+        app.shutdown().await;
+    }
+}
+
 async fn a_server_that_refuses_a_second_ehlo_still_gets_mail(backend: Backend) {
     let server = PythonSmtp::start_stock();
     let url = format!("smtp://127.0.0.1:{}", server.port);
@@ -217,6 +271,7 @@ async fn a_relay_that_cannot_be_reached_shows_in_digest_status_and_health(backen
 both_backends!(
     a_relay_without_8bitmime_gets_quoted_printable_and_nobody_bounces,
     a_relay_refusing_the_sender_or_the_message_never_bounces_a_subscriber,
+    a_relay_refusing_every_recipient_for_its_own_reasons_bounces_nobody,
     a_server_that_refuses_a_second_ehlo_still_gets_mail,
     a_relay_that_cannot_be_reached_shows_in_digest_status_and_health,
 );

@@ -134,11 +134,41 @@ pub(super) async fn transact(
 }
 
 /// A 5xx is about the recipient only at RCPT; elsewhere (MAIL, DATA, the
-/// end of data) it is about the server, the sender or the message.
+/// end of data) it is about the server, the sender or the message. Even at
+/// RCPT, a reply whose enhanced status is not about the address or the
+/// mailbox ("554 5.7.1 Relay access denied": the relay's configuration;
+/// "500 5.3.0": the mail system) is the server's, or a relay that refuses to
+/// relay would mark the whole list bounced.
 fn classify_at(stage: Stage, e: lettre::transport::smtp::Error) -> SendError {
     match classify_error(e) {
-        SendError::Permanent(m) if stage != Stage::Rcpt => SendError::Refused(m),
+        SendError::Permanent(m) if stage != Stage::Rcpt || !is_about_the_recipient(&m) => {
+            SendError::Refused(m)
+        }
         other => other,
+    }
+}
+
+/// Whether a permanent reply to RCPT names a problem of this recipient:
+/// RFC 3463 enhanced status 5.1.x (the address) or 5.2.x (the mailbox);
+/// without an enhanced status, 550, 551 or 553 (RFC 5321's mailbox
+/// replies). `text` is lettre's "permanent error (550): 5.1.1 …".
+fn is_about_the_recipient(text: &str) -> bool {
+    let Some((head, reply)) = text.split_once("): ") else {
+        return true;
+    };
+    let code = head.rsplit('(').next().unwrap_or("");
+    let enhanced = reply.split_whitespace().next().unwrap_or("");
+    let mut parts = enhanced.split('.');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("5"), Some(subject), Some(detail))
+            if subject.chars().all(|c| c.is_ascii_digit())
+                && !subject.is_empty()
+                && !detail.is_empty()
+                && detail.chars().all(|c| c.is_ascii_digit()) =>
+        {
+            subject == "1" || subject == "2"
+        }
+        _ => matches!(code, "550" | "551" | "553"),
     }
 }
 
@@ -207,6 +237,28 @@ pub(super) fn classify_error(e: lettre::transport::smtp::Error) -> SendError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_replies_about_the_address_or_mailbox_count_against_a_recipient() {
+        for recipient in [
+            "permanent error (550): 5.1.1 <a@example.com>: Recipient address rejected: User unknown",
+            "permanent error (552): 5.2.2 Mailbox full",
+            "permanent error (550): Requested action not taken: mailbox unavailable",
+            "permanent error (553): mailbox name not allowed",
+        ] {
+            assert!(is_about_the_recipient(recipient), "{recipient}");
+        }
+        for server in [
+            "permanent error (554): 5.7.1 <a@example.com>: Relay access denied",
+            "permanent error (500): 5.3.0 Error: command failed",
+            "permanent error (530): 5.7.0 Authentication required",
+            "permanent error (550): 5.7.1 Client host rejected",
+            "permanent error (554): Transaction failed",
+            "permanent error (552): Too many recipients",
+        ] {
+            assert!(!is_about_the_recipient(server), "{server}");
+        }
+    }
 
     #[test]
     fn dot_stuffing_matches_smtp() {

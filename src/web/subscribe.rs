@@ -159,7 +159,7 @@ pub async fn submit(
         }
     };
     if body.is_from_a_bot() {
-        tracing::info!("a signup filled the honeypot field; nothing stored or sent");
+        tracing::debug!("a signup filled the honeypot field; nothing stored or sent");
     } else if let Err(refused) = sign_up(&state, kind, &body, client, &headers).await {
         return refused;
     }

@@ -36,6 +36,9 @@ pub struct Faults {
     pub silent_until: Option<Instant>,
     /// Until then, the server stops answering halfway through DATA.
     pub stall_data_until: Option<Instant>,
+    /// Every RCPT gets this reply (CRLF added), e.g. a relay that refuses
+    /// to relay: "554 5.7.1 Relay access denied".
+    pub every_rcpt_reply: Option<&'static str>,
 }
 
 pub struct FaultySmtp {
@@ -61,6 +64,7 @@ pub async fn start_with(faults: Faults) -> FaultySmtp {
         throttle_until,
         silent_until,
         stall_data_until,
+        every_rcpt_reply,
     } = faults;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
@@ -118,7 +122,10 @@ pub async fn start_with(faults: Faults) -> FaultySmtp {
                         state ^= state << 13;
                         state ^= state >> 7;
                         state ^= state << 17;
-                        if reject_marker.is_some_and(|m| addr.contains(m)) {
+                        if let Some(reply) = every_rcpt_reply {
+                            record.permanent_rejections.fetch_add(1, Ordering::Relaxed);
+                            format!("{reply}\r\n")
+                        } else if reject_marker.is_some_and(|m| addr.contains(m)) {
                             record.permanent_rejections.fetch_add(1, Ordering::Relaxed);
                             format!(
                                 "550 5.1.1 <{addr}>: Recipient address rejected: User unknown\r\n"
