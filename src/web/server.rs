@@ -48,8 +48,10 @@ pub async fn serve(
     let mut connections = JoinSet::new();
     loop {
         let slot = tokio::select! {
-            _ = shutdown.cancelled() => break,
+            // Finished connections are reaped before anything else.
+            biased;
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            _ = shutdown.cancelled() => break,
             slot = slots.clone().acquire_owned() => match slot {
                 Ok(slot) => slot,
                 Err(_) => break,
