@@ -8,7 +8,7 @@ CREATE UNIQUE INDEX subscribers_identity ON subscribers (email_key);
 -- The key is a function of the address, so its uniqueness implies the
 -- address's: the address's own unique index is one index too many on the
 -- signup path. (SQLite cannot drop a column constraint without rebuilding
--- the table; there both stay.)
+-- the table: Store::migrate rebuilds it once, store/sqlite_rebuild.rs.)
 ALTER TABLE subscribers DROP CONSTRAINT IF EXISTS subscribers_email_key;
 -- The global cap on confirmation mails counts the ones sent in the last
 -- minute. Partial, so that queueing a confirmation (sent_at NULL: every

@@ -13,6 +13,7 @@ mod pacing;
 mod settings;
 mod signups;
 mod smtp_health;
+mod sqlite_rebuild;
 mod subscribers;
 
 pub use articles::{ArticleRow, NewArticle};
@@ -156,7 +157,10 @@ impl Store {
 
     pub async fn migrate(&self) -> Result<()> {
         match self {
-            Store::Sqlite(pool) => sqlx::migrate!("migrations/sqlite").run(pool).await?,
+            Store::Sqlite(pool) => {
+                sqlx::migrate!("migrations/sqlite").run(pool).await?;
+                sqlite_rebuild::drop_address_constraint(pool).await?;
+            }
             Store::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
         }
         self.backfill_email_keys().await?;
