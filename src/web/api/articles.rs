@@ -1,4 +1,4 @@
-use super::{ApiError, ApiJson};
+use super::ApiError;
 use crate::articles::{self, ArticleInput};
 use crate::startup::AppState;
 use axum::extract::State;
@@ -9,7 +9,7 @@ use axum::Json;
 /// was known and the article was updated.
 pub async fn create(
     State(state): State<AppState>,
-    ApiJson(input): ApiJson<ArticleInput>,
+    Json(input): Json<ArticleInput>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     match articles::add_article(&state.store, input).await {
         Ok((id, created)) => Ok((

@@ -1,4 +1,4 @@
-use super::{ApiError, ApiJson};
+use super::ApiError;
 use crate::domain::feed_settings::{BackfillDays, PollInterval};
 use crate::domain::{DomainError, WebUrl};
 use crate::feeds::{self, Poller};
@@ -26,7 +26,7 @@ fn bad_number(field: &str, e: DomainError) -> ApiError {
 /// for a number out of it.
 pub async fn create(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<NewFeed>,
+    Json(body): Json<NewFeed>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let url = WebUrl::parse(&body.url)
         .map_err(|_| ApiError::BadRequest("the feed URL must be an absolute http(s) URL".into()))?;

@@ -152,31 +152,6 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// JSON body extraction whose failures answer in the API's error shape.
-pub struct ApiJson<T>(pub T);
-
-impl<T, S> axum::extract::FromRequest<S> for ApiJson<T>
-where
-    T: serde::de::DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = Response;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(ApiJson(v)),
-            Err(rejection) => {
-                let status = rejection.status();
-                Err((
-                    status,
-                    Json(serde_json::json!({"error": rejection.body_text()})),
-                )
-                    .into_response())
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::bearer_token;
