@@ -26,6 +26,12 @@ if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
     python3 -m pip install --quiet aiosmtpd 2>/dev/null \
         || install_missing scripts/test.sh python3-aiosmtpd
 fi
+# dkimpy and PyNaCl (its Ed25519): the independent DKIM verifier of tests/dkim.rs.
+if ! python3 -c 'import dkim, nacl' 2>/dev/null; then
+    log "installing dkimpy and pynacl"
+    python3 -m pip install --quiet dkimpy pynacl 2>/dev/null \
+        || install_missing scripts/test.sh python3-dkim python3-nacl
+fi
 
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 if cargo nextest --version >/dev/null 2>&1; then

@@ -16,6 +16,7 @@ use figment::Figment;
 use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
 
+mod dkim;
 mod smtp;
 
 #[derive(Debug, Parser)]
@@ -90,6 +91,14 @@ pub enum Command {
     /// See the SMTP servers' state and resume one that herald stopped.
     #[command(subcommand)]
     Smtp(smtp::SmtpCommand),
+    /// DKIM keys: generate one and the DNS record to publish.
+    #[command(subcommand)]
+    Dkim(dkim::DkimCommand),
+    /// Read one mail on stdin and act on it: a bounce report (DSN), a
+    /// complaint (ARF feedback report) or an unsubscribe by mail. For a
+    /// Postfix pipe transport or a procmail rule. Exit status 75 (try
+    /// again later) when the database cannot be reached.
+    Inbound,
 }
 
 #[derive(Debug, Subcommand)]
@@ -192,6 +201,9 @@ pub enum BenchCommand {
         /// Message size in bytes.
         #[arg(long, default_value_t = 20_000)]
         size: usize,
+        /// Comma-separated DKIM signing runs (keys made for the run).
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "none")]
+        dkim: Vec<crate::bench::Signing>,
     },
     /// Time queueing one digest for N confirmed subscribers.
     Enqueue {
@@ -231,6 +243,14 @@ pub enum SubscribersCommand {
         #[arg(long, default_value_t = 100)]
         limit: i64,
     },
+    /// The newest bounces, complaints and unsubscribes by mail.
+    Events {
+        /// bounce, soft_bounce, complaint or unsubscribe.
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=1000))]
+        limit: i64,
+    },
 }
 
 pub fn init_tracing() {
@@ -268,6 +288,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Digest(cmd) => digest_cmd(config, cmd).await,
         Command::Subscribers(cmd) => subscribers(config, cmd).await,
         Command::Smtp(cmd) => smtp::run(config, cmd).await,
+        Command::Dkim(cmd) => dkim::run(&config, cmd),
+        Command::Inbound => inbound(config).await,
         Command::Bench(cmd) => bench(cmd).await,
     }
 }
@@ -281,6 +303,7 @@ async fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
             database,
             postgres_url,
             size,
+            dkim,
         } => {
             crate::bench::send(
                 subscribers,
@@ -288,6 +311,7 @@ async fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
                 database,
                 postgres_url.as_deref(),
                 size,
+                &dkim,
             )
             .await
         }
@@ -563,6 +587,11 @@ async fn digest_cmd(config: Config, cmd: DigestCommand) -> anyhow::Result<()> {
                 "recipients {}: sent {}, queued {} (retrying {}), in flight {}, stuck {}, failed {}, skipped {}",
                 d.recipients, c.sent, c.queued, c.retrying, c.in_flight, c.stuck, c.failed, c.skipped
             );
+            let r = store.digest_event_counts(id).await?;
+            println!(
+                "reported after sending: bounces {}, soft bounces {}, complaints {}, unsubscribes by mail {}",
+                r.bounces, r.soft_bounces, r.complaints, r.unsubscribes_by_mail
+            );
             for (email, error) in store.failed_deliveries(id, 50).await? {
                 println!("  failed {email}: {}", error.unwrap_or_default());
             }
@@ -587,14 +616,17 @@ async fn digest_cmd(config: Config, cmd: DigestCommand) -> anyhow::Result<()> {
         DigestCommand::Status { id: None } => {
             for d in store.recent_digests(10).await? {
                 let c = store.digest_counts(d.id, now_millis()).await?;
+                let r = store.digest_event_counts(d.id).await?;
                 println!(
-                    "{:>5}  {:<9}  {}  sent {}/{}  failed {}  {}",
+                    "{:>5}  {:<9}  {}  sent {}/{}  failed {}  bounces {}  complaints {}  {}",
                     d.id,
                     d.status,
                     format_rfc3339(d.created_at),
                     c.sent,
                     d.recipients,
                     c.failed,
+                    r.bounces,
+                    r.complaints,
                     d.subject
                 );
             }
@@ -639,6 +671,34 @@ async fn digest_cmd(config: Config, cmd: DigestCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `herald inbound`: one message on stdin. Anything herald does not act
+/// on exits 0 (the mail is consumed, not bounced back); a failure that a
+/// retry may cure exits 75, EX_TEMPFAIL, so the MTA keeps the message.
+async fn inbound(config: Config) -> anyhow::Result<()> {
+    use std::io::Read as _;
+    const EX_TEMPFAIL: i32 = 75;
+    let mut raw = Vec::new();
+    // Read before anything else runs: nothing waits on this thread yet.
+    std::io::stdin()
+        .take(crate::inbound::MAX_MESSAGE_BYTES as u64 + 1)
+        .read_to_end(&mut raw)
+        .context("reading the message on stdin")?;
+    let handled = match state(config).await {
+        Ok(state) => crate::inbound::handle(&state, raw, "stdin").await,
+        Err(e) => Err(e),
+    };
+    match handled {
+        Ok(handled) => {
+            println!("{}", serde_json::to_string(&handled)?);
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("herald inbound: {e:#}");
+            std::process::exit(EX_TEMPFAIL);
+        }
+    }
+}
+
 async fn subscribers(config: Config, cmd: SubscribersCommand) -> anyhow::Result<()> {
     let state = state(config).await?;
     match cmd {
@@ -662,6 +722,28 @@ async fn subscribers(config: Config, cmd: SubscribersCommand) -> anyhow::Result<
                     s.status,
                     s.email,
                     s.name.unwrap_or_default()
+                );
+            }
+        }
+        SubscribersCommand::Events { kind, limit } => {
+            if let Some(k) = &kind {
+                if !["bounce", "soft_bounce", "complaint", "unsubscribe"].contains(&k.as_str()) {
+                    bail!("unknown kind {k:?}: use bounce, soft_bounce, complaint or unsubscribe");
+                }
+            }
+            for e in state
+                .store
+                .recent_subscriber_events(kind.as_deref(), limit)
+                .await?
+            {
+                println!(
+                    "{}  {:<11}  {:<8}  {}  digest {}  {}",
+                    format_rfc3339(e.created_at),
+                    e.kind,
+                    e.source,
+                    e.email,
+                    e.digest_id.map_or("-".to_string(), |d| d.to_string()),
+                    e.detail
                 );
             }
         }

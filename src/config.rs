@@ -48,6 +48,45 @@ pub struct Config {
     pub feeds: FeedsConfig,
     pub http: HttpConfig,
     pub signup: SignupConfig,
+    pub dkim: DkimConfig,
+    pub inbound: InboundConfig,
+}
+
+/// Mail that comes back: bounces, complaints, unsubscribes by mail (`herald
+/// inbound`, `POST /inbound`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InboundConfig {
+    /// The List-Unsubscribe mailto address. Each copy's is
+    /// `local+TOKEN@domain?subject=unsubscribe%20TOKEN`. Default: the From
+    /// address, with the token in the subject only.
+    pub unsubscribe_address: Option<String>,
+    /// Envelope sender (Return-Path) of digests, per copy
+    /// `local+TOKEN@domain` (VERP), so a bounce names its subscriber even
+    /// when it does not return the message's headers. Default: the From address.
+    pub bounce_address: Option<String>,
+    /// Bearer token of `POST /inbound`. Unset: `/inbound` answers 404.
+    pub token: Option<String>,
+}
+
+/// DKIM signing: every message gets one signature per key. Two keys (one
+/// RSA, one Ed25519) sign every message twice.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DkimConfig {
+    pub keys: Vec<DkimKeyConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DkimKeyConfig {
+    /// The record is published at `{selector}._domainkey.{domain}`.
+    pub selector: String,
+    /// Default: the From address's domain.
+    pub domain: Option<String>,
+    /// PEM private key, RSA (2048 bits or more) or Ed25519: what `herald
+    /// dkim generate` writes. Relative paths are taken from the working directory.
+    pub private_key_file: PathBuf,
 }
 
 /// Limits of the web server toward its clients: none of them can hold a
@@ -220,6 +259,8 @@ impl Default for Config {
             feeds: FeedsConfig::default(),
             http: HttpConfig::default(),
             signup: SignupConfig::default(),
+            dkim: DkimConfig::default(),
+            inbound: InboundConfig::default(),
         }
     }
 }

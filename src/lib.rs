@@ -12,6 +12,7 @@ pub mod delivery;
 pub mod digest;
 pub mod domain;
 pub mod feeds;
+pub mod inbound;
 pub mod mail;
 pub mod private_files;
 pub mod redact;

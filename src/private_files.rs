@@ -66,3 +66,16 @@ pub fn restrict_file(path: &Path) -> io::Result<()> {
         Err(e) => Err(e),
     }
 }
+
+/// Writes `bytes` to a new file of mode 0600; an existing file is never
+/// overwritten (`AlreadyExists`).
+pub fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write as _;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}

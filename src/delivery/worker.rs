@@ -31,6 +31,7 @@ use crate::domain::time::now_millis;
 use crate::domain::token::LinkSigner;
 use crate::mail::{DigestTemplate, Mailer, Outgoing, SendError};
 use crate::store::{ClaimedDelivery, DeliveryOutcome, DigestRow, Store};
+use lettre::address::Envelope;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -343,6 +344,7 @@ async fn prepared_digest(
         &body_html,
         &body_text,
     )
+    .map(|t| t.with_dkim(ctx.mailer.dkim.clone()))
     .map_err(|e| {
         tracing::error!(digest_id = id, error = %e, "could not build the digest's message");
         e.to_string()
@@ -531,10 +533,7 @@ async fn send_digest_copy(
     let token = ctx.signer.unsubscribe_token(c.subscriber_id, &c.email);
     let page_url = format!("{}/unsubscribe/{token}", ctx.base_url);
     let one_click_url = format!("{}/unsubscribe/one-click/{token}", ctx.base_url);
-    let mailto = format!(
-        "mailto:{}?subject=unsubscribe%20{token}",
-        ctx.mailer.from.email
-    );
+    let mailto = ctx.mailer.unsubscribe_mailto(&token);
     let template = match &d.template {
         Ok(template) => template,
         Err(e) => {
@@ -552,7 +551,19 @@ async fn send_digest_copy(
         &mailto,
     );
     let (envelope, message) = match rendered {
-        Ok(m) => m,
+        // VERP: a bounce to this sender names the subscriber by its token.
+        Ok((envelope, message)) => match ctx.mailer.bounce_sender(&token) {
+            Some(sender) => match Envelope::new(Some(sender), envelope.to().to_vec()) {
+                Ok(envelope) => (envelope, message),
+                Err(e) => {
+                    return DeliveryOutcome::Failed {
+                        error: format!("envelope: {e}"),
+                        is_permanent: false,
+                    }
+                }
+            },
+            None => (envelope, message),
+        },
         Err(e) => {
             return DeliveryOutcome::Failed {
                 error: e.to_string(),

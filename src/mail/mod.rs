@@ -3,6 +3,7 @@
 //! configured, .eml files in the outbox directory. No SMTP code lives outside this module.
 
 mod build;
+pub mod dkim;
 pub mod pool;
 pub mod servers;
 mod seven_bit;
@@ -12,7 +13,9 @@ mod tls;
 mod transaction;
 
 pub use build::{confirmation_bodies, confirmation_message};
-pub use template::{sample_digest_bodies, time_per_copy, DigestTemplate};
+pub use template::{
+    sample_digest_bodies, time_body_hash, time_per_copy, time_per_signed_copy, DigestTemplate,
+};
 
 use crate::config::{Config, SmtpServerConfig};
 use lettre::address::Envelope;
@@ -38,6 +41,8 @@ pub enum Error {
     OutboxDir(PathBuf, std::io::Error),
     #[error("could not build the message: {0}")]
     Build(String),
+    #[error(transparent)]
+    Dkim(#[from] dkim::DkimError),
 }
 
 /// Why a send did not go through, as delivery needs to know it.
@@ -98,6 +103,12 @@ enum Transport {
 pub struct Mailer {
     transport: Transport,
     pub from: Mailbox,
+    /// Signs every message when DKIM keys are configured.
+    pub dkim: Option<Arc<dkim::Dkim>>,
+    /// `[inbound] unsubscribe_address`, split at the @.
+    unsubscribe_address: Option<(String, String)>,
+    /// `[inbound] bounce_address`, split at the @.
+    bounce_address: Option<(String, String)>,
 }
 
 impl std::fmt::Debug for Mailer {
@@ -116,6 +127,42 @@ impl Mailer {
     /// SMTP as configured (`smtp_servers`, or the one `smtp_url`), else the
     /// outbox directory.
     pub fn from_config(config: &Config) -> Result<Self, Error> {
+        let mut mailer = Self::transport_from_config(config)?;
+        mailer.dkim = load_dkim(config, &mailer.from)?;
+        mailer.unsubscribe_address = config
+            .inbound
+            .unsubscribe_address
+            .as_deref()
+            .map(|a| split_address("inbound.unsubscribe_address", a))
+            .transpose()?;
+        mailer.bounce_address = config
+            .inbound
+            .bounce_address
+            .as_deref()
+            .map(|a| split_address("inbound.bounce_address", a))
+            .transpose()?;
+        Ok(mailer)
+    }
+
+    /// A copy's List-Unsubscribe mailto: `unsubscribe+TOKEN@…` when an
+    /// unsubscribe address is configured, else the From address; the
+    /// subject names the token either way.
+    pub fn unsubscribe_mailto(&self, token: &str) -> String {
+        match &self.unsubscribe_address {
+            Some((local, domain)) => {
+                format!("mailto:{local}+{token}@{domain}?subject=unsubscribe%20{token}")
+            }
+            None => format!("mailto:{}?subject=unsubscribe%20{token}", self.from.email),
+        }
+    }
+
+    /// A copy's envelope sender (VERP) when a bounce address is configured.
+    pub fn bounce_sender(&self, token: &str) -> Option<lettre::Address> {
+        let (local, domain) = self.bounce_address.as_ref()?;
+        lettre::Address::new(format!("{local}+{token}"), domain).ok()
+    }
+
+    fn transport_from_config(config: &Config) -> Result<Self, Error> {
         let d = &config.delivery;
         let mut specs = config.smtp_servers.clone();
         match (&config.smtp_url, specs.is_empty()) {
@@ -170,6 +217,9 @@ impl Mailer {
         Ok(Self {
             transport: Transport::Smtp(Arc::new(Servers::new(servers))),
             from: parse_from(&config.from)?,
+            dkim: None,
+            unsubscribe_address: None,
+            bounce_address: None,
         })
     }
 
@@ -179,6 +229,9 @@ impl Mailer {
         Ok(Self {
             transport: Transport::File(AsyncFileTransport::new(&dir), dir),
             from: parse_from(from)?,
+            dkim: None,
+            unsubscribe_address: None,
+            bounce_address: None,
         })
     }
 
@@ -317,7 +370,32 @@ fn rate_limit(name: &str, spec: &SmtpServerConfig) -> Result<Option<RateLimit>, 
     })
 }
 
-fn parse_from(from: &str) -> Result<Mailbox, Error> {
+/// An operator's address, as local part and domain.
+fn split_address(setting: &str, address: &str) -> Result<(String, String), Error> {
+    let parsed: lettre::Address = address
+        .parse()
+        .map_err(|e| Error::From(address.to_string(), format!("{setting}: {e}")))?;
+    Ok((parsed.user().to_string(), parsed.domain().to_string()))
+}
+
+/// The configured DKIM keys, read once at start so a bad key stops herald.
+fn load_dkim(config: &Config, from: &Mailbox) -> Result<Option<Arc<dkim::Dkim>>, Error> {
+    if config.dkim.keys.is_empty() {
+        return Ok(None);
+    }
+    let mut keys = Vec::with_capacity(config.dkim.keys.len());
+    for k in &config.dkim.keys {
+        let domain = k.domain.as_deref().unwrap_or(from.email.domain());
+        keys.push(dkim::DkimKey::load(
+            &k.private_key_file,
+            &k.selector,
+            domain,
+        )?);
+    }
+    Ok(Some(Arc::new(dkim::Dkim::new(keys))))
+}
+
+pub fn parse_from(from: &str) -> Result<Mailbox, Error> {
     from.parse::<Mailbox>()
         .map_err(|e| Error::From(from.to_string(), e.to_string()))
 }

@@ -16,6 +16,7 @@ use super::build::{
     digest_message, list_unsubscribe_header, message_id, overlong_header_line, recipient,
     DigestBodies, DigestCopy,
 };
+use super::dkim::{BodyHashBuilder, BodyHashTemplate, Dkim};
 use super::Error;
 use crate::digest::render::UNSUBSCRIBE_PLACEHOLDER;
 use lettre::address::Envelope;
@@ -24,7 +25,7 @@ use lettre::message::{Body, Mailbox, Mailboxes};
 use rand::RngCore;
 use std::fmt::Write as _;
 use std::ops::Range;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// RFC 5322's limit on a line, CRLF excluded.
 const MAX_LINE: usize = 998;
@@ -42,6 +43,8 @@ pub struct DigestTemplate {
     /// Quoted-printable bodies, for a server without 8BITMIME: built the
     /// first time one needs it (seven_bit.rs).
     seven_bit: OnceLock<Result<Splice, String>>,
+    /// Signs each copy when DKIM keys are configured.
+    dkim: Option<Arc<Dkim>>,
 }
 
 /// The message cut into literal bytes and the places where a copy's own
@@ -56,6 +59,8 @@ struct Splice {
     /// within `MAX_LINE`.
     text_lines: Vec<LineWithUrls>,
     html_lines: Vec<LineWithUrls>,
+    /// The body canonicalized for DKIM once, holes at the URLs.
+    body_hash: BodyHashTemplate,
 }
 
 #[derive(Debug, Clone)]
@@ -138,7 +143,14 @@ impl DigestTemplate {
             bodies,
             splice,
             seven_bit: OnceLock::new(),
+            dkim: None,
         })
+    }
+
+    /// Copies are DKIM-signed with these keys.
+    pub fn with_dkim(mut self, dkim: Option<Arc<Dkim>>) -> Self {
+        self.dkim = dkim;
+        self
     }
 
     /// The same copy as `render`, 7bit: quoted-printable bodies, for a
@@ -178,14 +190,33 @@ impl DigestTemplate {
         let envelope = Envelope::new(Some(self.from.email.clone()), vec![to.email.clone()])
             .map_err(|e| Error::Build(format!("envelope: {e}")))?;
         let lines = self.per_copy_headers(to, one_click_url, unsubscribe_mailto)?;
-        Ok((
-            envelope,
-            splice.assemble(
-                &lines,
-                &super::seven_bit::value(page_url),
-                &super::seven_bit::value(&escaped_url),
-            ),
-        ))
+        let (text_url, html_url) = (
+            super::seven_bit::value(page_url),
+            super::seven_bit::value(&escaped_url),
+        );
+        let message = splice.assemble(&lines, &text_url, &html_url);
+        Ok((envelope, self.sign(splice, message, &text_url, &html_url)?))
+    }
+
+    /// The copy with its DKIM signatures in front, when keys are configured.
+    fn sign(
+        &self,
+        splice: &Splice,
+        message: Vec<u8>,
+        text_url: &str,
+        html_url: &str,
+    ) -> Result<Vec<u8>, Error> {
+        let Some(dkim) = &self.dkim else {
+            return Ok(message);
+        };
+        let body_hash = splice
+            .body_hash
+            .hash(splice.urls().map(|part| match part {
+                Part::Text => text_url.as_bytes(),
+                Part::Html => html_url.as_bytes(),
+            }))
+            .unwrap_or_else(|| super::dkim::body_hash(&message));
+        Ok(dkim.sign(&message, &body_hash)?)
     }
 
     /// Whether copies are spliced (bodies 8bit-safe) rather than built by
@@ -220,7 +251,11 @@ impl DigestTemplate {
                 let envelope = Envelope::new(Some(self.from.email.clone()), vec![to.email.clone()])
                     .map_err(|e| Error::Build(format!("envelope: {e}")))?;
                 let lines = self.per_copy_headers(to, one_click_url, unsubscribe_mailto)?;
-                Ok((envelope, splice.assemble(&lines, page_url, &escaped_url)))
+                let message = splice.assemble(&lines, page_url, &escaped_url);
+                Ok((
+                    envelope,
+                    self.sign(splice, message, page_url, &escaped_url)?,
+                ))
             }
             _ => self.build(
                 to_email,
@@ -255,7 +290,12 @@ impl DigestTemplate {
                 list_id: &self.list_id,
             },
         )?;
-        Ok((message.envelope().clone(), message.formatted()))
+        let formatted = message.formatted();
+        let formatted = match &self.dkim {
+            Some(dkim) => dkim.sign_message(&formatted)?,
+            None => formatted,
+        };
+        Ok((message.envelope().clone(), formatted))
     }
 
     /// The copy's own header lines, each formatted by lettre's header
@@ -371,27 +411,40 @@ impl Splice {
             html_urls: 0,
             text_lines: lines_with_urls(text),
             html_lines: lines_with_urls(html),
+            body_hash: BodyHashBuilder::default().build(),
         };
+        // The body starts after the blank line; only it is hashed for DKIM.
+        let body_start = header_end + 2;
+        let mut body_hash = BodyHashBuilder::default();
         let mut at = 0;
         for (range, cut) in cuts {
             let literal = formatted
                 .get(at..range.start)
                 .ok_or_else(|| Error::Build("template: overlapping cuts".into()))?;
             splice.push_literal(literal);
+            body_hash.literal(
+                formatted
+                    .get(body_start.max(at)..range.start)
+                    .unwrap_or(&[]),
+            );
             match cut {
                 Cut::Header(h) => splice.pieces.push(Piece::Header(h)),
                 Cut::Body(body, part) => {
                     for (i, chunk) in body.split(UNSUBSCRIBE_PLACEHOLDER).enumerate() {
                         if i > 0 {
                             splice.push_url(part);
+                            body_hash.hole();
                         }
                         splice.push_literal(chunk.as_bytes());
+                        body_hash.literal(chunk.as_bytes());
                     }
                 }
             }
             at = range.end;
         }
         splice.push_literal(&formatted[at..]);
+        body_hash.literal(&formatted[body_start.max(at)..]);
+        splice.body_hash = body_hash.build();
         Ok(splice)
     }
 
@@ -414,6 +467,14 @@ impl Splice {
             Part::Html => self.html_urls += 1,
         }
         self.pieces.push(Piece::Url(part));
+    }
+
+    /// Which body each URL goes into, in the order they appear.
+    fn urls(&self) -> impl Iterator<Item = Part> + '_ {
+        self.pieces.iter().filter_map(|p| match p {
+            Piece::Url(part) => Some(*part),
+            _ => None,
+        })
     }
 
     /// Whether body lines stay within `MAX_LINE` with these URLs in.
@@ -555,12 +616,7 @@ pub fn time_per_copy(
     copies: u32,
 ) -> Result<(std::time::Duration, std::time::Duration), Error> {
     let copies = copies.max(1);
-    let (subject, list_id) = ("herald bench: a digest", "\"herald\" <digest.localhost>");
-    let (page, one_click, mailto) = (
-        "https://news.example/unsubscribe/t0k3n?from=digest&lang=fr",
-        "https://news.example/unsubscribe/one-click/t0k3n",
-        "mailto:digest@news.example?subject=unsubscribe%20t0k3n",
-    );
+    let (subject, list_id, page, one_click, mailto) = BENCH_COPY;
     let bodies = DigestBodies::prepare(html, text);
     let mut total = 0usize;
     let start = std::time::Instant::now();
@@ -582,7 +638,31 @@ pub fn time_per_copy(
         total += message.formatted().len();
     }
     let builder = start.elapsed() / copies;
-    let template = DigestTemplate::prepare(from, subject, list_id, html, text)?;
+    tracing::debug!(total, "bytes built");
+    let spliced = time_per_signed_copy(from, html, text, copies, None)?;
+    Ok((builder, spliced))
+}
+
+const BENCH_COPY: (&str, &str, &str, &str, &str) = (
+    "herald bench: a digest",
+    "\"herald\" <digest.localhost>",
+    "https://news.example/unsubscribe/t0k3n?from=digest&lang=fr",
+    "https://news.example/unsubscribe/one-click/t0k3n",
+    "mailto:digest@news.example?subject=unsubscribe%20t0k3n",
+);
+
+/// Time per spliced copy, DKIM-signed by `dkim` when given.
+pub fn time_per_signed_copy(
+    from: &Mailbox,
+    html: &str,
+    text: &str,
+    copies: u32,
+    dkim: Option<Arc<Dkim>>,
+) -> Result<std::time::Duration, Error> {
+    let copies = copies.max(1);
+    let (subject, list_id, page, one_click, mailto) = BENCH_COPY;
+    let template = DigestTemplate::prepare(from, subject, list_id, html, text)?.with_dkim(dkim);
+    let mut total = 0usize;
     let start = std::time::Instant::now();
     for _ in 0..copies {
         let (_, bytes) = template.render(
@@ -594,9 +674,51 @@ pub fn time_per_copy(
         )?;
         total += bytes.len();
     }
-    let spliced = start.elapsed() / copies;
+    let elapsed = start.elapsed() / copies;
     tracing::debug!(total, "bytes built");
-    Ok((builder, spliced))
+    Ok(elapsed)
+}
+
+/// Time per copy of the DKIM body hash: from the template's precomputed
+/// state, and over the whole copy.
+pub fn time_body_hash(
+    from: &Mailbox,
+    html: &str,
+    text: &str,
+    copies: u32,
+) -> Result<(std::time::Duration, std::time::Duration), Error> {
+    let copies = copies.max(1);
+    let (subject, list_id, page, one_click, mailto) = BENCH_COPY;
+    let template = DigestTemplate::prepare(from, subject, list_id, html, text)?;
+    let splice = template
+        .splice
+        .as_ref()
+        .ok_or_else(|| Error::Build("the bench digest is not spliceable".into()))?;
+    let (_, message) = template.render("zoe@example.org", None, page, one_click, mailto)?;
+    let escaped = html_escape::encode_double_quoted_attribute(page);
+    let values = || {
+        splice.urls().map(|part| match part {
+            Part::Text => page.as_bytes(),
+            Part::Html => escaped.as_bytes(),
+        })
+    };
+    let whole = super::dkim::body_hash(&message);
+    if splice.body_hash.hash(values()) != Some(whole) {
+        return Err(Error::Build("the template's body hash differs".into()));
+    }
+    let start = std::time::Instant::now();
+    let mut check = 0u8;
+    for _ in 0..copies {
+        check ^= splice.body_hash.hash(values()).map_or(0, |h| h[0]);
+    }
+    let from_template = start.elapsed() / copies;
+    let start = std::time::Instant::now();
+    for _ in 0..copies {
+        check ^= super::dkim::body_hash(&message)[0];
+    }
+    let whole_message = start.elapsed() / copies;
+    tracing::debug!(check, "hashes");
+    Ok((from_template, whole_message))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ pub mod api;
 mod confirm;
 mod error;
 mod health;
+mod inbound;
 mod pages;
 pub mod rate_limit;
 pub mod server;
@@ -68,6 +69,11 @@ fn routes(state: AppState) -> Router<AppState> {
         )
         .route("/health", get(health::health))
         .layer(DefaultBodyLimit::max(PUBLIC_BODY_LIMIT))
+        // Its own token and its own body limit (inbound::MAX_MESSAGE_BYTES).
+        .route(
+            "/inbound",
+            post(inbound::receive).layer(DefaultBodyLimit::disable()),
+        )
         .nest("/api", api::router(state))
 }
 

@@ -81,7 +81,17 @@ async fn send_outbox(
                 }
             }
         };
-    let formatted = message.formatted();
+    let formatted = match &ctx.mailer.dkim {
+        Some(dkim) => match dkim.sign_message(&message.formatted()) {
+            Ok(signed) => signed,
+            Err(e) => {
+                return OutboxOutcome::Failed {
+                    error: e.to_string(),
+                }
+            }
+        },
+        None => message.formatted(),
+    };
     let out = mail::Outgoing {
         envelope: message.envelope(),
         message: &formatted,

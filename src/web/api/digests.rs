@@ -62,6 +62,7 @@ pub async fn status_json(state: &AppState, id: i64) -> Result<Value, ApiError> {
         .await?
         .ok_or(ApiError::NotFound("no such digest"))?;
     let counts = state.store.digest_counts(id, now_millis()).await?;
+    let reports = state.store.digest_event_counts(id).await?;
     let (last_error, delivery) = state.store.delivery_problems(&digest).await?;
     let failures: Vec<Value> = state
         .store
@@ -73,6 +74,7 @@ pub async fn status_json(state: &AppState, id: i64) -> Result<Value, ApiError> {
     Ok(json!({
         "digest": digest,
         "counts": counts,
+        "reports": reports,
         "failures": failures,
         "last_error": last_error,
         "delivery": delivery,

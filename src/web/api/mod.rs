@@ -5,6 +5,7 @@ mod articles;
 mod digests;
 mod feeds;
 mod smtp_servers;
+mod subscribers;
 
 use crate::startup::AppState;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -34,6 +35,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/digests/{id}/resume", post(digests::resume))
         .route("/digests/{id}/cancel", post(digests::cancel))
         .route("/smtp-servers", get(smtp_servers::list))
+        .route("/subscribers", get(subscribers::list))
+        .route("/subscriber-events", get(subscribers::events))
         .route("/smtp-servers/{name}/resume", post(smtp_servers::resume))
         .fallback(|| async { ApiError::NotFound("no such endpoint").into_response() })
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
@@ -75,7 +78,7 @@ async fn errors_as_json(response: Response) -> Response {
 
 /// The credentials of `Authorization: Bearer TOKEN`; the scheme is
 /// case-insensitive (RFC 7235), and spaces around the token are allowed.
-fn bearer_token(value: &str) -> Option<&str> {
+pub(crate) fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
@@ -83,7 +86,7 @@ fn bearer_token(value: &str) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-fn token_matches(given: &str, expected: &str) -> bool {
+pub(crate) fn token_matches(given: &str, expected: &str) -> bool {
     // Hash both so the comparison takes the same time whatever the lengths.
     let a = Sha256::digest(given.as_bytes());
     let b = Sha256::digest(expected.as_bytes());

@@ -1,0 +1,276 @@
+//! DKIM: keys from `herald dkim generate`, every message signed with each
+//! configured key (RSA and Ed25519 together: dual signing), and each
+//! signature checked by dkimpy (tests/support/dkim_verify.py), not by
+//! herald's own code. Inputs tried: a digest with non-ASCII text sent 8bit,
+//! the same sent quoted-printable to a relay without 8BITMIME, a
+//! confirmation mail, a tampered copy, a bad selector, an existing key file.
+
+mod common;
+
+use common::feed_server::HERALD;
+use common::{Backend, Received, SmtpSink};
+use herald::config::DkimKeyConfig;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+const DOMAIN: &str = "herald.test";
+
+/// A key written by `herald dkim generate`, and its DNS record.
+struct Key {
+    selector: String,
+    path: PathBuf,
+    record: String,
+}
+
+fn generate(dir: &Path, selector: &str, algorithm: &str) -> Key {
+    let path = dir.join(format!("{selector}.pem"));
+    let out = Command::new(HERALD)
+        .env_clear()
+        .env("HERALD_LOG", "warn")
+        .env("HERALD_DATA_DIR", dir)
+        .args([
+            "dkim",
+            "generate",
+            "--selector",
+            selector,
+            "--domain",
+            DOMAIN,
+        ])
+        .args(["--algorithm", algorithm, "--out"])
+        .arg(&path)
+        .output()
+        .expect("run herald dkim generate");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "dkim generate failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("{selector}._domainkey.{DOMAIN}")),
+        "{stdout}"
+    );
+    let record = stdout
+        .lines()
+        .find(|l| l.starts_with("v=DKIM1;"))
+        .unwrap_or_else(|| panic!("no record printed: {stdout}"))
+        .to_string();
+    Key {
+        selector: selector.to_string(),
+        path,
+        record,
+    }
+}
+
+/// dkimpy's verdict on each signature: (a= tag, passed).
+fn verify(message: &str, keys: &[&Key]) -> Vec<(String, bool)> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("message.eml");
+    // smtp-sink dumps lines ending in LF; a message goes over SMTP in CRLF.
+    let crlf = message.replace("\r\n", "\n").replace('\n', "\r\n");
+    std::fs::write(&file, crlf).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/dkim_verify.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(&file)
+        .args(
+            keys.iter()
+                .map(|k| format!("{}._domainkey.{DOMAIN}={}", k.selector, k.record)),
+        )
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "dkimpy could not run (scripts/test.sh installs dkimpy and pynacl): {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let parts: Vec<&str> = l.split_whitespace().collect();
+            match parts.as_slice() {
+                [_, a, d, verdict] => {
+                    assert_eq!(*d, DOMAIN, "{l}");
+                    Some((a.to_string(), *verdict == "pass"))
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+fn key_config(k: &Key) -> DkimKeyConfig {
+    DkimKeyConfig {
+        selector: k.selector.clone(),
+        domain: Some(DOMAIN.into()),
+        private_key_file: k.path.clone(),
+    }
+}
+
+fn both_pass(message: &Received, rsa: &Key, ed: &Key) {
+    let verdicts = verify(&message.raw, &[rsa, ed]);
+    let mut algorithms: Vec<&str> = verdicts.iter().map(|(a, _)| a.as_str()).collect();
+    algorithms.sort();
+    assert_eq!(
+        algorithms,
+        ["ed25519-sha256", "rsa-sha256"],
+        "one signature per key: {verdicts:?}\n{}",
+        message.raw
+    );
+    assert!(
+        verdicts.iter().all(|(_, ok)| *ok),
+        "dkimpy: {verdicts:?}\n{}",
+        message.raw
+    );
+}
+
+async fn digests_and_confirmations_verify_with_an_independent_verifier(backend: Backend) {
+    signed_mail_verifies(backend, SmtpSink::start(&[])).await;
+}
+
+/// smtp-sink -8 does not announce 8BITMIME: copies go quoted-printable,
+/// from a second template, and must be signed as sent.
+async fn seven_bit_copies_verify_too(backend: Backend) {
+    signed_mail_verifies(backend, SmtpSink::start(&["-8"])).await;
+}
+
+async fn signed_mail_verifies(backend: Backend, sink: SmtpSink) {
+    let keys = tempfile::tempdir().unwrap();
+    let rsa = generate(keys.path(), "rsa2026", "rsa");
+    let ed = generate(keys.path(), "ed2026", "ed25519");
+    let app = common::spawn_app_with(backend, sink, |c| {
+        c.dkim.keys = vec![key_config(&rsa), key_config(&ed)];
+    })
+    .await;
+
+    app.subscribe_and_confirm("reader@example.com").await;
+    let confirmation = app.sink.messages_to("reader@example.com");
+    assert_eq!(confirmation.len(), 1);
+    both_pass(&confirmation[0], &rsa, &ed);
+
+    app.add_article(
+        "Café talks in Bakı: what “détente” means",
+        "https://news.example.com/cafe",
+        "<p>Ministers met in Bakı — the talks went on “late”.</p><p>Second  paragraph,\twith   spaces.</p>",
+    )
+    .await;
+    let id = app.send_digest_now().await;
+    app.wait_digest_done(id, Duration::from_secs(20)).await;
+    let copies = app.sink.messages_to("reader@example.com");
+    assert_eq!(copies.len(), 2, "confirmation and digest");
+    let digest = &copies[1];
+    assert!(digest.subject.contains("Café") || digest.html.contains("Café"));
+    both_pass(digest, &rsa, &ed);
+
+    // A verifier that passes anything would pass this too.
+    let tampered = Received {
+        raw: digest
+            .raw
+            .replacen("Ministers met", "Ministers did not meet", 1),
+        ..digest.clone()
+    };
+    assert_ne!(
+        tampered.raw, digest.raw,
+        "the article text is in the message"
+    );
+    let verdicts = verify(&tampered.raw, &[&rsa, &ed]);
+    assert_eq!(verdicts.len(), 2);
+    assert!(
+        verdicts.iter().all(|(_, ok)| !ok),
+        "a changed body must fail: {verdicts:?}"
+    );
+    app.shutdown().await;
+}
+
+both_backends!(
+    digests_and_confirmations_verify_with_an_independent_verifier,
+    seven_bit_copies_verify_too,
+);
+
+#[test]
+fn dkim_generate_writes_a_private_key_and_never_overwrites_one() {
+    let dir = tempfile::tempdir().unwrap();
+    for algorithm in ["rsa", "ed25519"] {
+        let key = generate(dir.path(), &format!("s-{algorithm}"), algorithm);
+        let mode = std::fs::metadata(&key.path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{algorithm} key mode {mode:o}");
+        let k = if algorithm == "rsa" { "rsa" } else { "ed25519" };
+        assert!(
+            key.record.starts_with(&format!("v=DKIM1; k={k}; p=")),
+            "{}",
+            key.record
+        );
+        let before = std::fs::read(&key.path).unwrap();
+        let again = Command::new(HERALD)
+            .env_clear()
+            .env("HERALD_DATA_DIR", dir.path())
+            .args([
+                "dkim",
+                "generate",
+                "--selector",
+                "x",
+                "--domain",
+                DOMAIN,
+                "--out",
+            ])
+            .arg(&key.path)
+            .output()
+            .unwrap();
+        assert!(
+            !again.status.success(),
+            "an existing key file was overwritten"
+        );
+        assert_eq!(std::fs::read(&key.path).unwrap(), before);
+    }
+    // A selector that would break the DKIM-Signature header writes nothing.
+    let bad = dir.path().join("bad.pem");
+    let out = Command::new(HERALD)
+        .env_clear()
+        .env("HERALD_DATA_DIR", dir.path())
+        .args([
+            "dkim",
+            "generate",
+            "--selector",
+            "a;b=c",
+            "--domain",
+            DOMAIN,
+            "--out",
+        ])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("selector"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!bad.exists());
+}
+
+/// A key file that is missing or not a key stops herald at start with a
+/// message naming the file.
+#[tokio::test]
+async fn a_bad_key_file_stops_herald_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_key = dir.path().join("not-a-key.pem");
+    std::fs::write(&not_a_key, "hello").unwrap();
+    for path in [dir.path().join("missing.pem"), not_a_key] {
+        let db = common::fresh_database(Backend::Sqlite).await;
+        let mut config = common::test_config(&db.url, "smtp://127.0.0.1:1", dir.path());
+        config.dkim.keys = vec![DkimKeyConfig {
+            selector: "s1".into(),
+            domain: None,
+            private_key_file: path.clone(),
+        }];
+        let err = herald::startup::Application::build(config, herald::startup::Role::All)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("herald started with DKIM key {}", path.display()));
+        let message = format!("{err:#}");
+        assert!(message.contains(&path.display().to_string()), "{message}");
+    }
+}

@@ -1,0 +1,379 @@
+//! Mail that comes back, through `herald inbound` (stdin) and `POST
+//! /inbound`: a delivery status notification bounces exactly the subscriber
+//! it names, an ARF complaint unsubscribes exactly one, a mail to the
+//! List-Unsubscribe mailto address unsubscribes exactly one. Inputs tried:
+//! a permanent DSN (to the VERP return path, headers returned), a transient
+//! DSN, the same DSN twice, an ARF abuse report (message/rfc822 returned),
+//! a mailto unsubscribe (token in the address and the subject); and forged
+//! ones: a DSN naming another recipient than its token's subscriber, a DSN
+//! with no token, an ARF report with a forged token, a mailto with a forged
+//! token, a reply quoting an unsubscribe link, POST /inbound without or with
+//! a wrong token, a message over the size limit.
+
+mod common;
+
+use common::feed_server::HERALD;
+use common::{Backend, Received, TestApp};
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const INBOUND_TOKEN: &str = "inbound-test-token";
+
+async fn app(backend: Backend) -> TestApp {
+    common::spawn_app_with(backend, common::SmtpSink::start(&[]), |c| {
+        c.inbound.token = Some(INBOUND_TOKEN.into());
+        c.inbound.unsubscribe_address = Some("unsubscribe@herald.test".into());
+        c.inbound.bounce_address = Some("bounces@herald.test".into());
+        c.delivery.bounce_threshold = 1;
+    })
+    .await
+}
+
+/// `herald inbound` with `raw` on stdin, as a Postfix pipe runs it.
+fn pipe(app: &TestApp, raw: &str) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(HERALD)
+        .env_clear()
+        .env(
+            "HERALD_DATABASE_URL",
+            app.config.database_url.as_deref().unwrap(),
+        )
+        .env("HERALD_DATA_DIR", dir.path())
+        .env("HERALD_DELIVERY__BOUNCE_THRESHOLD", "1")
+        .env("HERALD_LOG", "warn")
+        .arg("inbound")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run herald inbound");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(raw.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "herald inbound failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+async fn post(app: &TestApp, raw: &str, token: Option<&str>) -> reqwest::Response {
+    let mut request = app.client.post(app.url("/inbound")).body(raw.to_string());
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap()
+}
+
+/// A received copy as it was sent: smtp-sink's own header lines dropped, CRLF.
+fn message_of(copy: &Received) -> String {
+    copy.raw
+        .replace("\r\n", "\n")
+        .lines()
+        .filter(|l| {
+            !["X-Client-", "X-Helo-", "X-Mail-Args", "X-Rcpt-Args"]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .collect::<Vec<_>>()
+        .join("\r\n")
+}
+
+/// The header block of a received copy.
+fn headers_of(copy: &Received) -> String {
+    let message = message_of(copy);
+    let end = message.find("\r\n\r\n").unwrap_or(message.len());
+    message[..end].to_string()
+}
+
+/// The envelope sender smtp-sink saw.
+fn mail_from(copy: &Received) -> String {
+    copy.raw
+        .lines()
+        .find_map(|l| l.strip_prefix("X-Mail-Args: "))
+        .map(|s| {
+            s.trim()
+                .trim_start_matches('<')
+                .split('>')
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+fn dsn(to: &str, recipient: &str, action: &str, status: &str, returned: &str, id: &str) -> String {
+    format!(
+        "From: MAILER-DAEMON@mx.example.net (Mail Delivery System)\r\n\
+         To: {to}\r\n\
+         Subject: Undelivered Mail Returned to Sender\r\n\
+         Message-ID: <{id}@mx.example.net>\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"RPT\"\r\n\
+         \r\n\
+         --RPT\r\n\
+         Content-Type: text/plain; charset=us-ascii\r\n\
+         \r\n\
+         I'm sorry to have to inform you that your message could not be delivered.\r\n\
+         \r\n\
+         --RPT\r\n\
+         Content-Type: message/delivery-status\r\n\
+         \r\n\
+         Reporting-MTA: dns; mx.example.net\r\n\
+         Arrival-Date: Mon, 30 Nov 2026 10:00:00 +0000\r\n\
+         \r\n\
+         Final-Recipient: rfc822; {recipient}\r\n\
+         Original-Recipient: rfc822;{recipient}\r\n\
+         Action: {action}\r\n\
+         Status: {status}\r\n\
+         Remote-MTA: dns; mx.example.com\r\n\
+         Diagnostic-Code: smtp; 550 5.1.1 <{recipient}>: Recipient address rejected\r\n\
+         \r\n\
+         --RPT\r\n\
+         Content-Type: text/rfc822-headers\r\n\
+         \r\n\
+         {returned}\r\n\
+         \r\n\
+         --RPT--\r\n"
+    )
+}
+
+fn arf(recipient: &str, returned_message: &str, id: &str) -> String {
+    format!(
+        "From: fbl@isp.example\r\n\
+         To: abuse@herald.test\r\n\
+         Subject: FW: Today's news\r\n\
+         Message-ID: <{id}@isp.example>\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=feedback-report; boundary=\"ARF\"\r\n\
+         \r\n\
+         --ARF\r\n\
+         Content-Type: text/plain\r\n\
+         \r\n\
+         This is an email abuse report for an email message received from IP 127.0.0.1.\r\n\
+         --ARF\r\n\
+         Content-Type: message/feedback-report\r\n\
+         \r\n\
+         Feedback-Type: abuse\r\n\
+         User-Agent: SomeGenerator/1.0\r\n\
+         Version: 1\r\n\
+         Original-Mail-From: <bounces@herald.test>\r\n\
+         Original-Rcpt-To: <{recipient}>\r\n\
+         Arrival-Date: Mon, 30 Nov 2026 10:00:00 +0000\r\n\
+         \r\n\
+         --ARF\r\n\
+         Content-Type: message/rfc822\r\n\
+         Content-Disposition: inline\r\n\
+         \r\n\
+         {returned_message}\r\n\
+         --ARF--\r\n"
+    )
+}
+
+async fn statuses(app: &TestApp, emails: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in emails {
+        out.push(app.subscriber_status(e).await.unwrap_or_default());
+    }
+    out
+}
+
+async fn reports_change_exactly_the_subscriber_they_name(backend: Backend) {
+    let app = app(backend).await;
+    let readers = [
+        "alice@example.com",
+        "bob@example.com",
+        "carol@example.com",
+        "dave@example.com",
+    ];
+    app.import_confirmed(&readers).await;
+    app.add_article("Today's news", "https://news.example.com/a", "<p>News.</p>")
+        .await;
+    let digest = app.send_digest_now().await;
+    app.wait_digest_done(digest, Duration::from_secs(20)).await;
+    let copy = |email: &str| {
+        let copies = app.sink.messages_to(email);
+        assert_eq!(copies.len(), 1, "{email}");
+        copies.into_iter().next().unwrap()
+    };
+    let (alice, bob, carol, dave) = (
+        copy(readers[0]),
+        copy(readers[1]),
+        copy(readers[2]),
+        copy(readers[3]),
+    );
+
+    // Each copy's envelope sender and mailto carry the subscriber's token.
+    let alice_return_path = mail_from(&alice);
+    assert!(
+        alice_return_path.starts_with("bounces+") && alice_return_path.ends_with("@herald.test"),
+        "VERP return path: {alice_return_path}"
+    );
+    let carol_unsubscribe = carol.header("List-Unsubscribe").unwrap();
+    let mailto = carol_unsubscribe
+        .split("<mailto:")
+        .nth(1)
+        .and_then(|s| s.split('>').next())
+        .unwrap()
+        .to_string();
+    let (carol_address, carol_subject) = mailto.split_once("?subject=").unwrap();
+    assert!(carol_address.starts_with("unsubscribe+"), "{mailto}");
+    let carol_subject = carol_subject.replace("%20", " ");
+    let dave_token = dave
+        .header("List-Unsubscribe")
+        .unwrap()
+        .split("/unsubscribe/one-click/")
+        .nth(1)
+        .and_then(|s| s.split('>').next())
+        .unwrap()
+        .to_string();
+    let (dave_id, _) = dave_token.split_once('.').unwrap();
+
+    // --- forgeries first: nothing changes ---
+    let forged = [
+        // A DSN naming dave, carrying alice's returned headers.
+        dsn("bounces@herald.test", readers[3], "failed", "5.1.1", &headers_of(&alice), "f1"),
+        // A DSN naming dave, no token at all.
+        dsn("bounces@herald.test", readers[3], "failed", "5.1.1", "Subject: hi", "f2"),
+        // A complaint about dave with a token that does not verify.
+        arf(
+            readers[3],
+            &format!("List-Unsubscribe: <https://x.example/unsubscribe/one-click/{dave_id}.AAAAAAAAAAAAAAAAAAAAAA>\r\nSubject: x\r\n\r\nbody"),
+            "f3",
+        ),
+        // An unsubscribe mail with a forged token for dave.
+        format!("From: x@evil.example\r\nTo: unsubscribe@herald.test\r\nSubject: unsubscribe {dave_id}.BBBBBBBBBBBBBBBBBBBBBB\r\n\r\n"),
+        // A reply quoting dave's unsubscribe link is not an unsubscribe.
+        format!("From: {}\r\nTo: news@herald.test\r\nSubject: Re: Today's news\r\n\r\n> {}/unsubscribe/{dave_token}\r\n", readers[3], app.base_url),
+    ];
+    for raw in &forged {
+        let handled = pipe(&app, raw);
+        assert_eq!(handled["outcome"], "ignored", "{handled}\n{raw}");
+    }
+    assert_eq!(post(&app, &forged[0], None).await.status(), 401);
+    assert_eq!(post(&app, &forged[0], Some("wrong")).await.status(), 401);
+    let unsubscribe_mail = format!(
+        "From: {}\r\nTo: <{carol_address}>\r\nSubject: {carol_subject}\r\nMessage-ID: <u1@example.com>\r\n\r\n",
+        readers[2]
+    );
+    // Without the inbound token even a genuine message changes nothing.
+    assert_eq!(post(&app, &unsubscribe_mail, None).await.status(), 401);
+    let too_big = format!(
+        "Subject: x\r\n\r\n{}",
+        "a".repeat(herald::inbound::MAX_MESSAGE_BYTES)
+    );
+    assert_eq!(
+        post(&app, &too_big, Some(INBOUND_TOKEN)).await.status(),
+        413
+    );
+    assert_eq!(
+        statuses(&app, &readers).await,
+        ["confirmed"; 4],
+        "a forged report changed a subscriber"
+    );
+
+    // --- a transient DSN is recorded, nothing else ---
+    let delayed = dsn(&alice_return_path, readers[0], "delayed", "4.4.1", "", "d1");
+    assert_eq!(pipe(&app, &delayed)["outcome"], "soft_bounce");
+    assert_eq!(
+        app.subscriber_status(readers[0]).await.unwrap(),
+        "confirmed"
+    );
+
+    // --- genuine reports ---
+    let bounce = dsn(
+        &alice_return_path,
+        readers[0],
+        "failed",
+        "5.1.1",
+        &headers_of(&alice),
+        "b1",
+    );
+    let handled = pipe(&app, &bounce);
+    assert_eq!(handled["outcome"], "bounce", "{handled}");
+    // The same report again (an MTA retrying the pipe) counts once.
+    assert_eq!(pipe(&app, &bounce)["outcome"], "duplicate");
+
+    let complaint = arf(readers[1], &message_of(&bob), "c1");
+    let response = post(&app, &complaint, Some(INBOUND_TOKEN)).await;
+    assert_eq!(response.status(), 200);
+    let handled: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(handled["outcome"], "complaint", "{handled}");
+
+    let handled = pipe(&app, &unsubscribe_mail);
+    assert_eq!(handled["outcome"], "unsubscribe", "{handled}");
+
+    assert_eq!(
+        statuses(&app, &readers).await,
+        ["bounced", "unsubscribed", "unsubscribed", "confirmed"]
+    );
+
+    // The operator sees them: per digest, in the event list, by status.
+    let status = app.digest_status(digest).await;
+    assert_eq!(status["reports"]["bounces"], 1, "{status}");
+    assert_eq!(status["reports"]["soft_bounces"], 1, "{status}");
+    assert_eq!(status["reports"]["complaints"], 1, "{status}");
+    assert_eq!(status["reports"]["unsubscribes_by_mail"], 1, "{status}");
+    let events: serde_json::Value = app
+        .api(
+            reqwest::Method::GET,
+            "/api/subscriber-events?kind=complaint",
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(events["events"].as_array().unwrap().len(), 1, "{events}");
+    assert_eq!(events["events"][0]["email"], readers[1]);
+    assert_eq!(events["events"][0]["source"], "arf");
+    let bounced: serde_json::Value = app
+        .api(reqwest::Method::GET, "/api/subscribers?status=bounced")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bounced["subscribers"][0]["email"], readers[0], "{bounced}");
+    let out = common::feed_server::cli(
+        &app,
+        tempfile::tempdir().unwrap().path(),
+        &["subscribers", "list", "--status", "bounced"],
+    );
+    let text = common::feed_server::text(&out);
+    assert!(
+        text.contains(readers[0]) && !text.contains(readers[3]),
+        "{text}"
+    );
+    let out = common::feed_server::cli(
+        &app,
+        tempfile::tempdir().unwrap().path(),
+        &["digest", "status", &digest.to_string()],
+    );
+    let text = common::feed_server::text(&out);
+    assert!(
+        text.contains("bounces 1, soft bounces 1, complaints 1, unsubscribes by mail 1"),
+        "{text}"
+    );
+    app.shutdown().await;
+}
+
+both_backends!(reports_change_exactly_the_subscriber_they_name);
+
+/// Without `inbound.token`, `/inbound` is off.
+#[tokio::test]
+async fn inbound_over_http_is_off_without_its_token() {
+    let app = common::spawn_app(Backend::Sqlite).await;
+    let response = post(&app, "Subject: x\r\n\r\n", Some("anything")).await;
+    assert_eq!(response.status(), 404);
+    app.shutdown().await;
+}
