@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # herald's whole test suite, on a fresh Debian machine with only the Rust
 # toolchain: installs what is missing (PostgreSQL, Postfix for smtp-sink,
-# Chromium for the page tests),
+# Chromium for the page tests, SpamAssassin, Node's npm for axe-core, dkimpy),
 # starts a throwaway PostgreSQL cluster on a free loopback port, checks
 # formatting and lints, runs every test against SQLite and PostgreSQL (each
 # integration test starts its own smtp-sink on a free loopback port), and
@@ -18,6 +18,8 @@ compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql
 command -v python3 >/dev/null || missing+=(python3)
 command -v openssl >/dev/null || missing+=(openssl)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/spamassassin ] || missing+=(spamassassin)
+command -v npm >/dev/null || missing+=(nodejs npm)
 install_missing scripts/test.sh ${missing[@]+"${missing[@]}"}
 stop_postfix_daemon
 # aiosmtpd: the STARTTLS / AUTH relay of tests/relay_tls.rs (PyPI, else Debian's package).
@@ -31,6 +33,13 @@ if ! python3 -c 'import dkim, nacl' 2>/dev/null; then
     log "installing dkimpy and pynacl"
     python3 -m pip install --quiet dkimpy pynacl 2>/dev/null \
         || install_missing scripts/test.sh python3-dkim python3-nacl
+fi
+
+# axe-core: the accessibility checker tests/browser.rs runs on a digest in Chromium.
+if [ ! -f target/test-tools/node_modules/axe-core/axe.min.js ]; then
+    log "installing axe-core (npm) into target/test-tools"
+    mkdir -p target/test-tools
+    npm install --silent --no-audit --no-fund --prefix target/test-tools axe-core@4
 fi
 
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt

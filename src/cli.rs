@@ -333,6 +333,15 @@ async fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
+    if config
+        .postal_address
+        .as_deref()
+        .is_none_or(|a| a.trim().is_empty())
+    {
+        tracing::warn!(
+            "no postal_address configured: digests carry no postal address in their footer, which the US CAN-SPAM Act requires of commercial mail"
+        );
+    }
     if config.api_token.as_deref().is_none_or(str::is_empty) {
         tracing::warn!(
             "no api_token configured (HERALD_API_TOKEN): the /api endpoints refuse every request"
@@ -518,7 +527,12 @@ async fn digest_cmd(config: Config, cmd: DigestCommand) -> anyhow::Result<()> {
             };
             let r = preview.rendered;
             let sample = format!("{}/unsubscribe/PREVIEW", state.base_url);
-            let (h, t) = digest::render::personalise(&r.html, &r.text, &sample);
+            let (h, t) = digest::render::with_archive_url(
+                &r.html,
+                &r.text,
+                &format!("{}/archive", state.base_url),
+            );
+            let (h, t) = digest::render::personalise(&h, &t, &sample);
             match (&html, &text) {
                 (None, None) => println!("Subject: {}\n\n{t}\n\n----- HTML -----\n{h}", r.subject),
                 _ => {

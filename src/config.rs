@@ -23,6 +23,9 @@ pub struct Config {
     pub site_name: String,
     /// Link back to the news site, shown in mail and pages.
     pub site_url: Option<String>,
+    /// The sender's postal address, shown in every digest's footer (the
+    /// US CAN-SPAM Act requires one). herald warns at start when unset.
+    pub postal_address: Option<String>,
     /// From: of every message.
     pub from: String,
     /// `smtp://host:port`, `smtp://host:port?tls=required` (STARTTLS),
@@ -50,6 +53,21 @@ pub struct Config {
     pub signup: SignupConfig,
     pub dkim: DkimConfig,
     pub inbound: InboundConfig,
+    pub archive: ArchiveConfig,
+}
+
+/// The public archive of sent digests (`/archive`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ArchiveConfig {
+    /// Off: `/archive` answers 404 and digests carry no link to it.
+    pub enabled: bool,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 /// Mail that comes back: bounces, complaints, unsubscribes by mail (`herald
@@ -245,6 +263,7 @@ impl Default for Config {
             base_url: None,
             site_name: "herald".into(),
             site_url: None,
+            postal_address: None,
             from: "herald <herald@localhost>".into(),
             smtp_url: None,
             smtp_servers: Vec::new(),
@@ -261,6 +280,7 @@ impl Default for Config {
             signup: SignupConfig::default(),
             dkim: DkimConfig::default(),
             inbound: InboundConfig::default(),
+            archive: ArchiveConfig::default(),
         }
     }
 }

@@ -279,4 +279,100 @@ async fn a_reader_subscribes_confirms_and_unsubscribes_in_a_browser(backend: Bac
     app.shutdown().await;
 }
 
-both_backends!(a_reader_subscribes_confirms_and_unsubscribes_in_a_browser);
+/// axe-core (npm, installed by scripts/test.sh into target/test-tools).
+fn axe_source() -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/test-tools/node_modules/axe-core/axe.min.js");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; scripts/test.sh installs axe-core there (npm install --prefix target/test-tools axe-core@4)",
+            path.display()
+        )
+    })
+}
+
+/// The digest as a mail client shows it (its HTML part, opened from a
+/// file), checked by axe-core against the WCAG 2.1 A and AA rules: every
+/// link has an accessible name (the lead image's link too), the document
+/// has a language and a title, text has enough contrast. Inputs: a digest
+/// with a lead image, an author, a long excerpt and non-ASCII text.
+async fn the_digest_passes_axe_wcag_21_aa(backend: Backend) {
+    let app = common::spawn_app_with(backend, common::SmtpSink::start(&[]), |c| {
+        c.site_url = Some("https://news.example.com".into());
+        c.postal_address = Some("The Daily Herald, 1 Main Street, Springfield".into());
+    })
+    .await;
+    app.import_confirmed(&["reader@example.org"]).await;
+    for (i, image) in [Some("https://news.example.com/lead.jpg"), None]
+        .iter()
+        .enumerate()
+    {
+        let response = app
+            .api(reqwest::Method::POST, "/api/articles")
+            .json(&json!({
+                "title": format!("Ministers meet in Bakı — talks resume ({i})"),
+                "url": format!("https://news.example.com/talks-{i}"),
+                "html": "<p>Relations between the two countries have presented a series of warning signs, and the talks resumed on Monday.</p>",
+                "image_url": image,
+                "author": "Staff Writer",
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+    }
+    let id = app.send_digest_now().await;
+    app.wait_digest_done(id, Duration::from_secs(20)).await;
+    let copy = &app.sink.messages_to("reader@example.org")[0];
+    assert!(copy.html.contains("lead.jpg"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("digest.html");
+    std::fs::write(&file, &copy.html).unwrap();
+
+    let mut browser = Browser::launch().await;
+    browser.open(&format!("file://{}", file.display())).await;
+    browser.wait_for_text("Ministers meet").await;
+    browser.eval(&axe_source()).await;
+    let result = browser
+        .call(
+            "Runtime.evaluate",
+            json!({
+                "expression": "axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}}).then(r => ({violations: r.violations.map(v => ({id: v.id, help: v.help, nodes: v.nodes.map(n => n.html)})), passes: r.passes.map(p => p.id)}))",
+                "awaitPromise": true,
+                "returnByValue": true
+            }),
+        )
+        .await;
+    let value = &result["result"]["value"];
+    let passes: Vec<&str> = value["passes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("axe did not run: {result}"))
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for rule in [
+        "link-name",
+        "html-has-lang",
+        "document-title",
+        "color-contrast",
+        "image-alt",
+    ] {
+        assert!(
+            passes.contains(&rule),
+            "axe did not check {rule}: {passes:?}"
+        );
+    }
+    assert_eq!(
+        value["violations"].as_array().map(Vec::len),
+        Some(0),
+        "axe-core found WCAG 2.1 AA violations in the digest: {:#}",
+        value["violations"]
+    );
+    browser.screenshot("digest.png").await;
+    app.shutdown().await;
+}
+
+both_backends!(
+    a_reader_subscribes_confirms_and_unsubscribes_in_a_browser,
+    the_digest_passes_axe_wcag_21_aa,
+);

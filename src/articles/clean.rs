@@ -168,6 +168,11 @@ fn remove_boilerplate(html: &str, title: &str) -> String {
 /// A plain-text excerpt of at most [`EXCERPT_CHARS`] characters, cut at a
 /// word boundary. Captions ("Image source: …") are not article text.
 pub fn excerpt(clean_html: &str) -> String {
+    excerpt_of(clean_html, EXCERPT_CHARS)
+}
+
+/// [`excerpt`] of at most `max_chars` characters.
+pub fn excerpt_of(clean_html: &str, max_chars: usize) -> String {
     let mut text = String::new();
     for m in block_re().find_iter(clean_html) {
         if m.as_str().starts_with("<figcaption") {
@@ -186,14 +191,14 @@ pub fn excerpt(clean_html: &str) -> String {
             text.push(' ');
         }
         text.push_str(&t);
-        if text.chars().count() > EXCERPT_CHARS {
+        if text.chars().count() > max_chars {
             break;
         }
     }
     if text.is_empty() {
         text = text_of(clean_html);
     }
-    cut_at_word(&text, EXCERPT_CHARS)
+    cut_at_word(&text, max_chars)
 }
 
 /// The first image in the article that is an http(s) URL, if any, for the

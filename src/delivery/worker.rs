@@ -27,6 +27,7 @@ mod server_health;
 use super::rate::RateLimiter;
 use super::retry_delay_ms;
 use crate::config::Config;
+use crate::digest::render::with_archive_url;
 use crate::domain::time::now_millis;
 use crate::domain::token::LinkSigner;
 use crate::mail::{DigestTemplate, Mailer, Outgoing, SendError};
@@ -337,6 +338,11 @@ async fn prepared_digest(
         body_text,
         ..
     } = row;
+    let (body_html, body_text) = with_archive_url(
+        &body_html,
+        &body_text,
+        &format!("{}/archive/{id}", ctx.base_url),
+    );
     let template = DigestTemplate::prepare(
         &ctx.mailer.from,
         &subject,

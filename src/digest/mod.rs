@@ -53,7 +53,7 @@ pub async fn preview(
     let mut article_ids = Vec::with_capacity(articles.len());
     let mut views = Vec::with_capacity(articles.len());
     for a in &articles {
-        match ArticleView::from_row(a) {
+        match ArticleView::with_excerpt(a, articles.len() <= render::FEW_ARTICLES) {
             Some(view) => {
                 article_ids.push(a.id);
                 views.push(view);
@@ -68,7 +68,16 @@ pub async fn preview(
         return Ok(None);
     }
     let window_start = store.last_window_end().await?.unwrap_or(oldest);
-    let rendered = render::render(config, &views, &date_label(config, up_to)?)?;
+    let (rendered, fitting) = render::render(config, &views, &date_label(config, up_to)?)?;
+    if fitting < views.len() {
+        tracing::info!(
+            articles = views.len(),
+            fitting,
+            "digest would be over the size limit: the oldest articles wait for the next digest"
+        );
+        // Only the articles shown count as sent; the rest stay eligible.
+        article_ids.truncate(fitting);
+    }
     Ok(Some(Preview {
         article_ids,
         window_start,

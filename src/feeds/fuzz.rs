@@ -299,7 +299,7 @@ fn assert_digest_lines(articles: &[NewArticle]) {
         return;
     }
     let config = crate::config::Config::default();
-    let rendered = render::render(&config, &views, "Monday 1 January 2024").unwrap();
+    let (rendered, _) = render::render(&config, &views, "Monday 1 January 2024").unwrap();
     let from = "herald <news@herald.example>".parse().unwrap();
     let template = crate::mail::DigestTemplate::prepare(
         &from,
