@@ -99,6 +99,15 @@ pub enum Command {
     /// Postfix pipe transport or a procmail rule. Exit status 75 (try
     /// again later) when the database cannot be reached.
     Inbound,
+    /// Check what receivers will find: SPF, DKIM (the published key against
+    /// herald's), DMARC and their alignment with From, and the settings a
+    /// bulk sender needs. Prints what to publish or fix; exit status 1 when
+    /// something is wrong or could not be checked.
+    Doctor {
+        /// Resolver to ask, IP:PORT (default: doctor.resolver, else the system's).
+        #[arg(long, value_name = "ADDR")]
+        resolver: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -290,6 +299,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Smtp(cmd) => smtp::run(config, cmd).await,
         Command::Dkim(cmd) => dkim::run(&config, cmd),
         Command::Inbound => inbound(config).await,
+        Command::Doctor { resolver } => doctor(config, resolver).await,
         Command::Bench(cmd) => bench(cmd).await,
     }
 }
@@ -681,6 +691,22 @@ async fn digest_cmd(config: Config, cmd: DigestCommand) -> anyhow::Result<()> {
             Some(unsent) => println!("digest {id} cancelled; {unsent} recipients were left unsent"),
             None => bail!("digest {id} is not queued, sending or paused"),
         },
+    }
+    Ok(())
+}
+
+async fn doctor(config: Config, resolver: Option<String>) -> anyhow::Result<()> {
+    let resolver = match resolver.or_else(|| config.doctor.resolver.clone()) {
+        Some(r) => Some(
+            r.parse::<std::net::SocketAddr>()
+                .with_context(|| format!("resolver {r:?}: expected IP:PORT, e.g. 127.0.0.1:53"))?,
+        ),
+        None => None,
+    };
+    let timeout = std::time::Duration::from_secs(config.doctor.timeout_secs.clamp(1, 60));
+    let findings = crate::doctor::check(&config, resolver, timeout).await?;
+    if !crate::doctor::print(&findings) {
+        std::process::exit(1);
     }
     Ok(())
 }

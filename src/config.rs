@@ -54,6 +54,26 @@ pub struct Config {
     pub dkim: DkimConfig,
     pub inbound: InboundConfig,
     pub archive: ArchiveConfig,
+    pub doctor: DoctorConfig,
+}
+
+/// `herald doctor`'s DNS questions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DoctorConfig {
+    /// `IP:PORT` of the resolver to ask; unset: the system's (/etc/resolv.conf).
+    pub resolver: Option<String>,
+    /// Seconds to wait for each answer.
+    pub timeout_secs: u64,
+}
+
+impl Default for DoctorConfig {
+    fn default() -> Self {
+        Self {
+            resolver: None,
+            timeout_secs: 3,
+        }
+    }
 }
 
 /// The public archive of sent digests (`/archive`).
@@ -281,6 +301,7 @@ impl Default for Config {
             dkim: DkimConfig::default(),
             inbound: InboundConfig::default(),
             archive: ArchiveConfig::default(),
+            doctor: DoctorConfig::default(),
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod config_env;
 pub mod delivery;
 pub mod digest;
+pub mod doctor;
 pub mod domain;
 pub mod feeds;
 pub mod inbound;
