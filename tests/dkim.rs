@@ -11,57 +11,16 @@ use common::feed_server::HERALD;
 use common::{Backend, Received, SmtpSink};
 use herald::config::DkimKeyConfig;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 const DOMAIN: &str = "herald.test";
 
-/// A key written by `herald dkim generate`, and its DNS record.
-struct Key {
-    selector: String,
-    path: PathBuf,
-    record: String,
-}
+type Key = common::DkimKeyFile;
 
 fn generate(dir: &Path, selector: &str, algorithm: &str) -> Key {
-    let path = dir.join(format!("{selector}.pem"));
-    let out = Command::new(HERALD)
-        .env_clear()
-        .env("HERALD_LOG", "warn")
-        .env("HERALD_DATA_DIR", dir)
-        .args([
-            "dkim",
-            "generate",
-            "--selector",
-            selector,
-            "--domain",
-            DOMAIN,
-        ])
-        .args(["--algorithm", algorithm, "--out"])
-        .arg(&path)
-        .output()
-        .expect("run herald dkim generate");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "dkim generate failed: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.contains(&format!("{selector}._domainkey.{DOMAIN}")),
-        "{stdout}"
-    );
-    let record = stdout
-        .lines()
-        .find(|l| l.starts_with("v=DKIM1;"))
-        .unwrap_or_else(|| panic!("no record printed: {stdout}"))
-        .to_string();
-    Key {
-        selector: selector.to_string(),
-        path,
-        record,
-    }
+    common::dkim_generate(dir, selector, DOMAIN, algorithm)
 }
 
 /// dkimpy's verdict on each signature: (a= tag, passed).

@@ -49,31 +49,8 @@ async fn dns_server(records: &[(&str, String)]) -> (std::net::SocketAddr, Server
 
 /// A key from `herald dkim generate`, and the record it printed.
 fn generate(dir: &Path, selector: &str, algorithm: &str) -> (std::path::PathBuf, String) {
-    let path = dir.join(format!("{selector}.pem"));
-    let out = Command::new(HERALD)
-        .env_clear()
-        .env("HERALD_DATA_DIR", dir)
-        .args([
-            "dkim",
-            "generate",
-            "--selector",
-            selector,
-            "--domain",
-            DOMAIN,
-            "--algorithm",
-            algorithm,
-            "--out",
-        ])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let record = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find(|l| l.starts_with("v=DKIM1"))
-        .unwrap()
-        .to_string();
-    (path, record)
+    let key = common::dkim_generate(dir, selector, DOMAIN, algorithm);
+    (key.path, key.record)
 }
 
 fn config_file(dir: &Path, keys: &[(&str, &Path)], postal: bool) -> std::path::PathBuf {

@@ -288,6 +288,21 @@ impl Received {
         value
     }
 
+    /// The message as it left herald: smtp-sink's own header lines
+    /// (X-Client-*, X-Helo-*, X-Mail-Args, X-Rcpt-Args) dropped, CRLF.
+    pub fn as_sent(&self) -> String {
+        self.raw
+            .replace("\r\n", "\n")
+            .lines()
+            .filter(|l| {
+                !["X-Client-", "X-Helo-", "X-Mail-Args", "X-Rcpt-Args"]
+                    .iter()
+                    .any(|p| l.starts_with(p))
+            })
+            .collect::<Vec<_>>()
+            .join("\r\n")
+    }
+
     /// First link in the plain-text part that starts with `prefix`.
     pub fn link_starting(&self, prefix: &str) -> Option<String> {
         self.text
@@ -614,3 +629,56 @@ macro_rules! on_pool {
 
 /// SMTP servers other than smtp-sink (Python smtpd, aiosmtpd) and test certificates.
 pub mod python_smtp;
+
+/// A DKIM key written by `herald dkim generate`, and the TXT record it printed.
+pub struct DkimKeyFile {
+    pub selector: String,
+    pub path: PathBuf,
+    pub record: String,
+}
+
+/// Runs `herald dkim generate` for `selector._domainkey.domain`.
+pub fn dkim_generate(
+    dir: &std::path::Path,
+    selector: &str,
+    domain: &str,
+    algorithm: &str,
+) -> DkimKeyFile {
+    let path = dir.join(format!("{selector}.pem"));
+    let out = Command::new(feed_server::HERALD)
+        .env_clear()
+        .env("HERALD_LOG", "warn")
+        .env("HERALD_DATA_DIR", dir)
+        .args([
+            "dkim",
+            "generate",
+            "--selector",
+            selector,
+            "--domain",
+            domain,
+        ])
+        .args(["--algorithm", algorithm, "--out"])
+        .arg(&path)
+        .output()
+        .expect("run herald dkim generate");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "dkim generate failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("{selector}._domainkey.{domain}")),
+        "{stdout}"
+    );
+    let record = stdout
+        .lines()
+        .find(|l| l.starts_with("v=DKIM1;"))
+        .unwrap_or_else(|| panic!("no record printed: {stdout}"))
+        .to_string();
+    DkimKeyFile {
+        selector: selector.to_string(),
+        path,
+        record,
+    }
+}
