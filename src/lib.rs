@@ -22,3 +22,4 @@ pub mod startup;
 pub mod store;
 pub mod subscriptions;
 pub mod web;
+pub mod webhooks;
