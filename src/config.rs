@@ -55,6 +55,7 @@ pub struct Config {
     pub inbound: InboundConfig,
     pub archive: ArchiveConfig,
     pub doctor: DoctorConfig,
+    pub webhooks: WebhooksConfig,
 }
 
 /// `herald doctor`'s DNS questions.
@@ -105,6 +106,61 @@ pub struct InboundConfig {
     pub bounce_address: Option<String>,
     /// Bearer token of `POST /inbound`. Unset: `/inbound` answers 404.
     pub token: Option<String>,
+}
+
+/// Relay webhooks: bounces and complaints reported over HTTP by the relay
+/// that sends herald's mail (`POST /webhooks/{ses,sendgrid,postmark}`).
+/// Each provider is off until configured; an unconfigured one answers 404.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    pub ses: SesWebhookConfig,
+    pub sendgrid: SendGridWebhookConfig,
+    pub postmark: PostmarkWebhookConfig,
+}
+
+/// Amazon SES notifications delivered by an Amazon SNS HTTPS subscription.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SesWebhookConfig {
+    pub enabled: bool,
+    /// PEM certificate whose key every SNS message must be signed with.
+    /// Unset: the certificate is fetched from the message's `SigningCertURL`,
+    /// only when that is `https://sns.<region>.amazonaws.com/….pem`, and kept.
+    pub certificate_file: Option<PathBuf>,
+    /// Topics whose messages are accepted; empty: any topic.
+    pub topic_arns: Vec<String>,
+}
+
+/// SendGrid's Signed Event Webhook.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SendGridWebhookConfig {
+    /// The verification key SendGrid shows for the signed webhook: base64
+    /// of an ECDSA P-256 public key (SubjectPublicKeyInfo). Unset: off.
+    pub public_key: Option<String>,
+    /// A post whose signed timestamp is further than this from now is
+    /// refused (a replayed request).
+    pub max_age_secs: u64,
+}
+
+impl Default for SendGridWebhookConfig {
+    fn default() -> Self {
+        Self {
+            public_key: None,
+            max_age_secs: 600,
+        }
+    }
+}
+
+/// Postmark's bounce and spam-complaint webhooks, with HTTP basic auth in
+/// the webhook URL (`https://user:password@…/webhooks/postmark`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PostmarkWebhookConfig {
+    /// Both set: on. One without the other is refused at start.
+    pub username: Option<String>,
+    pub password: Option<String>,
 }
 
 /// DKIM signing: every message gets one signature per key. Two keys (one
@@ -302,6 +358,7 @@ impl Default for Config {
             inbound: InboundConfig::default(),
             archive: ArchiveConfig::default(),
             doctor: DoctorConfig::default(),
+            webhooks: WebhooksConfig::default(),
         }
     }
 }

@@ -23,3 +23,4 @@ pub mod startup;
 pub mod store;
 pub mod subscriptions;
 pub mod web;
+pub mod webhooks;

@@ -25,6 +25,8 @@ pub enum Error {
     Schedule(#[from] crate::scheduler::Error),
     #[error(transparent)]
     Feeds(#[from] crate::feeds::Error),
+    #[error(transparent)]
+    Webhooks(#[from] crate::webhooks::ConfigError),
     #[error("could not listen on {0}: {1}")]
     Bind(String, std::io::Error),
 }
@@ -43,6 +45,8 @@ pub struct AppState {
     pub signups: SignupWriter,
     /// Who posts signups, and how often they may (`[signup]`).
     pub signup_limiter: Arc<crate::web::rate_limit::SignupLimiter>,
+    /// The relay webhooks that are configured, with their keys (`[webhooks]`).
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 impl AppState {
@@ -68,7 +72,9 @@ impl AppState {
             }
         }
         let mailer = Mailer::from_config(&config)?;
+        let webhooks = Arc::new(crate::webhooks::Webhooks::from_config(&config.webhooks)?);
         Ok(Self {
+            webhooks,
             signup_limiter: crate::web::rate_limit::SignupLimiter::new(&config.signup),
             signups: SignupWriter::start(store.clone()),
             store,

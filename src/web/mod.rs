@@ -11,6 +11,7 @@ pub mod rate_limit;
 pub mod server;
 mod subscribe;
 mod unsubscribe;
+mod webhooks;
 
 pub use error::Error;
 
@@ -73,6 +74,20 @@ fn routes(state: AppState) -> Router<AppState> {
         .route(
             "/inbound",
             post(inbound::receive).layer(DefaultBodyLimit::disable()),
+        )
+        // Relay webhooks: each its own authentication and body limit
+        // (crate::webhooks::MAX_BODY_BYTES).
+        .route(
+            "/webhooks/ses",
+            post(webhooks::ses).layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/webhooks/sendgrid",
+            post(webhooks::sendgrid).layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/webhooks/postmark",
+            post(webhooks::postmark).layer(DefaultBodyLimit::disable()),
         )
         .nest("/api", api::router(state))
 }

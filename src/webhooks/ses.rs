@@ -1,0 +1,294 @@
+//! `POST /webhooks/ses`: Amazon SES bounce and complaint notifications, as
+//! an Amazon SNS topic delivers them to an HTTPS subscription (SES
+//! "notifications" or configuration-set event publishing to SNS; raw
+//! message delivery off).
+//!
+//! The SNS signature must hold ([`super::sns`]); then a `Notification`'s
+//! `Message` is read as SES's JSON: `Bounce` with `bounceType` `Permanent`
+//! is a bounce for each of `bounce.bouncedRecipients`, `Transient` or
+//! `Undetermined` a soft bounce; `Complaint` is a complaint for each of
+//! `complaint.complainedRecipients`. The reference is the SNS `MessageId`
+//! with the recipient, so SNS's retries count once.
+//!
+//! Anyone with an AWS account can subscribe herald's URL to a topic of
+//! their own, and SNS signs whatever they then publish. So herald confirms
+//! a subscription by itself only for a topic in `webhooks.ses.topic_arns`;
+//! without that list the operator confirms by hand (the log says how), and
+//! only topics the operator confirmed ever deliver.
+
+use super::sns::{self, Certificates, Envelope, SigningKey};
+use super::{apply, detail, ConfigError, Error, Item, RelayEvent, Summary};
+use crate::config::SesWebhookConfig;
+use crate::startup::AppState;
+use crate::store::EventKind;
+use std::time::Duration;
+
+/// How long herald waits for AWS when fetching a certificate or
+/// confirming a subscription.
+const AWS_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct Ses {
+    topic_arns: Vec<String>,
+    certificates: Certificates,
+}
+
+impl Ses {
+    pub fn from_config(config: &SesWebhookConfig) -> Result<Option<Self>, ConfigError> {
+        if !config.enabled {
+            return Ok(None);
+        }
+        let pinned = match &config.certificate_file {
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|e| ConfigError::SesCertificate {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                })?;
+                Some(
+                    SigningKey::from_pem(&pem).map_err(|message| ConfigError::SesCertificate {
+                        path: path.display().to_string(),
+                        message,
+                    })?,
+                )
+            }
+            None => None,
+        };
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(AWS_TIMEOUT)
+            .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ConfigError::Http(e.to_string()))?;
+        Ok(Some(Self {
+            topic_arns: config.topic_arns.clone(),
+            certificates: Certificates::new(pinned, http),
+        }))
+    }
+
+    fn topic_allowed(&self, topic_arn: &str) -> bool {
+        self.topic_arns.is_empty() || self.topic_arns.iter().any(|t| t == topic_arn)
+    }
+
+    /// Visits the SubscribeURL of a verified confirmation, when the topic
+    /// is allow-listed and the URL is AWS's; otherwise says what the
+    /// operator must do.
+    async fn confirm_subscription(&self, envelope: &Envelope) -> Result<Summary, Error> {
+        let raw = envelope.subscribe_url.as_deref().unwrap_or_default();
+        let by_hand = |why: &str| {
+            // The SubscribeURL is logged on purpose: it is what the
+            // operator opens to confirm (it only confirms this topic).
+            tracing::warn!(
+                topic_arn = %envelope.topic_arn,
+                subscribe_url = %raw,
+                "SNS subscription not confirmed by herald ({why}): if this topic is yours, open the SubscribeURL or confirm the subscription in the SNS console"
+            );
+            Ok(Summary::note(format!(
+                "subscription not confirmed ({why}): confirm it by hand"
+            )))
+        };
+        if self.topic_arns.is_empty() {
+            return by_hand("webhooks.ses.topic_arns is empty");
+        }
+        let Some(url) = sns::subscribe_url_if_aws(raw) else {
+            return by_hand("the SubscribeURL is not an https URL on amazonaws.com");
+        };
+        sns::fetch(self.certificates.http(), url, 64 * 1024)
+            .await
+            .map_err(Error::Confirm)?;
+        tracing::info!(topic_arn = %envelope.topic_arn, "SNS subscription confirmed");
+        Ok(Summary::note("subscription confirmed"))
+    }
+}
+
+/// Verifies and acts on one SNS message.
+pub async fn receive(state: &AppState, body: &[u8]) -> Result<Summary, Error> {
+    let ses = state
+        .webhooks
+        .ses
+        .as_ref()
+        .ok_or(Error::NotConfigured("SES"))?;
+    let envelope: Envelope = serde_json::from_slice(body)
+        .map_err(|e| Error::Malformed(format!("not an SNS message: {e}")))?;
+    if !ses.topic_allowed(&envelope.topic_arn) {
+        return Err(Error::TopicNotAllowed);
+    }
+    let key = ses
+        .certificates
+        .key_for(envelope.signing_cert_url.as_deref())
+        .await?;
+    envelope.verify(&key)?;
+    match envelope.kind.as_str() {
+        "Notification" => {
+            let items = items_of_notification(&envelope.message_id, &envelope.message);
+            Ok(apply(state, "ses", items).await?)
+        }
+        "SubscriptionConfirmation" => ses.confirm_subscription(&envelope).await,
+        _ => {
+            tracing::info!(topic_arn = %envelope.topic_arn, "SNS unsubscribe confirmation: nothing to do");
+            Ok(Summary::note("unsubscribe confirmation: nothing to do"))
+        }
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Notification {
+    /// SES notifications.
+    notification_type: Option<String>,
+    /// Configuration-set event publishing.
+    event_type: Option<String>,
+    bounce: Option<Bounce>,
+    complaint: Option<Complaint>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Bounce {
+    bounce_type: String,
+    #[serde(default)]
+    bounce_sub_type: String,
+    #[serde(default)]
+    bounced_recipients: Vec<Recipient>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Complaint {
+    #[serde(default)]
+    complained_recipients: Vec<Recipient>,
+    #[serde(default)]
+    complaint_feedback_type: String,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Recipient {
+    email_address: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    diagnostic_code: String,
+}
+
+/// The events of one SES notification (the SNS `Message`).
+fn items_of_notification(message_id: &str, message: &str) -> Vec<Item> {
+    let notification: Notification = match serde_json::from_str(message) {
+        Ok(n) => n,
+        Err(e) => {
+            return vec![Item::Ignore(format!(
+                "the SNS message is not an SES notification: {e}"
+            ))]
+        }
+    };
+    let reference = |r: &Recipient| {
+        format!(
+            "ses:{message_id}:{}",
+            r.email_address.trim().to_ascii_lowercase()
+        )
+    };
+    let kind = notification
+        .notification_type
+        .or(notification.event_type)
+        .unwrap_or_default();
+    match (kind.as_str(), notification.bounce, notification.complaint) {
+        ("Bounce", Some(bounce), _) => {
+            let event_kind = if bounce.bounce_type == "Permanent" {
+                EventKind::Bounce
+            } else {
+                // Transient, Undetermined.
+                EventKind::SoftBounce
+            };
+            let bounce_kind = format!("{}/{}", bounce.bounce_type, bounce.bounce_sub_type);
+            bounce
+                .bounced_recipients
+                .iter()
+                .map(|r| {
+                    Item::Act(RelayEvent {
+                        recipient: r.email_address.clone(),
+                        kind: event_kind,
+                        reference: reference(r),
+                        detail: detail(&[&bounce_kind, &r.status, &r.diagnostic_code]),
+                    })
+                })
+                .collect()
+        }
+        ("Complaint", _, Some(complaint)) => complaint
+            .complained_recipients
+            .iter()
+            .map(|r| {
+                Item::Act(RelayEvent {
+                    recipient: r.email_address.clone(),
+                    kind: EventKind::Complaint,
+                    reference: reference(r),
+                    detail: detail(&["complaint", &complaint.complaint_feedback_type]),
+                })
+            })
+            .collect(),
+        (other, _, _) => vec![Item::Ignore(format!("an SES {other:?} notification"))],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn acted(items: &[Item]) -> Vec<(&str, EventKind, &str)> {
+        items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Act(e) => Some((e.recipient.as_str(), e.kind, e.reference.as_str())),
+                Item::Ignore(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn bounce_types_map_to_bounce_and_soft_bounce() {
+        let permanent = r#"{"notificationType":"Bounce","bounce":{"bounceType":"Permanent","bounceSubType":"General",
+            "bouncedRecipients":[{"emailAddress":"a@example.com"},{"emailAddress":"B@example.com"}]},"mail":{}}"#;
+        assert_eq!(
+            acted(&items_of_notification("m1", permanent)),
+            [
+                ("a@example.com", EventKind::Bounce, "ses:m1:a@example.com"),
+                ("B@example.com", EventKind::Bounce, "ses:m1:b@example.com"),
+            ]
+        );
+        for soft in ["Transient", "Undetermined"] {
+            let message = format!(
+                r#"{{"eventType":"Bounce","bounce":{{"bounceType":"{soft}","bouncedRecipients":[{{"emailAddress":"a@example.com"}}]}}}}"#
+            );
+            assert_eq!(
+                acted(&items_of_notification("m2", &message)),
+                [(
+                    "a@example.com",
+                    EventKind::SoftBounce,
+                    "ses:m2:a@example.com"
+                )]
+            );
+        }
+    }
+
+    #[test]
+    fn complaints_and_other_notifications() {
+        let complaint = r#"{"notificationType":"Complaint","complaint":{"complainedRecipients":[{"emailAddress":"c@example.com"}],"complaintFeedbackType":"abuse"}}"#;
+        assert_eq!(
+            acted(&items_of_notification("m3", complaint)),
+            [(
+                "c@example.com",
+                EventKind::Complaint,
+                "ses:m3:c@example.com"
+            )]
+        );
+        for ignored in [
+            r#"{"notificationType":"Delivery","delivery":{"recipients":["a@example.com"]}}"#,
+            r#"{"eventType":"Open"}"#,
+            r#"{"notificationType":"Bounce"}"#,
+            "plain text published by hand",
+        ] {
+            let items = items_of_notification("m4", ignored);
+            assert!(
+                matches!(items.as_slice(), [Item::Ignore(_)]),
+                "{ignored}: {items:?}"
+            );
+        }
+    }
+}

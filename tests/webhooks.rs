@@ -1,0 +1,980 @@
+//! Relay webhooks (`POST /webhooks/ses`, `/webhooks/sendgrid`,
+//! `/webhooks/postmark`): each provider's documented payload, signed or
+//! authenticated the way the provider does it, changes exactly the
+//! subscribers it names, once; anything forged changes nobody.
+//!
+//! Inputs tried. Genuine: an SES permanent bounce (SNS SignatureVersion 2)
+//! whose mail also went to three other subscribers, the same notification
+//! twice, an SES complaint (SignatureVersion 1), an SES event-publishing
+//! transient bounce; a SendGrid batch with processed, deferred, delivered,
+//! open, click, bounce, blocked, dropped ("Bounced Address" and
+//! "Unsubscribed Address"), spamreport and unsubscribe events plus a
+//! non-subscriber and an unparseable address, and the same batch again; a
+//! Postmark hard bounce, spam complaint, transient bounce, delivery record,
+//! and the hard bounce again. Forged: an SNS message with no signature, a
+//! garbage signature, its Message or Subject changed after signing, its
+//! SignatureVersion changed or unknown, signed by a key other than the
+//! pinned certificate's, from a topic outside the allow-list, with a
+//! SigningCertURL that is not Amazon's (not fetched), a subscription
+//! confirmation whose SubscribeURL is not Amazon's (not visited); SendGrid
+//! posts without headers, with a signature by another key, with the body
+//! or the timestamp changed after signing, with a stale or a future
+//! timestamp, with a signature that is not base64; Postmark posts without
+//! credentials, with a wrong password, a wrong user, a bearer token.
+//! Refused without auth questions: unconfigured providers (404), malformed
+//! JSON (400), bodies over 1 MiB (413), and settings that cannot work
+//! (herald does not start).
+
+mod common;
+
+use base64::Engine;
+use common::{Backend, TestApp};
+use herald::config::Config;
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:herald-bounces";
+const CERT_URL: &str = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-9c6465fa7f48f5cacd23014631ec1136.pem";
+const POSTMARK_USER: &str = "postmark";
+const POSTMARK_PASSWORD: &str = "a long random password";
+
+fn fixture(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/webhooks")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Runs openssl with `input` on stdin and returns its stdout.
+fn openssl(args: &[&str], input: &[u8]) -> Vec<u8> {
+    let mut child = Command::new("openssl")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl runs (scripts/test.sh installs it)");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// An RSA key with a self-signed certificate, as SNS signs with.
+struct RsaSigner {
+    key: PathBuf,
+    cert: PathBuf,
+}
+
+impl RsaSigner {
+    fn new(dir: &Path, name: &str) -> Self {
+        let key = dir.join(format!("{name}.key"));
+        let cert = dir.join(format!("{name}.pem"));
+        openssl(
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=sns.amazonaws.com",
+                "-keyout",
+                key.to_str().unwrap(),
+                "-out",
+                cert.to_str().unwrap(),
+            ],
+            b"",
+        );
+        Self { key, cert }
+    }
+
+    fn sign(&self, digest: &str, data: &[u8]) -> String {
+        b64(&openssl(
+            &["dgst", digest, "-sign", self.key.to_str().unwrap()],
+            data,
+        ))
+    }
+}
+
+/// A P-256 key, as SendGrid signs with.
+struct EcSigner {
+    key: PathBuf,
+}
+
+impl EcSigner {
+    fn new(dir: &Path, name: &str) -> Self {
+        let key = dir.join(format!("{name}.ec"));
+        openssl(
+            &[
+                "ecparam",
+                "-name",
+                "prime256v1",
+                "-genkey",
+                "-noout",
+                "-out",
+                key.to_str().unwrap(),
+            ],
+            b"",
+        );
+        Self { key }
+    }
+
+    /// base64 SubjectPublicKeyInfo, as SendGrid shows its verification key.
+    fn public_key(&self) -> String {
+        b64(&openssl(
+            &[
+                "ec",
+                "-in",
+                self.key.to_str().unwrap(),
+                "-pubout",
+                "-outform",
+                "DER",
+            ],
+            b"",
+        ))
+    }
+
+    fn sign(&self, data: &[u8]) -> String {
+        b64(&openssl(
+            &["dgst", "-sha256", "-sign", self.key.to_str().unwrap()],
+            data,
+        ))
+    }
+}
+
+/// An SNS message before signing, with the fields AWS documents.
+#[derive(Clone)]
+struct Sns {
+    kind: &'static str,
+    message_id: String,
+    message: String,
+    subject: Option<String>,
+    topic_arn: String,
+    subscribe_url: Option<String>,
+    cert_url: String,
+    version: &'static str,
+}
+
+impl Sns {
+    fn notification(message_id: &str, message: &str) -> Self {
+        Self {
+            kind: "Notification",
+            message_id: message_id.into(),
+            message: message.into(),
+            subject: None,
+            topic_arn: TOPIC.into(),
+            subscribe_url: None,
+            cert_url: CERT_URL.into(),
+            version: "2",
+        }
+    }
+
+    fn confirmation(kind: &'static str, subscribe_url: &str) -> Self {
+        Self {
+            kind,
+            message_id: "165545c9-2a5c-472c-8df2-7ff2be2b3b1b".into(),
+            message: format!("You have chosen to subscribe to the topic {TOPIC}.\nTo confirm the subscription, visit the SubscribeURL included in this message."),
+            subject: None,
+            topic_arn: TOPIC.into(),
+            subscribe_url: Some(subscribe_url.into()),
+            cert_url: CERT_URL.into(),
+            version: "2",
+        }
+    }
+
+    const TIMESTAMP: &'static str = "2026-01-27T14:59:38.237Z";
+    const TOKEN: &'static str = "2336412f37fb687f5d51e6e241d09c805a5a57b30d712f794cc5f6a988666d92768dd60a747ba6f3beb71854e285d6ad02428b09ceece29417f1f02d609c582afbacc99c583a916b9981dd2728f4ae6fdb82efd087cc3b7849e05798d2d2785c03b0879594eeac82c01f235d0e717736";
+
+    /// The string to sign, written here from AWS's description.
+    fn canonical(&self) -> String {
+        let mut fields: Vec<(&str, &str)> =
+            vec![("Message", &self.message), ("MessageId", &self.message_id)];
+        if self.kind == "Notification" {
+            if let Some(subject) = &self.subject {
+                fields.push(("Subject", subject));
+            }
+            fields.push(("Timestamp", Self::TIMESTAMP));
+        } else {
+            fields.push(("SubscribeURL", self.subscribe_url.as_deref().unwrap()));
+            fields.push(("Timestamp", Self::TIMESTAMP));
+            fields.push(("Token", Self::TOKEN));
+        }
+        fields.push(("TopicArn", &self.topic_arn));
+        fields.push(("Type", self.kind));
+        fields.iter().map(|(k, v)| format!("{k}\n{v}\n")).collect()
+    }
+
+    /// The envelope as SNS POSTs it, signed by `signer`.
+    fn signed_by(&self, signer: &RsaSigner) -> serde_json::Value {
+        let digest = if self.version == "1" {
+            "-sha1"
+        } else {
+            "-sha256"
+        };
+        let signature = signer.sign(digest, self.canonical().as_bytes());
+        self.envelope(Some(&signature))
+    }
+
+    fn envelope(&self, signature: Option<&str>) -> serde_json::Value {
+        let mut e = serde_json::json!({
+            "Type": self.kind,
+            "MessageId": self.message_id,
+            "TopicArn": self.topic_arn,
+            "Message": self.message,
+            "Timestamp": Self::TIMESTAMP,
+            "SignatureVersion": self.version,
+            "SigningCertURL": self.cert_url,
+        });
+        if let Some(signature) = signature {
+            e["Signature"] = signature.into();
+        }
+        if let Some(subject) = &self.subject {
+            e["Subject"] = subject.as_str().into();
+        }
+        if self.kind == "Notification" {
+            e["UnsubscribeURL"] = format!("https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe&SubscriptionArn={TOPIC}:c9135db0-26c4-47ec-8998-413945fb5a96").into();
+        } else {
+            e["SubscribeURL"] = self.subscribe_url.clone().unwrap().into();
+            e["Token"] = Self::TOKEN.into();
+        }
+        e
+    }
+}
+
+async fn spawn(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    common::spawn_app_with(backend, common::SmtpSink::start(&[]), |c| {
+        c.delivery.bounce_threshold = 1;
+        tweak(c);
+    })
+    .await
+}
+
+async fn post(app: &TestApp, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+    app.client
+        .post(app.url(path))
+        .header("content-type", "text/plain; charset=UTF-8")
+        .body(body)
+        .send()
+        .await
+        .expect("POST webhook")
+}
+
+async fn post_sns(app: &TestApp, envelope: &serde_json::Value) -> reqwest::Response {
+    post(app, "/webhooks/ses", envelope.to_string()).await
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+async fn post_sendgrid(
+    app: &TestApp,
+    body: &str,
+    timestamp: Option<&str>,
+    signature: Option<&str>,
+) -> reqwest::Response {
+    let mut request = app
+        .client
+        .post(app.url("/webhooks/sendgrid"))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if let Some(t) = timestamp {
+        request = request.header("X-Twilio-Email-Event-Webhook-Timestamp", t);
+    }
+    if let Some(s) = signature {
+        request = request.header("X-Twilio-Email-Event-Webhook-Signature", s);
+    }
+    request.send().await.expect("POST /webhooks/sendgrid")
+}
+
+/// `body` signed now by `signer`, as SendGrid posts it.
+async fn post_sendgrid_signed(app: &TestApp, signer: &EcSigner, body: &str) -> reqwest::Response {
+    let timestamp = now_secs().to_string();
+    let signature = signer.sign(format!("{timestamp}{body}").as_bytes());
+    post_sendgrid(app, body, Some(&timestamp), Some(&signature)).await
+}
+
+async fn post_postmark(app: &TestApp, body: &str, auth: Option<(&str, &str)>) -> reqwest::Response {
+    let mut request = app
+        .client
+        .post(app.url("/webhooks/postmark"))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if let Some((user, password)) = auth {
+        request = request.basic_auth(user, Some(password));
+    }
+    request.send().await.expect("POST /webhooks/postmark")
+}
+
+async fn json(response: reqwest::Response, status: u16) -> serde_json::Value {
+    let got = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    assert_eq!(got, status, "{text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+async fn statuses(app: &TestApp, emails: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in emails {
+        out.push(app.subscriber_status(e).await.unwrap_or_default());
+    }
+    out
+}
+
+/// Every recorded event as (address, kind, source), oldest first.
+async fn events(app: &TestApp) -> Vec<(String, String, String)> {
+    let mut rows = app
+        .store
+        .recent_subscriber_events(None, 1000)
+        .await
+        .unwrap();
+    rows.reverse();
+    rows.into_iter()
+        .map(|r| (r.email, r.kind, r.source))
+        .collect()
+}
+
+fn event(email: &str, kind: &str, source: &str) -> (String, String, String) {
+    (email.into(), kind.into(), source.into())
+}
+
+async fn hard_bounces(app: &TestApp, email: &str) -> i64 {
+    on_pool!(&app.store, pool => {
+        sqlx::query_scalar::<_, i64>("SELECT hard_bounces FROM subscribers WHERE email = $1")
+            .bind(email)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    })
+}
+
+/// A loopback listener that stands for a host herald must never contact;
+/// `was_contacted` says whether anyone connected.
+struct Tripwire(TcpListener);
+
+impl Tripwire {
+    fn new() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        Self(listener)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.0.local_addr().unwrap())
+    }
+
+    fn was_contacted(&self) -> bool {
+        self.0.accept().is_ok()
+    }
+}
+
+const SES_READERS: [&str; 4] = [
+    "alice@readers.test",
+    "bob@readers.test",
+    "carol@readers.test",
+    "dave@readers.test",
+];
+
+async fn ses_app(backend: Backend, signer: &RsaSigner) -> TestApp {
+    let cert = signer.cert.clone();
+    let app = spawn(backend, |c| {
+        c.webhooks.ses.enabled = true;
+        c.webhooks.ses.certificate_file = Some(cert);
+        c.webhooks.ses.topic_arns = vec![TOPIC.into()];
+    })
+    .await;
+    app.import_confirmed(&SES_READERS).await;
+    app
+}
+
+async fn ses_bounce_marks_exactly_its_recipient_bounced_once(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let sns = RsaSigner::new(dir.path(), "sns");
+    let app = ses_app(backend, &sns).await;
+    // A digest went to everyone, so the bounce is counted against it.
+    app.add_article("Today's news", "https://news.example.com/a", "<p>News.</p>")
+        .await;
+    let digest = app.send_digest_now().await;
+    app.wait_digest_done(digest, Duration::from_secs(20)).await;
+
+    let bounce = Sns::notification(
+        "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324",
+        &fixture("ses-bounce-permanent.json"),
+    )
+    .signed_by(&sns);
+    let summary = json(post_sns(&app, &bounce).await, 200).await;
+    assert_eq!(summary["recorded"], 1, "{summary}");
+    assert_eq!(summary["status_changed"], 1, "{summary}");
+    assert_eq!(
+        statuses(&app, &SES_READERS).await,
+        ["confirmed", "bounced", "confirmed", "confirmed"],
+        "only bob, the bounced recipient, changes; the other destinations do not"
+    );
+    let reports = app.digest_status(digest).await["reports"].clone();
+    assert_eq!(reports["bounces"], 1, "{reports}");
+
+    // SNS retries deliver the same MessageId: it counts once.
+    let again = json(post_sns(&app, &bounce).await, 200).await;
+    assert_eq!(again["duplicates"], 1, "{again}");
+    assert_eq!(again["recorded"], 0, "{again}");
+    assert_eq!(hard_bounces(&app, "bob@readers.test").await, 1);
+    assert_eq!(
+        events(&app).await,
+        [event("bob@readers.test", "bounce", "ses")]
+    );
+}
+
+async fn ses_complaint_unsubscribes_exactly_its_recipient(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let sns = RsaSigner::new(dir.path(), "sns");
+    let app = ses_app(backend, &sns).await;
+    // SignatureVersion 1 (SHA1withRSA), which SNS still uses by default.
+    let mut complaint = Sns::notification(
+        "7a5e6a6c-0c5f-4d1b-9a39-3f6f0e4b2d11",
+        &fixture("ses-complaint.json"),
+    );
+    complaint.version = "1";
+    complaint.subject = Some("Amazon SES Email Event Notification".into());
+    let summary = json(post_sns(&app, &complaint.signed_by(&sns)).await, 200).await;
+    assert_eq!(summary["status_changed"], 1, "{summary}");
+    assert_eq!(
+        statuses(&app, &SES_READERS).await,
+        ["confirmed", "confirmed", "unsubscribed", "confirmed"]
+    );
+
+    // Event publishing (eventType), a transient bounce: recorded only.
+    let transient = Sns::notification(
+        "a1f0c7f2-3f54-4c8e-9d3e-0d3c5b7e9f21",
+        &fixture("ses-event-bounce-transient.json"),
+    )
+    .signed_by(&sns);
+    let summary = json(post_sns(&app, &transient).await, 200).await;
+    assert_eq!(summary["recorded"], 1, "{summary}");
+    assert_eq!(summary["status_changed"], 0, "{summary}");
+    assert_eq!(
+        statuses(&app, &SES_READERS).await,
+        ["confirmed", "confirmed", "unsubscribed", "confirmed"]
+    );
+    assert_eq!(hard_bounces(&app, "dave@readers.test").await, 0);
+    assert_eq!(
+        events(&app).await,
+        [
+            event("carol@readers.test", "complaint", "ses"),
+            event("dave@readers.test", "soft_bounce", "ses"),
+        ]
+    );
+}
+
+async fn forged_sns_messages_change_nothing(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let sns = RsaSigner::new(dir.path(), "sns");
+    let other = RsaSigner::new(dir.path(), "other");
+    let app = ses_app(backend, &sns).await;
+    let bounce = Sns::notification(
+        "f0000000-0000-4000-8000-000000000001",
+        &fixture("ses-bounce-permanent.json"),
+    );
+    let genuine = bounce.signed_by(&sns);
+
+    let mut forgeries: Vec<(&str, serde_json::Value)> = Vec::new();
+    forgeries.push(("no signature", bounce.envelope(None)));
+    forgeries.push((
+        "garbage signature",
+        bounce.envelope(Some(&b64(&[7u8; 256]))),
+    ));
+    forgeries.push(("not base64", bounce.envelope(Some("!!not base64!!"))));
+    let mut changed = genuine.clone();
+    changed["Message"] = fixture("ses-bounce-permanent.json")
+        .replace(
+            "\"emailAddress\": \"bob@readers.test\"",
+            "\"emailAddress\": \"alice@readers.test\"",
+        )
+        .into();
+    assert_ne!(changed["Message"], genuine["Message"]);
+    forgeries.push(("Message changed after signing", changed));
+    let mut with_subject = genuine.clone();
+    with_subject["Subject"] = "added".into();
+    forgeries.push(("Subject added after signing", with_subject));
+    let mut downgraded = genuine.clone();
+    downgraded["SignatureVersion"] = "1".into();
+    forgeries.push(("SignatureVersion changed", downgraded));
+    let mut unknown_version = genuine.clone();
+    unknown_version["SignatureVersion"] = "3".into();
+    forgeries.push(("SignatureVersion unknown", unknown_version));
+    forgeries.push((
+        "signed by a key that is not the pinned certificate's",
+        bounce.signed_by(&other),
+    ));
+    let mut type_changed = genuine.clone();
+    type_changed["Type"] = "SubscriptionConfirmation".into();
+    type_changed["SubscribeURL"] =
+        "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription".into();
+    type_changed["Token"] = "t".into();
+    forgeries.push(("Type changed", type_changed));
+    for (what, envelope) in &forgeries {
+        let response = post_sns(&app, envelope).await;
+        assert_eq!(response.status(), 401, "{what}");
+    }
+
+    // Properly signed, but from a topic herald does not accept.
+    let mut elsewhere = bounce.clone();
+    elsewhere.topic_arn = "arn:aws:sns:us-east-1:999999999999:someone-elses".into();
+    assert_eq!(
+        post_sns(&app, &elsewhere.signed_by(&sns)).await.status(),
+        403
+    );
+
+    // Not an SNS message at all; too large.
+    assert_eq!(post(&app, "/webhooks/ses", "not json").await.status(), 400);
+    assert_eq!(
+        post(&app, "/webhooks/ses", "{\"Type\":\"Notification\"}")
+            .await
+            .status(),
+        400
+    );
+    let huge = format!(
+        "{{\"Message\":\"{}\"}}",
+        "a".repeat(herald::webhooks::MAX_BODY_BYTES)
+    );
+    assert_eq!(post(&app, "/webhooks/ses", huge).await.status(), 413);
+
+    assert_eq!(
+        statuses(&app, &SES_READERS).await,
+        ["confirmed"; 4],
+        "a forged message changed a subscriber"
+    );
+    assert!(events(&app).await.is_empty());
+    // The genuine message still works afterwards.
+    assert_eq!(post_sns(&app, &genuine).await.status(), 200);
+    assert_eq!(
+        app.subscriber_status("bob@readers.test").await.unwrap(),
+        "bounced"
+    );
+}
+
+async fn sns_certificate_is_fetched_only_from_amazon(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let sns = RsaSigner::new(dir.path(), "sns");
+    let tripwire = Tripwire::new();
+    // No pinned certificate: herald would fetch SigningCertURL, but only
+    // from https://sns.<region>.amazonaws.com/….pem.
+    let app = spawn(backend, |c| c.webhooks.ses.enabled = true).await;
+    app.import_confirmed(&SES_READERS).await;
+    let mut bounce = Sns::notification(
+        "c0000000-0000-4000-8000-000000000002",
+        &fixture("ses-bounce-permanent.json"),
+    );
+    for url in [
+        tripwire.url("/SimpleNotificationService-1.pem"),
+        format!(
+            "https://127.0.0.1:{}/cert.pem",
+            tripwire.0.local_addr().unwrap().port()
+        ),
+        "https://sns.us-east-1.amazonaws.com.evil.example/x.pem".to_string(),
+    ] {
+        bounce.cert_url = url.clone();
+        assert_eq!(
+            post_sns(&app, &bounce.signed_by(&sns)).await.status(),
+            401,
+            "{url}"
+        );
+    }
+    assert!(
+        !tripwire.was_contacted(),
+        "herald fetched a certificate from a URL the message chose"
+    );
+    assert_eq!(statuses(&app, &SES_READERS).await, ["confirmed"; 4]);
+}
+
+async fn sns_subscription_is_confirmed_only_on_amazon(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let sns = RsaSigner::new(dir.path(), "sns");
+    let other = RsaSigner::new(dir.path(), "other");
+    let app = ses_app(backend, &sns).await;
+    let tripwire = Tripwire::new();
+    let confirmation = Sns::confirmation(
+        "SubscriptionConfirmation",
+        &tripwire.url("/?Action=ConfirmSubscription&TopicArn=x&Token=y"),
+    );
+    let answer = json(post_sns(&app, &confirmation.signed_by(&sns)).await, 200).await;
+    assert!(
+        answer["note"]
+            .as_str()
+            .unwrap()
+            .contains("confirm it by hand"),
+        "{answer}"
+    );
+    assert_eq!(
+        post_sns(&app, &confirmation.signed_by(&other))
+            .await
+            .status(),
+        401
+    );
+    let unsubscribed = Sns::confirmation(
+        "UnsubscribeConfirmation",
+        &tripwire.url("/?Action=ConfirmSubscription"),
+    );
+    assert_eq!(
+        post_sns(&app, &unsubscribed.signed_by(&sns)).await.status(),
+        200
+    );
+    assert!(
+        !tripwire.was_contacted(),
+        "herald visited a SubscribeURL outside amazonaws.com"
+    );
+    assert_eq!(statuses(&app, &SES_READERS).await, ["confirmed"; 4]);
+}
+
+const SENDGRID_READERS: [&str; 7] = [
+    "ann@readers.test",
+    "dan@readers.test",
+    "bea@readers.test",
+    "ben@readers.test",
+    "dora@readers.test",
+    "zoe@readers.test",
+    "sam@readers.test",
+];
+
+async fn sendgrid_app(backend: Backend, signer: &EcSigner) -> TestApp {
+    let key = signer.public_key();
+    let app = spawn(backend, |c| {
+        c.webhooks.sendgrid.public_key = Some(key);
+        c.webhooks.sendgrid.max_age_secs = 600;
+    })
+    .await;
+    app.import_confirmed(&SENDGRID_READERS).await;
+    app
+}
+
+async fn sendgrid_events_change_exactly_the_recipients_they_name_once(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let sendgrid = EcSigner::new(dir.path(), "sendgrid");
+    let app = sendgrid_app(backend, &sendgrid).await;
+    let batch = fixture("sendgrid-events.json");
+    let summary = json(post_sendgrid_signed(&app, &sendgrid, &batch).await, 200).await;
+    assert_eq!(
+        summary,
+        serde_json::json!({"recorded": 5, "status_changed": 3, "duplicates": 0, "ignored": 8})
+    );
+    assert_eq!(
+        statuses(&app, &SENDGRID_READERS).await,
+        [
+            "confirmed",
+            "confirmed",
+            "bounced",
+            "confirmed",
+            "bounced",
+            "confirmed",
+            "unsubscribed"
+        ]
+    );
+    assert_eq!(
+        events(&app).await,
+        [
+            event("dan@readers.test", "soft_bounce", "sendgrid"),
+            event("bea@readers.test", "bounce", "sendgrid"),
+            event("ben@readers.test", "soft_bounce", "sendgrid"),
+            event("dora@readers.test", "bounce", "sendgrid"),
+            event("sam@readers.test", "complaint", "sendgrid"),
+        ]
+    );
+    // SendGrid retries a batch it thinks failed: each event counts once.
+    let again = json(post_sendgrid_signed(&app, &sendgrid, &batch).await, 200).await;
+    assert_eq!(again["duplicates"], 5, "{again}");
+    assert_eq!(again["recorded"], 0, "{again}");
+    assert_eq!(hard_bounces(&app, "bea@readers.test").await, 1);
+    assert_eq!(events(&app).await.len(), 5);
+}
+
+async fn forged_sendgrid_posts_change_nothing(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let sendgrid = EcSigner::new(dir.path(), "sendgrid");
+    let other = EcSigner::new(dir.path(), "other");
+    let app = sendgrid_app(backend, &sendgrid).await;
+    let body = fixture("sendgrid-events.json");
+    let now = now_secs().to_string();
+    let signature = sendgrid.sign(format!("{now}{body}").as_bytes());
+
+    assert_eq!(
+        post_sendgrid(&app, &body, None, None).await.status(),
+        401,
+        "no headers"
+    );
+    assert_eq!(
+        post_sendgrid(&app, &body, None, Some(&signature))
+            .await
+            .status(),
+        401,
+        "no timestamp"
+    );
+    assert_eq!(
+        post_sendgrid(&app, &body, Some(&now), None).await.status(),
+        401,
+        "no signature"
+    );
+    assert_eq!(
+        post_sendgrid(&app, &body, Some(&now), Some("!!"))
+            .await
+            .status(),
+        401,
+        "not base64"
+    );
+    let by_other = other.sign(format!("{now}{body}").as_bytes());
+    assert_eq!(
+        post_sendgrid(&app, &body, Some(&now), Some(&by_other))
+            .await
+            .status(),
+        401,
+        "another key"
+    );
+    let changed = body.replace("\"type\": \"blocked\"", "\"type\": \"bounce\"");
+    assert_ne!(changed, body);
+    assert_eq!(
+        post_sendgrid(&app, &changed, Some(&now), Some(&signature))
+            .await
+            .status(),
+        401,
+        "body changed"
+    );
+    let later = (now_secs() + 1).to_string();
+    assert_eq!(
+        post_sendgrid(&app, &body, Some(&later), Some(&signature))
+            .await
+            .status(),
+        401,
+        "timestamp changed"
+    );
+    // Genuinely signed, but an hour old (a replay) or an hour ahead.
+    for t in [now_secs() - 3600, now_secs() + 3600] {
+        let t = t.to_string();
+        let signed = sendgrid.sign(format!("{t}{body}").as_bytes());
+        assert_eq!(
+            post_sendgrid(&app, &body, Some(&t), Some(&signed))
+                .await
+                .status(),
+            403,
+            "timestamp {t}"
+        );
+    }
+    // Signed, but not the JSON array SendGrid sends.
+    assert_eq!(
+        post_sendgrid_signed(&app, &sendgrid, "{\"event\":\"bounce\"}")
+            .await
+            .status(),
+        400
+    );
+    assert_eq!(
+        post_sendgrid_signed(&app, &sendgrid, "not json")
+            .await
+            .status(),
+        400
+    );
+
+    assert_eq!(
+        statuses(&app, &SENDGRID_READERS).await,
+        ["confirmed"; 7],
+        "a forged post changed a subscriber"
+    );
+    assert!(events(&app).await.is_empty());
+}
+
+const POSTMARK_READERS: [&str; 4] = [
+    "paul@readers.test",
+    "pia@readers.test",
+    "pete@readers.test",
+    "quinn@readers.test",
+];
+
+async fn postmark_app(backend: Backend) -> TestApp {
+    let app = spawn(backend, |c| {
+        c.webhooks.postmark.username = Some(POSTMARK_USER.into());
+        c.webhooks.postmark.password = Some(POSTMARK_PASSWORD.into());
+    })
+    .await;
+    app.import_confirmed(&POSTMARK_READERS).await;
+    app
+}
+
+async fn postmark_records_change_exactly_the_recipients_they_name_once(backend: Backend) {
+    let app = postmark_app(backend).await;
+    let auth = Some((POSTMARK_USER, POSTMARK_PASSWORD));
+    let bounce = fixture("postmark-bounce.json");
+    let summary = json(post_postmark(&app, &bounce, auth).await, 200).await;
+    assert_eq!(summary["status_changed"], 1, "{summary}");
+    assert_eq!(
+        statuses(&app, &POSTMARK_READERS).await,
+        ["bounced", "confirmed", "confirmed", "confirmed"]
+    );
+    let again = json(post_postmark(&app, &bounce, auth).await, 200).await;
+    assert_eq!(again["duplicates"], 1, "{again}");
+    assert_eq!(hard_bounces(&app, "paul@readers.test").await, 1);
+
+    let complaint = fixture("postmark-spam-complaint.json");
+    json(post_postmark(&app, &complaint, auth).await, 200).await;
+    assert_eq!(
+        statuses(&app, &POSTMARK_READERS).await,
+        ["bounced", "unsubscribed", "confirmed", "confirmed"]
+    );
+
+    let transient = bounce
+        .replace("\"Type\": \"HardBounce\"", "\"Type\": \"Transient\"")
+        .replace("4323372036854775807", "4323372036854775808")
+        .replace("paul@readers.test", "pete@readers.test");
+    let summary = json(post_postmark(&app, &transient, auth).await, 200).await;
+    assert_eq!(summary["recorded"], 1, "{summary}");
+    let delivery = r#"{"RecordType":"Delivery","ServerID":23,"MessageStream":"outbound","MessageID":"883953f4-6105-42a2-a16a-77a8eac79483","Recipient":"quinn@readers.test","Tag":"welcome-email","DeliveredAt":"2019-11-05T16:33:54.9070259Z","Details":"Test delivery webhook details"}"#;
+    let summary = json(post_postmark(&app, delivery, auth).await, 200).await;
+    assert_eq!(summary["ignored"], 1, "{summary}");
+    assert_eq!(
+        statuses(&app, &POSTMARK_READERS).await,
+        ["bounced", "unsubscribed", "confirmed", "confirmed"]
+    );
+    assert_eq!(
+        events(&app).await,
+        [
+            event("paul@readers.test", "bounce", "postmark"),
+            event("pia@readers.test", "complaint", "postmark"),
+            event("pete@readers.test", "soft_bounce", "postmark"),
+        ]
+    );
+}
+
+async fn postmark_posts_without_the_credentials_change_nothing(backend: Backend) {
+    let app = postmark_app(backend).await;
+    let bounce = fixture("postmark-bounce.json");
+    let response = post_postmark(&app, &bounce, None).await;
+    assert_eq!(response.status(), 401);
+    assert!(response.headers().get("www-authenticate").is_some());
+    for (user, password) in [
+        (POSTMARK_USER, "wrong password"),
+        ("someone", POSTMARK_PASSWORD),
+        (POSTMARK_USER, ""),
+    ] {
+        assert_eq!(
+            post_postmark(&app, &bounce, Some((user, password)))
+                .await
+                .status(),
+            401,
+            "{user}:{password}"
+        );
+    }
+    let bearer = app
+        .client
+        .post(app.url("/webhooks/postmark"))
+        .bearer_auth(POSTMARK_PASSWORD)
+        .body(bounce.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bearer.status(), 401);
+    let auth = Some((POSTMARK_USER, POSTMARK_PASSWORD));
+    assert_eq!(
+        post_postmark(&app, "{\"RecordType\":", auth).await.status(),
+        400
+    );
+    assert_eq!(
+        statuses(&app, &POSTMARK_READERS).await,
+        ["confirmed"; 4],
+        "a forged post changed a subscriber"
+    );
+    assert!(events(&app).await.is_empty());
+}
+
+async fn webhooks_answer_404_until_configured(backend: Backend) {
+    let app = spawn(backend, |_| {}).await;
+    for path in ["/webhooks/ses", "/webhooks/sendgrid", "/webhooks/postmark"] {
+        let answer = json(post(&app, path, "{}").await, 404).await;
+        assert!(
+            answer["error"].as_str().unwrap().contains("not enabled"),
+            "{path}: {answer}"
+        );
+    }
+}
+
+async fn webhook_settings_that_cannot_work_stop_herald_at_start(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let ec = EcSigner::new(dir.path(), "ec");
+    let not_a_cert = dir.path().join("not-a-cert.pem");
+    std::fs::write(
+        &not_a_cert,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let ed25519 = b64(&openssl(
+        &["pkey", "-pubout", "-outform", "DER"],
+        &openssl(&["genpkey", "-algorithm", "ed25519"], b""),
+    ));
+    type Tweak = Box<dyn Fn(&mut Config)>;
+    let cases: Vec<(&str, Tweak)> = vec![
+        (
+            "missing certificate file",
+            Box::new(|c: &mut Config| {
+                c.webhooks.ses.enabled = true;
+                c.webhooks.ses.certificate_file = Some("/nonexistent/sns.pem".into());
+            }),
+        ),
+        (
+            "not a certificate",
+            Box::new(move |c: &mut Config| {
+                c.webhooks.ses.enabled = true;
+                c.webhooks.ses.certificate_file = Some(not_a_cert.clone());
+            }),
+        ),
+        (
+            "not a P-256 key",
+            Box::new(move |c: &mut Config| c.webhooks.sendgrid.public_key = Some(ed25519.clone())),
+        ),
+        (
+            "an EC private key instead of the public key",
+            Box::new({
+                let private = std::fs::read_to_string(&ec.key).unwrap();
+                move |c: &mut Config| c.webhooks.sendgrid.public_key = Some(private.clone())
+            }),
+        ),
+        (
+            "postmark user without password",
+            Box::new(|c: &mut Config| c.webhooks.postmark.username = Some("u".into())),
+        ),
+    ];
+    for (what, tweak) in cases {
+        let db = common::fresh_database(backend).await;
+        let mut config = common::test_config(&db.url, "smtp://127.0.0.1:1", dir.path());
+        tweak(&mut config);
+        let built = herald::startup::Application::build(config, herald::startup::Role::Web).await;
+        let error = built
+            .err()
+            .unwrap_or_else(|| panic!("{what}: herald started"));
+        assert!(error.to_string().contains("webhooks."), "{what}: {error}");
+    }
+}
+
+both_backends!(
+    ses_bounce_marks_exactly_its_recipient_bounced_once,
+    ses_complaint_unsubscribes_exactly_its_recipient,
+    forged_sns_messages_change_nothing,
+    sns_certificate_is_fetched_only_from_amazon,
+    sns_subscription_is_confirmed_only_on_amazon,
+    sendgrid_events_change_exactly_the_recipients_they_name_once,
+    forged_sendgrid_posts_change_nothing,
+    postmark_records_change_exactly_the_recipients_they_name_once,
+    postmark_posts_without_the_credentials_change_nothing,
+    webhooks_answer_404_until_configured,
+    webhook_settings_that_cannot_work_stop_herald_at_start,
+);
