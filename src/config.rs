@@ -50,6 +50,22 @@ pub struct Config {
     pub signup: SignupConfig,
     pub dkim: DkimConfig,
     pub inbound: InboundConfig,
+    pub archive: ArchiveConfig,
+}
+
+/// The public archive of sent digests (`/archive`, `/archive/{id}`,
+/// `/archive/feed.xml`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ArchiveConfig {
+    /// false: the three routes answer 404, as if herald had no archive.
+    pub enabled: bool,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 /// Mail that comes back: bounces, complaints, unsubscribes by mail (`herald
@@ -261,6 +277,7 @@ impl Default for Config {
             signup: SignupConfig::default(),
             dkim: DkimConfig::default(),
             inbound: InboundConfig::default(),
+            archive: ArchiveConfig::default(),
         }
     }
 }
@@ -492,6 +509,26 @@ name = "relay-b"
 
         // A typo in a server's keys is an error, not ignored.
         std::fs::write(&path, "[[smtp_servers]]\nurl = \"smtp://x\"\nwieght = 2\n").unwrap();
+        assert!(Config::load(Some(&path), Figment::new()).is_err());
+    }
+
+    #[test]
+    fn the_archive_is_on_unless_switched_off() {
+        assert!(Config::default().archive.enabled);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.toml");
+        std::fs::write(&path, "[archive]\nenabled = false\n").unwrap();
+        let config = Config::load(Some(&path), Figment::new()).unwrap();
+        assert!(!config.archive.enabled);
+
+        // The environment is read as text; "false" still switches it off.
+        std::fs::write(&path, "").unwrap();
+        std::env::set_var("HERALD_ARCHIVE__ENABLED", "false");
+        let config = Config::load(Some(&path), Figment::new());
+        std::env::remove_var("HERALD_ARCHIVE__ENABLED");
+        assert!(!config.unwrap().archive.enabled);
+
+        std::fs::write(&path, "[archive]\nenabeld = false\n").unwrap();
         assert!(Config::load(Some(&path), Figment::new()).is_err());
     }
 
