@@ -77,11 +77,13 @@ impl Default for DoctorConfig {
     }
 }
 
-/// The public archive of sent digests (`/archive`).
+/// The public archive of sent digests (`/archive`, `/archive/{id}`,
+/// `/archive/feed.xml`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ArchiveConfig {
-    /// Off: `/archive` answers 404 and digests carry no link to it.
+    /// false: the three routes answer 404, as if herald had no archive, and
+    /// digests carry no "view in your browser" link.
     pub enabled: bool,
 }
 
@@ -590,6 +592,26 @@ name = "relay-b"
 
         // A typo in a server's keys is an error, not ignored.
         std::fs::write(&path, "[[smtp_servers]]\nurl = \"smtp://x\"\nwieght = 2\n").unwrap();
+        assert!(Config::load(Some(&path), Figment::new()).is_err());
+    }
+
+    #[test]
+    fn the_archive_is_on_unless_switched_off() {
+        assert!(Config::default().archive.enabled);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.toml");
+        std::fs::write(&path, "[archive]\nenabled = false\n").unwrap();
+        let config = Config::load(Some(&path), Figment::new()).unwrap();
+        assert!(!config.archive.enabled);
+
+        // The environment is read as text; "false" still switches it off.
+        std::fs::write(&path, "").unwrap();
+        std::env::set_var("HERALD_ARCHIVE__ENABLED", "false");
+        let config = Config::load(Some(&path), Figment::new());
+        std::env::remove_var("HERALD_ARCHIVE__ENABLED");
+        assert!(!config.unwrap().archive.enabled);
+
+        std::fs::write(&path, "[archive]\nenabeld = false\n").unwrap();
         assert!(Config::load(Some(&path), Figment::new()).is_err());
     }
 

@@ -1,6 +1,7 @@
 //! The pages in a real browser: headless Chromium, driven over the DevTools
 //! protocol, fills in the signup form, follows the confirmation link from the
-//! mail and presses the buttons — with no JavaScript on herald's pages.
+//! mail and presses the buttons — with no JavaScript on herald's pages —
+//! and reads the archive of past digests at desktop and phone widths.
 
 mod common;
 
@@ -20,6 +21,9 @@ struct Browser {
         tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
     >,
     next_id: u64,
+    /// Events chromium sent while we waited for answers (`Log.entryAdded`
+    /// once the Log domain is enabled).
+    events: Vec<Value>,
 }
 
 impl Browser {
@@ -77,6 +81,7 @@ impl Browser {
             _profile: profile,
             ws,
             next_id: 0,
+            events: Vec::new(),
         }
     }
 
@@ -110,6 +115,9 @@ impl Browser {
                         Some(error) => Err(error.clone()),
                         None => Ok(v["result"].clone()),
                     };
+                }
+                if v.get("method").is_some() {
+                    self.events.push(v);
                 }
             }
         }
@@ -182,6 +190,80 @@ impl Browser {
         let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(name), png).unwrap();
+    }
+}
+
+/// Where the archive's screenshots go: `test-screenshots/archive/` in the
+/// target directory.
+fn archive_screenshot_dir() -> std::path::PathBuf {
+    let tmp = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    tmp.parent()
+        .unwrap_or(tmp)
+        .join("test-screenshots")
+        .join("archive")
+}
+
+impl Browser {
+    /// Lays the page out at this viewport, as a phone (`mobile`: the
+    /// viewport meta tag applies) or a desktop window.
+    async fn set_viewport(&mut self, width: u32, height: u32, mobile: bool) {
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile}),
+        )
+        .await;
+    }
+
+    /// The whole page, not just the viewport, as a PNG file at `path`.
+    async fn full_page_screenshot(&mut self, path: &std::path::Path) {
+        let metrics = self.call("Page.getLayoutMetrics", json!({})).await;
+        let size = &metrics["cssContentSize"];
+        let r = self
+            .call(
+                "Page.captureScreenshot",
+                json!({
+                    "format": "png",
+                    "captureBeyondViewport": true,
+                    "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
+                }),
+            )
+            .await;
+        use base64::Engine;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(r["data"].as_str().unwrap())
+            .unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "a PNG came back");
+        std::fs::write(path, png).unwrap();
+    }
+
+    /// Console messages about the Content-Security-Policy so far.
+    fn csp_console_messages(&self) -> Vec<String> {
+        self.events
+            .iter()
+            .filter(|e| e["method"] == "Log.entryAdded")
+            .map(|e| {
+                e["params"]["entry"]["text"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .filter(|text| text.contains("Content Security Policy"))
+            .collect()
+    }
+
+    /// Whether a visible element whose text contains `text` lies wholly
+    /// inside the viewport's width.
+    async fn shows(&mut self, selector: &str, text: &str) -> bool {
+        let script = format!(
+            "(() => {{ const el = [...document.querySelectorAll({sel})].find(e => e.textContent.includes({text}));
+                if (!el) return false;
+                const r = el.getBoundingClientRect(), s = getComputedStyle(el);
+                return r.width > 0 && r.height > 0 && r.left >= 0 && r.right <= innerWidth
+                    && s.visibility === 'visible' && s.display !== 'none' && s.opacity !== '0'; }})()",
+            sel = json!(selector),
+            text = json!(text),
+        );
+        self.eval(&script).await == true
     }
 }
 
@@ -376,3 +458,169 @@ both_backends!(
     a_reader_subscribes_confirms_and_unsubscribes_in_a_browser,
     the_digest_passes_axe_wcag_21_aa,
 );
+
+/// What a reader of the archive sees, at a desktop width and at 375 px (a
+/// small phone): the list and a digest, the subject and the article titles
+/// visible, the article image loaded (the digest page's own policy allows
+/// it), nothing wider than the screen, and no Content-Security-Policy
+/// violation in the console or as a `securitypolicyviolation` event. That
+/// the two detectors work is checked at the end by breaking the policy on
+/// purpose. Screenshots: `target/test-screenshots/archive/`.
+async fn the_archive_reads_well_at_desktop_and_phone_width(backend: Backend) {
+    use axum::http::header;
+    let app: TestApp = spawn_app(backend).await;
+    // The article image comes from another host, as a news site's would.
+    let image = axum::Router::new().route(
+        "/harbour.svg",
+        axum::routing::get(|| async {
+            (
+                [(header::CONTENT_TYPE, "image/svg+xml")],
+                "<svg xmlns='http://www.w3.org/2000/svg' width='544' height='240' viewBox='0 0 544 240'><rect width='544' height='240' fill='#1a56db'/><rect y='160' width='544' height='80' fill='#0f766e'/><circle cx='440' cy='70' r='36' fill='#fde68a'/></svg>",
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let image_url = format!("http://{}/harbour.svg", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, image).await.unwrap() });
+
+    app.import_confirmed(&["reader@example.com"]).await;
+    let titles = [
+        "Harbour bridge reopens after two years of repairs",
+        "Council approves the Riverside-Interchange-Redevelopment plan after a marathon session",
+    ];
+    let resp = app
+        .api(reqwest::Method::POST, "/api/articles")
+        .json(&json!({
+            "title": titles[0],
+            "url": "https://news.example.com/harbour-bridge",
+            "html": "<p>Traffic flows again over the harbour bridge, two years and three budgets after it closed.</p>",
+            "image_url": image_url,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    app.add_article(
+        titles[1],
+        "https://news.example.com/riverside",
+        "<p>After eleven hours of debate the council said yes to the plan.</p>",
+    )
+    .await;
+    let id = app.send_digest_now().await;
+    app.wait_digest_done(id, Duration::from_secs(20)).await;
+    let subject = app.store.digest_by_id(id).await.unwrap().unwrap().subject;
+
+    let dir = archive_screenshot_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    println!("archive screenshots: {}", dir.display());
+
+    let mut browser = Browser::launch().await;
+    browser.call("Page.enable", json!({})).await;
+    browser.call("Log.enable", json!({})).await;
+    // Injected by DevTools, so it runs whatever the page's policy says.
+    browser
+        .call(
+            "Page.addScriptToEvaluateOnNewDocument",
+            json!({"source": "window.__violations = []; document.addEventListener('securitypolicyviolation', e => window.__violations.push(e.violatedDirective + ' ' + e.blockedURI));"}),
+        )
+        .await;
+    let violations = "window.__violations.join('\\n')";
+
+    for (label, width, height, mobile) in [("desktop", 1280, 900, false), ("phone", 375, 740, true)]
+    {
+        browser.set_viewport(width, height, mobile).await;
+
+        browser.open(&app.url("/archive")).await;
+        browser.wait_for_text("Past digests").await;
+        assert!(
+            browser.shows("a", &subject).await,
+            "{label}: the subject is listed and visible"
+        );
+        assert!(browser.shows("h1", "Past digests").await, "{label}");
+        let scroll_width = browser.eval("document.documentElement.scrollWidth").await;
+        assert!(
+            scroll_width.as_u64().unwrap() <= width as u64,
+            "{label}: the list is {scroll_width} px wide"
+        );
+        assert_eq!(browser.eval(violations).await, "", "{label}: list page");
+        browser
+            .full_page_screenshot(&dir.join(format!("archive-{label}-{backend:?}.png")))
+            .await;
+
+        browser.open(&app.url(&format!("/archive/{id}"))).await;
+        browser.wait_for_text(titles[1]).await;
+        assert_eq!(browser.eval("document.title").await, subject.as_str());
+        assert!(
+            browser.shows("h1", &subject).await,
+            "{label}: the subject heads the page"
+        );
+        for title in titles {
+            assert!(browser.shows("h2", title).await, "{label}: {title} visible");
+        }
+        assert!(
+            browser
+                .shows("a", "Get the next digest in your inbox")
+                .await,
+            "{label}"
+        );
+        // Wait for the image rather than race it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while browser
+            .eval("document.querySelector('main img').complete")
+            .await
+            != true
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{label}: the image never finished loading"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            browser
+                .eval("document.querySelector('main img').naturalWidth")
+                .await
+                .as_u64()
+                > Some(0),
+            "{label}: the article image loaded"
+        );
+        let scroll_width = browser.eval("document.documentElement.scrollWidth").await;
+        assert!(
+            scroll_width.as_u64().unwrap() <= width as u64,
+            "{label}: the digest is {scroll_width} px wide"
+        );
+        assert_eq!(browser.eval(violations).await, "", "{label}: digest page");
+        browser
+            .full_page_screenshot(&dir.join(format!("digest-{label}-{backend:?}.png")))
+            .await;
+    }
+    assert_eq!(browser.csp_console_messages(), Vec::<String>::new());
+
+    // The detectors detect: an inline script breaks the digest page's policy.
+    browser
+        .eval("const s = document.createElement('script'); s.textContent = 'window.ran = true'; document.body.appendChild(s); true")
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while browser.csp_console_messages().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "chromium never reported the blocked script"
+        );
+        browser.eval("1").await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(browser
+        .eval(violations)
+        .await
+        .as_str()
+        .unwrap_or("")
+        .contains("script-src"));
+    assert_eq!(
+        browser.eval("window.ran === true").await,
+        false,
+        "the script did not run"
+    );
+    app.shutdown().await;
+}
+
+both_backends!(the_archive_reads_well_at_desktop_and_phone_width);

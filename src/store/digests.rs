@@ -45,6 +45,27 @@ pub struct DigestCounts {
 
 const DIGEST_COLUMNS: &str = "id, slot, window_start, window_end, subject, body_html, body_text, status, recipients, created_at, finished_at";
 
+/// A sent digest as the archive lists it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ArchivedDigest {
+    pub id: i64,
+    pub subject: String,
+    pub created_at: Millis,
+}
+
+/// Which digests the public archive shows: those readers have received. A
+/// digest that is sending or done and that at least one copy of was
+/// accepted by the relay (so a "view in your browser" link works from the
+/// first copy on). Never a queued or paused digest (paused is how an
+/// operator holds back a digest gone wrong), a cancelled one (even if some
+/// copies went out), or one no copy of was delivered (every copy failed, or
+/// nobody was subscribed). The subquery walks the primary key
+/// (digest_id, subscriber_id) of one digest and stops at its first sent
+/// row: `status || ''` keeps SQLite off the status index, which would
+/// visit every sent row of every digest.
+const IS_SENT: &str = "status IN ('sending', 'done')
+    AND EXISTS (SELECT 1 FROM deliveries d WHERE d.digest_id = digests.id AND (d.status || '') = 'sent')";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DigestCreated {
     Created(i64),
@@ -128,6 +149,31 @@ impl Store {
     pub async fn recent_digests(&self, limit: i64) -> Result<Vec<DigestRow>> {
         let sql = format!("SELECT {DIGEST_COLUMNS} FROM digests ORDER BY id DESC LIMIT $1");
         with_pool!(self, pool => Ok(sqlx::query_as(&sql).bind(limit).fetch_all(pool).await?))
+    }
+
+    /// Sent digests for the public archive, newest first: `offset` and
+    /// `limit` page through them. Only the columns a listing shows: a
+    /// digest's body is some 20 KB.
+    pub async fn sent_digests(&self, offset: i64, limit: i64) -> Result<Vec<ArchivedDigest>> {
+        let sql = format!(
+            "SELECT id, subject, created_at FROM digests WHERE {IS_SENT} ORDER BY id DESC LIMIT $1 OFFSET $2"
+        );
+        with_pool!(self, pool => Ok(sqlx::query_as(&sql).bind(limit).bind(offset).fetch_all(pool).await?))
+    }
+
+    /// The newest sent digests with their bodies (the archive's feed).
+    pub async fn newest_sent_digests(&self, limit: i64) -> Result<Vec<DigestRow>> {
+        let sql = format!(
+            "SELECT {DIGEST_COLUMNS} FROM digests WHERE {IS_SENT} ORDER BY id DESC LIMIT $1"
+        );
+        with_pool!(self, pool => Ok(sqlx::query_as(&sql).bind(limit).fetch_all(pool).await?))
+    }
+
+    /// A digest by id if it was sent (`IS_SENT`); None for an unknown id
+    /// and for one that readers never received.
+    pub async fn sent_digest_by_id(&self, id: i64) -> Result<Option<DigestRow>> {
+        let sql = format!("SELECT {DIGEST_COLUMNS} FROM digests WHERE id = $1 AND {IS_SENT}");
+        with_pool!(self, pool => Ok(sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?))
     }
 
     /// End of the newest digest's window that was not cancelled.

@@ -20,7 +20,7 @@ mod subscribers;
 pub use articles::{ArticleRow, NewArticle};
 pub use confirmations::{ConfirmOutcome, TokenLookup};
 pub use deliveries::{ClaimedDelivery, DeliveryOutcome};
-pub use digests::{DigestCounts, DigestCreated, DigestRow, NewDigest};
+pub use digests::{ArchivedDigest, DigestCounts, DigestCreated, DigestRow, NewDigest};
 pub use events::{DigestEventCounts, EventKind, EventOutcome, NewEvent, SubscriberEventRow};
 pub use feeds::{FeedRow, PollSuccess};
 pub use outbox::{OutboxMessage, OutboxOutcome};

@@ -10,6 +10,10 @@ pub enum Error {
     Subscriptions(#[from] crate::subscriptions::Error),
     #[error(transparent)]
     Store(#[from] crate::store::Error),
+    #[error("page template failed to render: {0}")]
+    Template(#[from] askama::Error),
+    #[error("could not write the Atom feed: {0}")]
+    Feed(#[from] atom_syndication::Error),
 }
 
 impl IntoResponse for Error {

@@ -2,6 +2,7 @@
 //! sees a URL knows which file answers it.
 
 pub mod api;
+mod archive;
 mod confirm;
 mod error;
 mod health;
@@ -54,7 +55,7 @@ fn base_path(base_url: &str) -> Option<String> {
 }
 
 fn routes(state: AppState) -> Router<AppState> {
-    Router::new()
+    let public = Router::new()
         .route("/", get(subscribe::form))
         .route("/subscribe", post(subscribe::submit))
         .route("/thanks", get(subscribe::thanks))
@@ -68,7 +69,17 @@ fn routes(state: AppState) -> Router<AppState> {
             "/unsubscribe/one-click/{token}",
             post(unsubscribe::one_click),
         )
-        .route("/health", get(health::health))
+        .route("/health", get(health::health));
+    // Disabled, the archive is not there: its URLs get the 404 page.
+    let public = if state.config.archive.enabled {
+        public
+            .route("/archive", get(archive::list))
+            .route("/archive/feed.xml", get(archive::feed))
+            .route("/archive/{id}", get(archive::show))
+    } else {
+        public
+    };
+    public
         .layer(DefaultBodyLimit::max(PUBLIC_BODY_LIMIT))
         // Its own token and its own body limit (inbound::MAX_MESSAGE_BYTES).
         .route(
@@ -125,7 +136,7 @@ fn request_span(request: &Request<Body>) -> tracing::Span {
 /// cannot be framed.
 pub const CONTENT_SECURITY_POLICY: &str = concat!(
     "default-src 'none'; style-src 'sha256-",
-    "PCxLE1TSmdKiFQ6NxBmTJy8LVhvqDKrLs3K3x011IOk=",
+    "86++TjCMWvbtqUIHAbY/I6ASaR17J9SXYefhtjt6sao=",
     "'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 );
 

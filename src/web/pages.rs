@@ -20,6 +20,10 @@ button { margin-top: 1.25rem; padding: .75rem 1.4rem; font: inherit; font-weight
 a { color: var(--accent); }
 .hp { position: absolute; left: -10000px; width: 1px; height: 1px; overflow: hidden; }
 .footnote { margin-top: 1.5rem; }
+.archive { list-style: none; margin: 0 0 1.25rem; padding: 0; }
+.archive li { padding: .75rem 0; border-top: 1px solid rgba(127,127,127,.3); }
+.archive a { display: block; font-weight: 600; overflow-wrap: anywhere; }
+.pager { display: flex; justify-content: space-between; gap: 1rem; }
 "#;
 
 use crate::startup::AppState;
