@@ -11,10 +11,10 @@
 //! [`body_hash`] computes the same hash from a whole message, for mail
 //! that is not spliced and to check the template's arithmetic.
 
+use aws_lc_rs::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use ring::rand::SystemRandom;
-use ring::signature::{Ed25519KeyPair, KeyPair as _, RsaKeyPair, RSA_PKCS1_SHA256};
+use ring::signature::{Ed25519KeyPair, KeyPair as _};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
@@ -145,7 +145,7 @@ impl DkimKey {
     pub fn public_key(&self) -> Result<Vec<u8>, DkimError> {
         match &self.private {
             Private::Ed25519(key) => Ok(key.public_key().as_ref().to_vec()),
-            Private::Rsa(key) => rsa_spki(key.public_key().as_ref()),
+            Private::Rsa(key) => rsa_spki(aws_lc_rs::signature::KeyPair::public_key(key).as_ref()),
         }
     }
 
@@ -158,14 +158,14 @@ impl DkimKey {
         ))
     }
 
-    fn sign(&self, rng: &SystemRandom, data: &[u8]) -> Result<Vec<u8>, DkimError> {
+    fn sign(&self, rng: &aws_lc_rs::rand::SystemRandom, data: &[u8]) -> Result<Vec<u8>, DkimError> {
         match &self.private {
             Private::Ed25519(key) => {
                 // RFC 8463: Ed25519 signs the SHA-256 hash of the data.
                 Ok(key.sign(&Sha256::digest(data)).as_ref().to_vec())
             }
             Private::Rsa(key) => {
-                let mut signature = vec![0; key.public().modulus_len()];
+                let mut signature = vec![0; key.public_modulus_len()];
                 key.sign(&RSA_PKCS1_SHA256, rng, data, &mut signature)
                     .map_err(|_| DkimError::Sign("RSA signing failed".into()))?;
                 Ok(signature)
@@ -232,7 +232,7 @@ const SIGNED_HEADERS: &[&str] = &[
 /// The keys herald signs with: one signature per key.
 pub struct Dkim {
     keys: Vec<DkimKey>,
-    rng: SystemRandom,
+    rng: aws_lc_rs::rand::SystemRandom,
 }
 
 impl std::fmt::Debug for Dkim {
@@ -245,7 +245,7 @@ impl Dkim {
     pub fn new(keys: Vec<DkimKey>) -> Self {
         Self {
             keys,
-            rng: SystemRandom::new(),
+            rng: aws_lc_rs::rand::SystemRandom::new(),
         }
     }
 
@@ -516,7 +516,7 @@ pub fn generate(algorithm: Algorithm, path: &Path) -> Result<(), DkimError> {
     };
     let pem = match algorithm {
         Algorithm::Ed25519 => {
-            let der = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+            let der = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())
                 .map_err(|_| key_error("could not generate an Ed25519 key".into()))?;
             pem_private_key(der.as_ref())
         }
