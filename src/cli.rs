@@ -767,7 +767,7 @@ async fn subscribers(config: Config, cmd: SubscribersCommand) -> anyhow::Result<
         }
         SubscribersCommand::Events { kind, limit } => {
             if let Some(k) = &kind {
-                if !["bounce", "soft_bounce", "complaint", "unsubscribe"].contains(&k.as_str()) {
+                if crate::store::EventKind::parse(k).is_none() {
                     bail!("unknown kind {k:?}: use bounce, soft_bounce, complaint or unsubscribe");
                 }
             }

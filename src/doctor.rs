@@ -123,17 +123,13 @@ pub async fn check(
     let dns = Dns::new(resolver, timeout)?;
     let mailer = crate::mail::Mailer::from_config(config)?;
     let from_domain = mailer.from.email.domain().to_ascii_lowercase();
-    let return_path_domain = config
-        .inbound
-        .bounce_address
-        .as_deref()
-        .and_then(|a| a.rsplit_once('@'))
-        .map(|(_, d)| d.trim_end_matches('>').to_ascii_lowercase())
-        .unwrap_or_else(|| from_domain.clone());
+    let return_path_domain = mailer.return_path_domain().to_ascii_lowercase();
     let mut findings = Vec::new();
 
-    // Is the DNS there at all? One question decides whether the rest are worth asking.
-    if let Txt::Unreachable(error) = dns.txt(&from_domain).await {
+    // Is the DNS there at all? The From domain's TXT records decide whether
+    // the rest are worth asking, and hold its SPF record.
+    let from_txt = dns.txt(&from_domain).await;
+    if let Txt::Unreachable(error) = &from_txt {
         findings.push(Finding {
             verdict: Verdict::Unknown,
             what: format!("cannot ask the DNS ({}): {error}", dns.server),
@@ -145,12 +141,9 @@ pub async fn check(
         return Ok(findings);
     }
 
-    let mut spf_domains = vec![from_domain.clone()];
+    findings.push(spf(&from_domain, from_txt));
     if return_path_domain != from_domain {
-        spf_domains.push(return_path_domain.clone());
-    }
-    for domain in &spf_domains {
-        findings.push(spf(&dns, domain).await);
+        findings.push(spf(&return_path_domain, dns.txt(&return_path_domain).await));
     }
     match mailer.dkim.as_deref() {
         None => findings.push(Finding {
@@ -183,48 +176,43 @@ pub async fn check(
     Ok(findings)
 }
 
-async fn spf(dns: &Dns, domain: &str) -> Finding {
-    let suggestion = format!(
-        "publish one TXT record at {domain}: \"v=spf1 mx include:<your relay's SPF domain> ~all\" (your relay's documentation names what to include)"
-    );
-    match dns.txt(domain).await {
-        Txt::Unreachable(e) => unreachable_finding(&format!("SPF of {domain}"), &e),
-        Txt::None => Finding {
+/// The SPF finding for `domain` from its TXT records.
+fn spf(domain: &str, txt: Txt) -> Finding {
+    let records = match txt {
+        Txt::Unreachable(e) => return unreachable_finding(&format!("SPF of {domain}"), &e),
+        Txt::None => Vec::new(),
+        Txt::Records(records) => records,
+    };
+    let spf: Vec<&String> = records
+        .iter()
+        .filter(|r| r.to_ascii_lowercase().starts_with("v=spf1"))
+        .collect();
+    match spf.as_slice() {
+        [] => Finding {
             verdict: Verdict::Fail,
             what: format!("SPF: {domain} publishes no SPF record"),
-            fix: Some(suggestion),
+            fix: Some(format!(
+                "publish one TXT record at {domain}: \"v=spf1 mx include:<your relay's SPF domain> ~all\" (your relay's documentation names what to include)"
+            )),
         },
-        Txt::Records(records) => {
-            let spf: Vec<&String> = records
-                .iter()
-                .filter(|r| r.to_ascii_lowercase().starts_with("v=spf1"))
-                .collect();
-            match spf.as_slice() {
-                [] => Finding {
-                    verdict: Verdict::Fail,
-                    what: format!("SPF: {domain} publishes no SPF record"),
-                    fix: Some(suggestion),
-                },
-                [one] if one.trim_end().ends_with("+all") => Finding {
-                    verdict: Verdict::Fail,
-                    what: format!("SPF: {domain} publishes {one:?}, which lets anyone send as it"),
-                    fix: Some("end the record with ~all or -all".into()),
-                },
-                [one] => Finding {
-                    verdict: Verdict::Ok,
-                    what: format!("SPF: {domain} publishes {one:?}"),
-                    fix: None,
-                },
-                many => Finding {
-                    verdict: Verdict::Fail,
-                    what: format!(
-                        "SPF: {domain} publishes {} SPF records; receivers treat that as an error (RFC 7208)",
-                        many.len()
-                    ),
-                    fix: Some("merge them into one record".into()),
-                },
-            }
-        }
+        [one] if one.trim_end().ends_with("+all") => Finding {
+            verdict: Verdict::Fail,
+            what: format!("SPF: {domain} publishes {one:?}, which lets anyone send as it"),
+            fix: Some("end the record with ~all or -all".into()),
+        },
+        [one] => Finding {
+            verdict: Verdict::Ok,
+            what: format!("SPF: {domain} publishes {one:?}"),
+            fix: None,
+        },
+        many => Finding {
+            verdict: Verdict::Fail,
+            what: format!(
+                "SPF: {domain} publishes {} SPF records; receivers treat that as an error (RFC 7208)",
+                many.len()
+            ),
+            fix: Some("merge them into one record".into()),
+        },
     }
 }
 

@@ -83,22 +83,6 @@ fn headers_of(copy: &Received) -> String {
     message[..end].to_string()
 }
 
-/// The envelope sender smtp-sink saw.
-fn mail_from(copy: &Received) -> String {
-    copy.raw
-        .lines()
-        .find_map(|l| l.strip_prefix("X-Mail-Args: "))
-        .map(|s| {
-            s.trim()
-                .trim_start_matches('<')
-                .split('>')
-                .next()
-                .unwrap_or("")
-                .to_string()
-        })
-        .unwrap_or_default()
-}
-
 fn dsn(to: &str, recipient: &str, action: &str, status: &str, returned: &str, id: &str) -> String {
     format!(
         "From: MAILER-DAEMON@mx.example.net (Mail Delivery System)\r\n\
@@ -201,7 +185,7 @@ async fn reports_change_exactly_the_subscriber_they_name(backend: Backend) {
     );
 
     // Each copy's envelope sender and mailto carry the subscriber's token.
-    let alice_return_path = mail_from(&alice);
+    let alice_return_path = alice.envelope_from();
     assert!(
         alice_return_path.starts_with("bounces+") && alice_return_path.ends_with("@herald.test"),
         "VERP return path: {alice_return_path}"
@@ -311,28 +295,11 @@ async fn reports_change_exactly_the_subscriber_they_name(backend: Backend) {
     assert_eq!(status["reports"]["soft_bounces"], 1, "{status}");
     assert_eq!(status["reports"]["complaints"], 1, "{status}");
     assert_eq!(status["reports"]["unsubscribes_by_mail"], 1, "{status}");
-    let events: serde_json::Value = app
-        .api(
-            reqwest::Method::GET,
-            "/api/subscriber-events?kind=complaint",
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let events = app.api_get("/api/subscriber-events?kind=complaint").await;
     assert_eq!(events["events"].as_array().unwrap().len(), 1, "{events}");
     assert_eq!(events["events"][0]["email"], readers[1]);
     assert_eq!(events["events"][0]["source"], "arf");
-    let bounced: serde_json::Value = app
-        .api(reqwest::Method::GET, "/api/subscribers?status=bounced")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let bounced = app.api_get("/api/subscribers?status=bounced").await;
     assert_eq!(bounced["subscribers"][0]["email"], readers[0], "{bounced}");
     let out = common::feed_server::cli(
         &app,

@@ -69,6 +69,12 @@ impl LinkSigner {
         mac
     }
 
+    /// A regular expression matching an unsubscribe token as
+    /// [`LinkSigner::unsubscribe_token`] writes it: a subscriber id, a dot,
+    /// the 16-byte MAC in 22 base64url characters. For finding tokens in
+    /// text (inbound mail); a match is still checked with [`LinkSigner::verify`].
+    pub const TOKEN_PATTERN: &'static str = r"[0-9]{1,19}\.[A-Za-z0-9_-]{22}";
+
     /// `{id}.{mac}`: the id tells which subscriber, the MAC (128 bits) that
     /// herald issued it for that address.
     pub fn unsubscribe_token(&self, subscriber_id: i64, email: &str) -> String {

@@ -54,8 +54,7 @@ pub struct Classified {
     pub reference: String,
 }
 
-/// `ID.TAG`: a subscriber id and 22 base64url characters (16 bytes).
-const TOKEN: &str = r"[0-9]{1,19}\.[A-Za-z0-9_-]{22}";
+const TOKEN: &str = crate::domain::token::LinkSigner::TOKEN_PATTERN;
 
 /// `local+TOKEN@`: a VERP return path or the unsubscribe address.
 static PLUS_TOKEN: LazyLock<Regex> =

@@ -156,6 +156,13 @@ impl Mailer {
         }
     }
 
+    /// The domain of the envelope sender: the bounce address's, else From's.
+    pub fn return_path_domain(&self) -> &str {
+        self.bounce_address
+            .as_ref()
+            .map_or(self.from.email.domain(), |(_, domain)| domain.as_str())
+    }
+
     /// A copy's envelope sender (VERP) when a bounce address is configured.
     pub fn bounce_sender(&self, token: &str) -> Option<lettre::Address> {
         let (local, domain) = self.bounce_address.as_ref()?;

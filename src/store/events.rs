@@ -19,6 +19,18 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    pub const ALL: [Self; 4] = [
+        Self::Bounce,
+        Self::SoftBounce,
+        Self::Complaint,
+        Self::Unsubscribe,
+    ];
+
+    /// The kind named `name` ("bounce", "soft_bounce", "complaint", "unsubscribe").
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Bounce => "bounce",

@@ -65,14 +65,7 @@ pub async fn poll(app: &TestApp, id: i64) -> serde_json::Value {
 }
 
 pub async fn listed_feed(app: &TestApp, id: i64) -> serde_json::Value {
-    let list: serde_json::Value = app
-        .api(reqwest::Method::GET, "/api/feeds")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = app.api_get("/api/feeds").await;
     list["feeds"]
         .as_array()
         .unwrap()

@@ -248,18 +248,7 @@ pub struct Received {
 impl Received {
     fn parse(bytes: Vec<u8>) -> Received {
         let raw = String::from_utf8_lossy(&bytes).into_owned();
-        let envelope_to = raw
-            .lines()
-            .find_map(|l| l.strip_prefix("X-Rcpt-Args: "))
-            .map(|s| {
-                s.trim()
-                    .trim_start_matches('<')
-                    .split('>')
-                    .next()
-                    .unwrap_or("")
-                    .to_string()
-            })
-            .unwrap_or_default();
+        let envelope_to = envelope_address(&raw, "X-Rcpt-Args: ");
         let parsed = mail_parser::MessageParser::default().parse(&bytes);
         let (subject, html, text) = match &parsed {
             Some(m) => (
@@ -288,6 +277,11 @@ impl Received {
         value
     }
 
+    /// The envelope sender (MAIL FROM) smtp-sink saw.
+    pub fn envelope_from(&self) -> String {
+        envelope_address(&self.raw, "X-Mail-Args: ")
+    }
+
     /// The message as it left herald: smtp-sink's own header lines
     /// (X-Client-*, X-Helo-*, X-Mail-Args, X-Rcpt-Args) dropped, CRLF.
     pub fn as_sent(&self) -> String {
@@ -310,6 +304,21 @@ impl Received {
             .find(|w| w.starts_with(prefix))
             .map(|s| s.trim_end_matches(['.', ',', ')', '>']).to_string())
     }
+}
+
+/// The address in smtp-sink's `X-Mail-Args:` or `X-Rcpt-Args:` line.
+fn envelope_address(raw: &str, line: &str) -> String {
+    raw.lines()
+        .find_map(|l| l.strip_prefix(line))
+        .map(|s| {
+            s.trim()
+                .trim_start_matches('<')
+                .split('>')
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
+        .unwrap_or_default()
 }
 
 pub struct TestApp {
@@ -497,13 +506,18 @@ impl TestApp {
     }
 
     pub async fn digest_status(&self, id: i64) -> serde_json::Value {
-        self.api(reqwest::Method::GET, &format!("/api/digests/{id}"))
+        self.api_get(&format!("/api/digests/{id}")).await
+    }
+
+    /// `GET path` on the API, as JSON.
+    pub async fn api_get(&self, path: &str) -> serde_json::Value {
+        self.api(reqwest::Method::GET, path)
             .send()
             .await
-            .expect("GET /api/digests/{id}")
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
             .json()
             .await
-            .expect("json")
+            .unwrap_or_else(|e| panic!("GET {path}: not JSON: {e}"))
     }
 
     /// Waits until the digest's status satisfies `ready` (or the timeout

@@ -75,7 +75,7 @@ pub async fn events(
     Query(q): Query<EventsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     if let Some(k) = &q.kind {
-        if !["bounce", "soft_bounce", "complaint", "unsubscribe"].contains(&k.as_str()) {
+        if crate::store::EventKind::parse(k).is_none() {
             return Err(ApiError::BadRequest(format!(
                 "unknown kind {k:?}: use bounce, soft_bounce, complaint or unsubscribe"
             )));
