@@ -505,11 +505,15 @@ async fn send_routed(
                 }
             }
         };
+        // Held until the send is done: a window limit counts the send from
+        // then, as the server does.
+        let mut ticket = None;
         if let Some((server, limit)) = route.rate_limit() {
             tokio::select! {
                 _ = cancel.cancelled() => return Routed::NotAttempted,
-                turn = ctx.rate.wait_turn(&ctx.store, server, limit) => {
-                    if let Err(e) = turn {
+                turn = ctx.rate.wait_turn(&ctx.store, server, limit) => match turn {
+                    Ok(t) => ticket = Some(t),
+                    Err(e) => {
                         tracing::warn!(%server, error = %e, "could not reserve a send slot; retrying");
                         tokio::time::sleep(Duration::from_secs(1)).await;
                         continue;
@@ -517,7 +521,9 @@ async fn send_routed(
                 }
             }
         }
-        match route.send(out).await {
+        let sent = route.send(out).await;
+        drop(ticket);
+        match sent {
             Ok(reply) => return Routed::Sent(reply),
             Err(SendError::Unreachable(error) | SendError::Config(error)) => {
                 tracing::debug!(%error, "SMTP server unreachable; the message goes elsewhere or waits");

@@ -204,7 +204,7 @@ impl Mailer {
                     "server {name}: weight must be at least 1"
                 )));
             }
-            let rate = rate_limit(&name, &spec)?;
+            let rate = rate_limit(&name, &spec, timeout)?;
             let mut pool = SmtpPool::new(target.clone(), size, timeout);
             // Read once here, so a bad ca_file stops herald at start.
             if target.security != target::Security::None {
@@ -346,7 +346,11 @@ impl Route {
     }
 }
 
-fn rate_limit(name: &str, spec: &SmtpServerConfig) -> Result<Option<RateLimit>, Error> {
+fn rate_limit(
+    name: &str,
+    spec: &SmtpServerConfig,
+    timeout: Duration,
+) -> Result<Option<RateLimit>, Error> {
     if let Some(r) = spec.max_per_second {
         if !(r.is_finite() && r > 0.0) {
             return Err(Error::SmtpServers(format!(
@@ -373,6 +377,10 @@ fn rate_limit(name: &str, spec: &SmtpServerConfig) -> Result<Option<RateLimit>, 
         (per_second, per_window) => Some(RateLimit {
             per_second,
             per_window,
+            // Each step of a send has its own timeout: TCP, TLS, greeting,
+            // STARTTLS, EHLO, AUTH, the check of an idle connection and the
+            // transaction.
+            send_timeout: timeout * 8,
         }),
     })
 }

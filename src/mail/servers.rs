@@ -39,6 +39,9 @@ pub struct RateLimit {
     pub per_second: Option<f64>,
     /// At most `.0` messages in any `.1`.
     pub per_window: Option<(u64, Duration)>,
+    /// The longest one send can take, connecting included: how long a
+    /// granted send may still be in flight.
+    pub send_timeout: Duration,
 }
 
 /// How a server's health is judged (from `[delivery]`).

@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
@@ -39,6 +39,8 @@ pub struct Faults {
     /// Every RCPT gets this reply (CRLF added), e.g. a relay that refuses
     /// to relay: "554 5.7.1 Relay access denied".
     pub every_rcpt_reply: Option<&'static str>,
+    /// Every new connection waits this long for its greeting.
+    pub slow_greeting: Option<Duration>,
 }
 
 pub struct FaultySmtp {
@@ -65,6 +67,7 @@ pub async fn start_with(faults: Faults) -> FaultySmtp {
         silent_until,
         stall_data_until,
         every_rcpt_reply,
+        slow_greeting,
     } = faults;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
@@ -89,6 +92,9 @@ pub async fn start_with(faults: Faults) -> FaultySmtp {
                         sink.clear();
                     }
                     return;
+                }
+                if let Some(pause) = slow_greeting {
+                    tokio::time::sleep(pause).await;
                 }
                 let _ = write.write_all(b"220 faulty.test ESMTP\r\n").await;
                 let mut rcpt: Option<String> = None;
