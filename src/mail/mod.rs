@@ -20,7 +20,6 @@ pub use template::{
 use crate::config::{Config, SmtpServerConfig};
 use lettre::address::Envelope;
 use lettre::message::Mailbox;
-use lettre::{AsyncFileTransport, AsyncTransport, Tokio1Executor};
 use pool::{SmtpPool, SmtpTarget};
 pub use servers::RateLimit;
 use servers::{HealthPolicy, Picked, Server, Servers};
@@ -96,7 +95,7 @@ pub struct Outgoing<'a> {
 #[derive(Clone)]
 enum Transport {
     Smtp(Arc<Servers>),
-    File(AsyncFileTransport<Tokio1Executor>, PathBuf),
+    File(PathBuf),
 }
 
 #[derive(Clone)]
@@ -120,7 +119,7 @@ impl std::fmt::Debug for Mailer {
 /// Where one message goes: a server picked for it, or the outbox directory.
 pub enum Route {
     Smtp(Picked),
-    File(AsyncFileTransport<Tokio1Executor>, PathBuf),
+    File(PathBuf),
 }
 
 impl Mailer {
@@ -234,7 +233,7 @@ impl Mailer {
         crate::private_files::create_private_dir(&dir)
             .map_err(|e| Error::OutboxDir(dir.clone(), e))?;
         Ok(Self {
-            transport: Transport::File(AsyncFileTransport::new(&dir), dir),
+            transport: Transport::File(dir),
             from: parse_from(from)?,
             dkim: None,
             unsubscribe_address: None,
@@ -248,7 +247,7 @@ impl Mailer {
                 let list: Vec<String> = servers.list().iter().map(|s| format!("{s:?}")).collect();
                 format!("SMTP {}", list.join(", "))
             }
-            Transport::File(_, dir) => format!("outbox directory {}", dir.display()),
+            Transport::File(dir) => format!("outbox directory {}", dir.display()),
         }
     }
 
@@ -257,7 +256,7 @@ impl Mailer {
     pub fn route(&self) -> Result<Route, Duration> {
         match &self.transport {
             Transport::Smtp(servers) => servers.pick().map(Route::Smtp),
-            Transport::File(t, dir) => Ok(Route::File(t.clone(), dir.clone())),
+            Transport::File(dir) => Ok(Route::File(dir.clone())),
         }
     }
 
@@ -330,18 +329,28 @@ impl Route {
     pub async fn send(self, out: &Outgoing<'_>) -> Result<String, SendError> {
         match self {
             Route::Smtp(picked) => picked.send(out).await,
-            Route::File(t, dir) => match t.send_raw(out.envelope, out.message).await {
-                Ok(id) => {
-                    let path = dir.join(format!("{id}.eml"));
-                    // The message holds live links: readable by herald's user only.
-                    if let Err(e) = crate::private_files::restrict_file(&path) {
-                        tracing::warn!(path = %path.display(), error = %e, "could not make the outbox file private");
+            Route::File(dir) => {
+                // The message holds live links: readable by herald's user
+                // only, from the moment the file exists.
+                let path = dir.join(format!("{:032x}.eml", rand::random::<u128>()));
+                let bytes = out.message.to_vec();
+                let target = path.clone();
+                let written = tokio::task::spawn_blocking(move || {
+                    crate::private_files::write_new(&target, &bytes)
+                })
+                .await;
+                match written {
+                    Ok(Ok(())) => {
+                        tracing::info!(path = %path.display(), "no SMTP server configured: message written to the outbox");
+                        Ok(format!("written to {}", path.display()))
                     }
-                    tracing::info!(path = %path.display(), "no SMTP server configured: message written to the outbox");
-                    Ok(format!("written to {}", path.display()))
+                    Ok(Err(e)) => Err(SendError::Transient(format!(
+                        "writing {}: {e}",
+                        path.display()
+                    ))),
+                    Err(e) => Err(SendError::Transient(e.to_string())),
                 }
-                Err(e) => Err(SendError::Transient(e.to_string())),
-            },
+            }
         }
     }
 }
