@@ -846,12 +846,52 @@ async fn postmark_records_change_exactly_the_recipients_they_name_once(backend: 
         statuses(&app, &POSTMARK_READERS).await,
         ["bounced", "unsubscribed", "confirmed", "confirmed"]
     );
+
+    // The Broadcast stream's suppression list. The suppression that
+    // follows paul's hard bounce names the same message: the same event,
+    // not a second bounce.
+    let suppressed_after_bounce = fixture("postmark-subscription-change.json")
+        .replace("quinn@readers.test", "paul@readers.test")
+        .replace("\"ManualSuppression\"", "\"HardBounce\"")
+        .replace("77a8eac79484", "77a8eac79483");
+    let summary = json(
+        post_postmark(&app, &suppressed_after_bounce, auth).await,
+        200,
+    )
+    .await;
+    assert_eq!(summary["duplicates"], 1, "{summary}");
+    assert_eq!(hard_bounces(&app, "paul@readers.test").await, 1);
+    // A reactivation brings nobody back: that takes a new confirmation.
+    let reactivated = fixture("postmark-subscription-change.json")
+        .replace("quinn@readers.test", "pia@readers.test")
+        .replace("\"SuppressSending\": true", "\"SuppressSending\": false");
+    let summary = json(post_postmark(&app, &reactivated, auth).await, 200).await;
+    assert_eq!(summary["ignored"], 1, "{summary}");
+    // quinn used Postmark's unsubscribe link: unsubscribed, once.
+    let unsubscribe = fixture("postmark-subscription-change.json");
+    let summary = json(post_postmark(&app, &unsubscribe, auth).await, 200).await;
+    assert_eq!(summary["status_changed"], 1, "{summary}");
+    let again = json(post_postmark(&app, &unsubscribe, auth).await, 200).await;
+    assert_eq!(again["duplicates"], 1, "{again}");
+    // The operator suppressed pete in Postmark's UI: no message named.
+    let by_operator = fixture("postmark-subscription-change.json")
+        .replace("quinn@readers.test", "pete@readers.test")
+        .replace("\"Origin\": \"Recipient\"", "\"Origin\": \"Customer\"")
+        .replace("\"883953f4-6105-42a2-a16a-77a8eac79484\"", "null");
+    let summary = json(post_postmark(&app, &by_operator, auth).await, 200).await;
+    assert_eq!(summary["status_changed"], 1, "{summary}");
+    assert_eq!(
+        statuses(&app, &POSTMARK_READERS).await,
+        ["bounced", "unsubscribed", "unsubscribed", "unsubscribed"]
+    );
     assert_eq!(
         events(&app).await,
         [
             event("paul@readers.test", "bounce", "postmark"),
             event("pia@readers.test", "complaint", "postmark"),
             event("pete@readers.test", "soft_bounce", "postmark"),
+            event("quinn@readers.test", "unsubscribe", "postmark"),
+            event("pete@readers.test", "unsubscribe", "postmark"),
         ]
     );
 }

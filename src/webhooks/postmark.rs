@@ -9,7 +9,21 @@
 //! `Transient`, `DnsError`, …) are soft bounces; types that are not a
 //! failure to deliver (`AutoResponder`, `AddressChange`, `Subscribe`,
 //! `OpenRelayTest`, `ChallengeVerification`) are ignored. `RecordType`
-//! `SpamComplaint` is a complaint. The reference is Postmark's bounce `ID`.
+//! `SpamComplaint` is a complaint.
+//!
+//! `RecordType` `SubscriptionChange` (the Broadcast stream's suppression
+//! list) says Postmark will no longer send to a recipient: with
+//! `SuppressionReason` `ManualSuppression` (the recipient used Postmark's
+//! unsubscribe link, or the operator suppressed the address there) it is an
+//! unsubscribe; `HardBounce` and `SpamComplaint` are the bounce and the
+//! complaint that caused it. A reactivation (`SuppressSending` false) is
+//! ignored: herald wants a new confirmation instead.
+//!
+//! The reference of a hard bounce or a complaint is its message
+//! (`MessageID`), so the suppression that follows it is the same event, not
+//! a second bounce; a soft bounce is referenced by its bounce `ID` (one
+//! message may soft-bounce more than once); a suppression without a message
+//! by its recipient and time.
 
 use super::{apply, detail, ConfigError, Error, Item, RelayEvent, Summary};
 use crate::config::PostmarkWebhookConfig;
@@ -91,6 +105,18 @@ struct Record {
     description: String,
     #[serde(default)]
     details: String,
+    #[serde(default, rename = "MessageID")]
+    message_id: Option<String>,
+    #[serde(default)]
+    recipient: String,
+    #[serde(default)]
+    changed_at: String,
+    #[serde(default)]
+    origin: String,
+    #[serde(default)]
+    suppress_sending: Option<bool>,
+    #[serde(default)]
+    suppression_reason: String,
 }
 
 /// Bounce types that are not a failure to deliver to the recipient.
@@ -112,6 +138,7 @@ fn item_of_record(record: &Record) -> Item {
             _ => EventKind::SoftBounce,
         },
         "SpamComplaint" => EventKind::Complaint,
+        "SubscriptionChange" => return item_of_subscription_change(record),
         other => return Item::Ignore(format!("a Postmark {other:?} record")),
     };
     let id = match &record.id {
@@ -124,11 +151,55 @@ fn item_of_record(record: &Record) -> Item {
             ))
         }
     };
+    let reference = match message_of(record) {
+        Some(message) if kind != EventKind::SoftBounce => format!("postmark:message:{message}"),
+        _ => format!("postmark:{id}"),
+    };
     Item::Act(RelayEvent {
         recipient: record.email.clone(),
         kind,
-        reference: format!("postmark:{id}"),
+        reference,
         detail: detail(&[&record.bounce_type, &record.description, &record.details]),
+    })
+}
+
+fn message_of(record: &Record) -> Option<&str> {
+    record
+        .message_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+}
+
+fn item_of_subscription_change(record: &Record) -> Item {
+    if record.suppress_sending != Some(true) {
+        return Item::Ignore(
+            "a Postmark reactivation: a subscriber comes back only by confirming again".into(),
+        );
+    }
+    let kind = match record.suppression_reason.as_str() {
+        "HardBounce" => EventKind::Bounce,
+        "SpamComplaint" => EventKind::Complaint,
+        "ManualSuppression" => EventKind::Unsubscribe,
+        other => return Item::Ignore(format!("a Postmark suppression for {other:?}")),
+    };
+    let reference = match (message_of(record), record.changed_at.trim()) {
+        (Some(message), _) => format!("postmark:message:{message}"),
+        (None, changed) if !changed.is_empty() => format!("postmark:suppression:{changed}"),
+        (None, _) => {
+            return Item::Ignore(
+                "a Postmark subscription change without MessageID or ChangedAt".into(),
+            )
+        }
+    };
+    Item::Act(RelayEvent {
+        recipient: record.recipient.clone(),
+        kind,
+        reference,
+        detail: detail(&[&format!(
+            "suppressed by Postmark: {} (origin {})",
+            record.suppression_reason, record.origin
+        )]),
     })
 }
 
@@ -177,6 +248,22 @@ mod tests {
             ),
             (
                 r#"{"RecordType":"Bounce","Type":"HardBounce","Email":"a@example.com"}"#,
+                None,
+            ),
+            (
+                r#"{"RecordType":"SubscriptionChange","Recipient":"a@example.com","ChangedAt":"2020-02-01T10:53:34Z","Origin":"Recipient","SuppressSending":true,"SuppressionReason":"ManualSuppression","MessageID":null}"#,
+                Some(EventKind::Unsubscribe),
+            ),
+            (
+                r#"{"RecordType":"SubscriptionChange","Recipient":"a@example.com","ChangedAt":"2020-02-01T10:53:34Z","Origin":"Recipient","SuppressSending":true,"SuppressionReason":"HardBounce","MessageID":"m1"}"#,
+                Some(EventKind::Bounce),
+            ),
+            (
+                r#"{"RecordType":"SubscriptionChange","Recipient":"a@example.com","ChangedAt":"2020-02-01T10:53:34Z","Origin":"Customer","SuppressSending":false,"SuppressionReason":"ManualSuppression"}"#,
+                None,
+            ),
+            (
+                r#"{"RecordType":"SubscriptionChange","Recipient":"a@example.com","SuppressSending":true,"SuppressionReason":"ManualSuppression"}"#,
                 None,
             ),
         ];
