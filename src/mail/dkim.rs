@@ -11,10 +11,10 @@
 //! [`body_hash`] computes the same hash from a whole message, for mail
 //! that is not spliced and to check the template's arithmetic.
 
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
 use aws_lc_rs::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use ring::signature::{Ed25519KeyPair, KeyPair as _};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
@@ -516,7 +516,7 @@ pub fn generate(algorithm: Algorithm, path: &Path) -> Result<(), DkimError> {
     };
     let pem = match algorithm {
         Algorithm::Ed25519 => {
-            let der = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())
+            let der = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new())
                 .map_err(|_| key_error("could not generate an Ed25519 key".into()))?;
             pem_private_key(der.as_ref())
         }
