@@ -3,7 +3,7 @@
 //! two workers never get the same slot and their sum never exceeds the limit.
 //!
 //! A window limit is what the server counts: messages it accepted in any
-//! window. Herald cannot know when a granted send will be accepted (a new
+//! window. herald cannot know when a granted send will be accepted (a new
 //! connection, a slow relay), so a block of sends is counted at the latest
 //! moment it could still be in flight (`WindowLimit::hold_us` ahead) until
 //! its sends are done; `settle_send_slots` then moves the count to when the
