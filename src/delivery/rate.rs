@@ -26,15 +26,29 @@ struct Block {
     interval_us: i64,
     granted: i64,
     used: i64,
-    /// With only a window limit the slots have no times: they may be used
-    /// until then.
-    valid_until_us: i64,
     reservation: Option<Arc<Reservation>>,
 }
 
 impl Block {
+    /// With only a window limit the slots have no times: they may be used
+    /// for `WINDOW_ONLY_VALID_US` after the grant.
     fn has_slots(&self, now: i64) -> bool {
-        self.used < self.granted && (self.interval_us > 0 || now <= self.valid_until_us)
+        self.used < self.granted
+            && (self.interval_us > 0 || now <= self.first_us + WINDOW_ONLY_VALID_US)
+    }
+
+    /// Takes the next slot: its time, and the reservation its send is
+    /// counted in (closed with the block's last slot).
+    fn take(&mut self) -> (i64, Option<Arc<Reservation>>) {
+        let slot = self.first_us + self.used * self.interval_us;
+        self.used += 1;
+        if let Some(r) = &self.reservation {
+            r.take();
+            if self.used == self.granted {
+                r.close();
+            }
+        }
+        (slot, self.reservation.clone())
     }
 }
 
@@ -191,15 +205,7 @@ impl RateLimiter {
                 }
             }
             if b.has_slots(now) {
-                let slot = b.first_us + b.used * b.interval_us;
-                b.used += 1;
-                if let Some(r) = &b.reservation {
-                    r.take();
-                    if b.used == b.granted {
-                        r.close();
-                    }
-                }
-                break (slot, b.reservation.clone());
+                break b.take();
             }
             if let Some(r) = b.reservation.take() {
                 r.close();
@@ -229,17 +235,10 @@ impl RateLimiter {
                 first_us: grant.first_us,
                 interval_us,
                 granted: grant.granted,
-                used: 1,
-                valid_until_us: grant.first_us + WINDOW_ONLY_VALID_US,
+                used: 0,
                 reservation,
             };
-            if let Some(r) = &b.reservation {
-                r.take();
-                if b.granted == 1 {
-                    r.close();
-                }
-            }
-            break (grant.first_us, b.reservation.clone());
+            break b.take();
         };
         let ticket = SendTicket(reservation);
         let wait = slot_us - now_us();
