@@ -21,7 +21,9 @@
 
 mod common;
 
-use common::{free_port, spawn_app, spawn_app_role, spawn_app_with, Backend, SmtpSink, TestApp};
+use common::{
+    spawn_app, spawn_app_role, spawn_app_under_path, spawn_app_with, Backend, SmtpSink, TestApp,
+};
 use herald::digest::render::UNSUBSCRIBE_PLACEHOLDER;
 use herald::domain::time::now_millis;
 use herald::startup::Role;
@@ -609,13 +611,8 @@ async fn every_archive_response_carries_the_security_headers_and_no_script(backe
 }
 
 async fn archive_links_stay_under_the_base_url_path(backend: Backend) {
-    let port = free_port();
-    let app = spawn_app_with(backend, SmtpSink::start(&[]), |c| {
-        c.bind = format!("127.0.0.1:{port}");
-        c.base_url = Some(format!("http://127.0.0.1:{port}/newsletter"));
-    })
-    .await;
-    let base = format!("http://127.0.0.1:{port}/newsletter");
+    let (app, _) = spawn_app_under_path(backend).await;
+    let base = app.base_url.clone();
     app.import_confirmed(&[ANN]).await;
     let id = sent_digest_of(&app, &["Served under a path"]).await;
     let herald_links = |page: &str| -> Vec<String> {

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{free_port, spawn_app_with, Backend, SmtpSink};
+use common::{spawn_app_under_path, Backend};
 use std::time::Duration;
 
 /// Every `action="…"` and `href="…"` in a page.
@@ -36,12 +36,7 @@ fn assert_all_under(base: &str, page: &str, what: &str) {
 }
 
 async fn every_link_and_form_uses_the_base_url_path(backend: Backend) {
-    let port = free_port();
-    let app = spawn_app_with(backend, SmtpSink::start(&[]), |c| {
-        c.bind = format!("127.0.0.1:{port}");
-        c.base_url = Some(format!("http://127.0.0.1:{port}/newsletter"));
-    })
-    .await;
+    let (app, port) = spawn_app_under_path(backend).await;
     let base = format!("http://127.0.0.1:{port}/newsletter");
     assert_eq!(app.base_url, base);
 

@@ -69,15 +69,18 @@ fn config_file(dir: &Path, keys: &[(&str, &Path)], postal: bool) -> std::path::P
     file
 }
 
-fn doctor(dir: &Path, config: &Path, resolver: &str) -> Output {
-    Command::new(HERALD)
+/// Runs `herald doctor` off the runtime, which serves the test zone.
+async fn doctor(dir: &Path, config: &Path, resolver: &str) -> Output {
+    let mut command = Command::new(HERALD);
+    command
         .env_clear()
         .env("HERALD_DATA_DIR", dir)
         .env("HERALD_LOG", "error")
         .arg("--config")
         .arg(config)
-        .args(["doctor", "--resolver", resolver])
-        .output()
+        .args(["doctor", "--resolver", resolver]);
+    tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
         .unwrap()
 }
 
@@ -106,10 +109,7 @@ async fn doctor_passes_a_domain_that_publishes_spf_dkim_and_dmarc() {
     .await;
     let config = config_file(dir.path(), &[("rsa1", &rsa), ("ed1", &ed)], true);
     let resolver = addr.to_string();
-    let dir_path = dir.path().to_path_buf();
-    let out = tokio::task::spawn_blocking(move || doctor(&dir_path, &config, &resolver))
-        .await
-        .unwrap();
+    let out = doctor(dir.path(), &config, &resolver).await;
     let text = stdout(&out);
     assert!(out.status.success(), "{text}");
     for expected in [
@@ -137,10 +137,7 @@ async fn doctor_names_what_to_publish_when_records_are_missing_or_wrong() {
     .await;
     let config = config_file(dir.path(), &[("sel", &ours)], false);
     let resolver = addr.to_string();
-    let dir_path = dir.path().to_path_buf();
-    let out = tokio::task::spawn_blocking(move || doctor(&dir_path, &config, &resolver))
-        .await
-        .unwrap();
+    let out = doctor(dir.path(), &config, &resolver).await;
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     for expected in [
@@ -164,10 +161,7 @@ async fn doctor_without_a_reachable_dns_says_so_instead_of_hanging() {
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let resolver = silent.local_addr().unwrap().to_string();
     let started = Instant::now();
-    let dir_path = dir.path().to_path_buf();
-    let out = tokio::task::spawn_blocking(move || doctor(&dir_path, &config, &resolver))
-        .await
-        .unwrap();
+    let out = doctor(dir.path(), &config, &resolver).await;
     let text = stdout(&out);
     assert!(
         started.elapsed() < Duration::from_secs(15),

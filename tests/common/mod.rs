@@ -373,6 +373,19 @@ pub async fn spawn_app_with(
     spawn_app_role(backend, sink, Role::All, tweak).await
 }
 
+/// herald behind a path: on a port of its own with
+/// `base_url = http://127.0.0.1:PORT/newsletter`. Returns the app and the
+/// port.
+pub async fn spawn_app_under_path(backend: Backend) -> (TestApp, u16) {
+    let port = free_port();
+    let app = spawn_app_with(backend, SmtpSink::start(&[]), |c| {
+        c.bind = format!("127.0.0.1:{port}");
+        c.base_url = Some(format!("http://127.0.0.1:{port}/newsletter"));
+    })
+    .await;
+    (app, port)
+}
+
 /// With `Role::Web` no delivery worker runs until the test starts one
 /// (`TestApp::start_worker`), so queued work can be inspected first.
 pub async fn spawn_app_role(
