@@ -166,7 +166,15 @@ impl Drop for Sink {
 }
 
 /// messages/s of smtp-source at `sessions` parallel connections.
-fn ceiling(port: u16, sessions: usize, messages: usize, size: usize) -> anyhow::Result<f64> {
+fn ceiling(
+    sink: &Sink,
+    sessions: usize,
+    messages: usize,
+    size: usize,
+) -> anyhow::Result<(f64, CpuPerMessage)> {
+    let port = sink.port;
+    let sink_pid = sink.child.id().to_string();
+    let (sink_before, source_before) = (cpu_us(&sink_pid), cpu_us("self"));
     let started = Instant::now();
     let status = Command::new(SMTP_SOURCE)
         .args([
@@ -187,7 +195,20 @@ fn ceiling(port: u16, sessions: usize, messages: usize, size: usize) -> anyhow::
     if !status.success() {
         bail!("smtp-source failed: {status}");
     }
-    Ok(messages as f64 / started.elapsed().as_secs_f64())
+    let rate = messages as f64 / started.elapsed().as_secs_f64();
+    let per_message = |before: Option<u64>, after: Option<u64>| match (before, after) {
+        (Some(b), Some(a)) => a.saturating_sub(b) as f64 / messages as f64,
+        _ => 0.0,
+    };
+    Ok((
+        rate,
+        CpuPerMessage {
+            sink: per_message(sink_before, cpu_us(&sink_pid)),
+            // smtp-source is this process's child, waited for.
+            client: per_message(source_before, cpu_us("self")),
+            database: 0.0,
+        },
+    ))
 }
 
 /// A fresh database of the kind asked for; returns its URL.
@@ -292,6 +313,63 @@ fn peak_rss_kb(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// CPU time (user + system) of a process, and of its children it has
+/// waited for, in microseconds, from `/proc/PID/stat`.
+fn cpu_us(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses and may
+    // hold spaces: state is field 3, utime 14, stime 15, cutime 16, cstime 17.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields
+        .get(11..15)?
+        .iter()
+        .map(|f| f.parse::<u64>().unwrap_or(0))
+        .sum();
+    // SAFETY: sysconf has no preconditions.
+    let per_second = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
+        .ok()
+        .filter(|&t| t > 0)?;
+    Some(ticks * 1_000_000 / per_second)
+}
+
+/// CPU time of every local PostgreSQL process, including backends that
+/// have exited (counted in the postmaster's children), in microseconds.
+fn postgres_cpu_us() -> u64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .filter_map(|pid| cpu_us(&pid))
+        .sum()
+}
+
+/// Where the CPU went during one measured send, in µs per message.
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuPerMessage {
+    sink: f64,
+    /// smtp-source in the ceiling run, herald's worker in herald's.
+    client: f64,
+    /// Local PostgreSQL processes (0 on SQLite).
+    database: f64,
+}
+
+impl std::fmt::Display for CpuPerMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "CPU µs/msg: sink {:.0}, client {:.0}, database {:.0}",
+            self.sink, self.client, self.database
+        )
+    }
+}
+
 /// herald's SMTP pool alone: one pre-built message of `size` bytes sent
 /// `messages` times over `sessions` connections. The floor the whole path
 /// cannot beat; the gap to smtp-source is lettre's SMTP client.
@@ -356,12 +434,13 @@ async fn herald_run(
     postgres_url: Option<&str>,
     dir: &Path,
     sink_port: u16,
+    sink_pid: u32,
     subscribers: i64,
     concurrency: usize,
     size: usize,
     signing: Signing,
     config_file: Option<&Path>,
-) -> anyhow::Result<(f64, f64, usize)> {
+) -> anyhow::Result<HeraldRun> {
     let label = format!(
         "{}_{}_{concurrency}",
         if kind == Databases::Sqlite {
@@ -453,6 +532,13 @@ async fn herald_run(
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    let sink_pid = sink_pid.to_string();
+    let worker_pid = child.0.id().to_string();
+    let cpu_before = (
+        cpu_us(&sink_pid),
+        cpu_us(&worker_pid),
+        (kind == Databases::Postgres).then(postgres_cpu_us),
+    );
     store.set_digest_status(id, &["paused"], "queued").await?;
     let started = Instant::now();
     let mut peak = 0;
@@ -472,6 +558,15 @@ async fn herald_run(
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let per_message = |before: Option<u64>, after: Option<u64>| match (before, after) {
+        (Some(b), Some(a)) => a.saturating_sub(b) as f64 / subscribers as f64,
+        _ => 0.0,
+    };
+    let cpu = CpuPerMessage {
+        sink: per_message(cpu_before.0, cpu_us(&sink_pid)),
+        client: per_message(cpu_before.1, cpu_us(&worker_pid)),
+        database: per_message(cpu_before.2, cpu_before.2.map(|_| postgres_cpu_us())),
+    };
     peak = peak.max(peak_rss_kb(child.0.id()).unwrap_or(0));
     drop(child);
     let counts = store.digest_counts(id, now_millis()).await?;
@@ -482,11 +577,19 @@ async fn herald_run(
         );
     }
     store.close().await;
-    Ok((
-        subscribers as f64 / elapsed,
-        peak as f64 / 1024.0,
+    Ok(HeraldRun {
+        rate: subscribers as f64 / elapsed,
+        rss_mb: peak as f64 / 1024.0,
         message_size,
-    ))
+        cpu,
+    })
+}
+
+struct HeraldRun {
+    rate: f64,
+    rss_mb: f64,
+    message_size: usize,
+    cpu: CpuPerMessage,
 }
 
 pub async fn send(
@@ -512,10 +615,10 @@ pub async fn send(
         None
     };
     for &c in concurrencies {
-        let ceiling = ceiling(sink.port, c, subscribers as usize, size)?;
+        let (ceiling, cpu) = ceiling(&sink, c, subscribers as usize, size)?;
         let floor = transport_floor(sink.port, c, subscribers as usize, size).await?;
         println!(
-            "transport c={c:<3} ceiling {ceiling:>7.0} msg/s  herald's SMTP pool alone (pre-built message) {floor:>7.0} msg/s  ratio {:.2}",
+            "transport c={c:<3} ceiling {ceiling:>7.0} msg/s ({cpu})  herald's SMTP pool alone (pre-built message) {floor:>7.0} msg/s  ratio {:.2}",
             floor / ceiling
         );
     }
@@ -523,13 +626,14 @@ pub async fn send(
         let config_file = signing.config_file(&dir)?;
         for kind in kinds(which) {
             for &c in concurrencies {
-                let ceiling = ceiling(sink.port, c, subscribers as usize, size)?;
-                let (herald, rss_mb, message_size) = herald_run(
+                let (ceiling, ceiling_cpu) = ceiling(&sink, c, subscribers as usize, size)?;
+                let run = herald_run(
                     &exe,
                     kind,
                     postgres_url,
                     &dir,
                     sink.port,
+                    sink.child.id(),
                     subscribers,
                     c,
                     size,
@@ -546,14 +650,18 @@ pub async fn send(
                     signing,
                     concurrency: c,
                     ceiling,
-                    herald,
-                    rss_mb,
-                    size: message_size,
+                    herald: run.rate,
+                    rss_mb: run.rss_mb,
+                    size: run.message_size,
                 };
                 println!(
                     "{:<9} {:<11} c={:<3} ceiling {:>7.0} msg/s  herald {:>7.0} msg/s  ratio {:.2}{}  peak RSS {:>5.1} MB  message ~{} bytes",
                     row.database, row.signing.label(), row.concurrency, row.ceiling, row.herald, row.herald / row.ceiling,
                     goal(&row, rsa_signs), row.rss_mb, row.size
+                );
+                println!(
+                    "          smtp-source {ceiling_cpu}\n          herald      {}",
+                    run.cpu
                 );
                 rows.push(row);
             }
