@@ -384,7 +384,7 @@ async fn send_loop(
         tasks.spawn(async move {
             let d = &job.delivery;
             let outcome = match &job.digest {
-                Some(digest) => send_digest_copy(&ctx, d, digest, &cancel).await,
+                Some(digest) => send_digest_copy(&ctx, d, digest.clone(), &cancel).await,
                 None => DeliveryOutcome::Failed {
                     error: "digest no longer exists".into(),
                     is_permanent: false,
@@ -539,7 +539,7 @@ async fn send_routed(
 async fn send_digest_copy(
     ctx: &Sending,
     c: &ClaimedDelivery,
-    d: &PreparedDigest,
+    d: Arc<PreparedDigest>,
     cancel: &CancellationToken,
 ) -> DeliveryOutcome {
     let token = ctx.signer.unsubscribe_token(c.subscriber_id, &c.email);
@@ -555,13 +555,27 @@ async fn send_digest_copy(
             }
         }
     };
-    let rendered = template.render(
-        &c.email,
-        c.name.as_deref(),
-        &page_url,
-        &one_click_url,
-        &mailto,
-    );
+    let rendered = if template.signs_slowly() {
+        // An RSA signature (~0.5 ms) is made on the blocking pool, so
+        // signing uses every core while the runtime's threads (one in a
+        // worker process) keep the connections moving.
+        let (digest, email, name) = (d.clone(), c.email.clone(), c.name.clone());
+        let urls = (page_url.clone(), one_click_url.clone(), mailto.clone());
+        tokio::task::spawn_blocking(move || match &digest.template {
+            Ok(template) => template.render(&email, name.as_deref(), &urls.0, &urls.1, &urls.2),
+            Err(e) => Err(crate::mail::Error::Build(e.clone())),
+        })
+        .await
+        .unwrap_or_else(|e| Err(crate::mail::Error::Build(format!("signing stopped: {e}"))))
+    } else {
+        template.render(
+            &c.email,
+            c.name.as_deref(),
+            &page_url,
+            &one_click_url,
+            &mailto,
+        )
+    };
     let (envelope, message) = match rendered {
         // VERP: a bounce to this sender names the subscriber by its token.
         Ok((envelope, message)) => match ctx.mailer.bounce_sender(&token) {
@@ -600,7 +614,7 @@ async fn send_digest_copy(
         message: &message,
         seven_bit: Some(&seven_bit),
     };
-    let routed = send_routed(ctx, &out, cancel, Some(d), true).await;
+    let routed = send_routed(ctx, &out, cancel, Some(&d), true).await;
     // Throttling replies are attempts, but not the recipient's fault: they
     // never use up `max_attempts`.
     let counted_attempts = c.attempts - c.throttled;

@@ -253,6 +253,12 @@ impl Dkim {
         &self.keys
     }
 
+    /// Whether signing a message takes long enough (an RSA key: ~0.5 ms)
+    /// to be worth moving off the thread that drives the connections.
+    pub fn is_slow(&self) -> bool {
+        self.keys.iter().any(|k| k.algorithm() == Algorithm::Rsa)
+    }
+
     /// `message` with one DKIM-Signature field per key before its headers.
     /// `body_hash` is the message's relaxed body hash ([`body_hash`], or a
     /// [`BodyHashTemplate`] for a spliced copy).

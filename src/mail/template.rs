@@ -153,6 +153,11 @@ impl DigestTemplate {
         self
     }
 
+    /// Whether rendering a copy includes a slow signature ([`Dkim::is_slow`]).
+    pub fn signs_slowly(&self) -> bool {
+        self.dkim.as_deref().is_some_and(Dkim::is_slow)
+    }
+
     /// The same copy as `render`, 7bit: quoted-printable bodies, for a
     /// server that does not announce 8BITMIME. The 7bit template is built
     /// once per digest, on first use.
