@@ -175,6 +175,7 @@ fn ceiling(
     let port = sink.port;
     let sink_pid = sink.child.id().to_string();
     let (sink_before, source_before) = (cpu_us(&sink_pid), cpu_us("self"));
+    let ticks_before = cpu_ticks();
     let started = Instant::now();
     let status = Command::new(SMTP_SOURCE)
         .args([
@@ -207,6 +208,7 @@ fn ceiling(
             // smtp-source is this process's child, waited for.
             client: per_message(source_before, cpu_us("self")),
             database: 0.0,
+            steal: steal_since(ticks_before),
         },
     ))
 }
@@ -350,6 +352,31 @@ fn postgres_cpu_us() -> u64 {
         .sum()
 }
 
+/// The machine's CPU time counters from `/proc/stat`: (steal, all), in
+/// ticks. Steal is time this virtual machine's CPUs were runnable but the
+/// host ran something else.
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    Some((*ticks.get(7)?, ticks.iter().take(8).sum()))
+}
+
+/// The share of CPU time stolen by the host since `before` (a reading of
+/// [`cpu_ticks`]), in percent.
+fn steal_since(before: Option<(u64, u64)>) -> f64 {
+    match (before, cpu_ticks()) {
+        (Some((s0, t0)), Some((s1, t1))) if t1 > t0 => {
+            s1.saturating_sub(s0) as f64 * 100.0 / (t1 - t0) as f64
+        }
+        _ => 0.0,
+    }
+}
+
 /// Where the CPU went during one measured send, in µs per message.
 #[derive(Debug, Clone, Copy, Default)]
 struct CpuPerMessage {
@@ -358,14 +385,17 @@ struct CpuPerMessage {
     client: f64,
     /// Local PostgreSQL processes (0 on SQLite).
     database: f64,
+    /// Percent of the machine's CPU time the host stole meanwhile: a run
+    /// with much of it measured the neighbours as much as herald.
+    steal: f64,
 }
 
 impl std::fmt::Display for CpuPerMessage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "CPU µs/msg: sink {:.0}, client {:.0}, database {:.0}",
-            self.sink, self.client, self.database
+            "CPU µs/msg: sink {:.0}, client {:.0}, database {:.0}; stolen by the host {:.0}%",
+            self.sink, self.client, self.database, self.steal
         )
     }
 }
@@ -425,6 +455,18 @@ struct Row {
     herald: f64,
     rss_mb: f64,
     size: usize,
+    /// The larger share of CPU time the host stole, in the ceiling's run
+    /// or herald's (percent).
+    steal: f64,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -440,9 +482,10 @@ async fn herald_run(
     size: usize,
     signing: Signing,
     config_file: Option<&Path>,
+    round: usize,
 ) -> anyhow::Result<HeraldRun> {
     let label = format!(
-        "{}_{}_{concurrency}",
+        "{}_{}_{concurrency}_{round}",
         if kind == Databases::Sqlite {
             "sqlite"
         } else {
@@ -539,6 +582,7 @@ async fn herald_run(
         cpu_us(&worker_pid),
         (kind == Databases::Postgres).then(postgres_cpu_us),
     );
+    let ticks_before = cpu_ticks();
     store.set_digest_status(id, &["paused"], "queued").await?;
     let started = Instant::now();
     let mut peak = 0;
@@ -566,6 +610,7 @@ async fn herald_run(
         sink: per_message(cpu_before.0, cpu_us(&sink_pid)),
         client: per_message(cpu_before.1, cpu_us(&worker_pid)),
         database: per_message(cpu_before.2, cpu_before.2.map(|_| postgres_cpu_us())),
+        steal: steal_since(ticks_before),
     };
     peak = peak.max(peak_rss_kb(child.0.id()).unwrap_or(0));
     drop(child);
@@ -592,6 +637,7 @@ struct HeraldRun {
     cpu: CpuPerMessage,
 }
 
+#[allow(clippy::too_many_arguments)]
 pub async fn send(
     subscribers: i64,
     concurrencies: &[usize],
@@ -599,7 +645,9 @@ pub async fn send(
     postgres_url: Option<&str>,
     size: usize,
     signings: &[Signing],
+    rounds: usize,
 ) -> anyhow::Result<()> {
+    let rounds = rounds.max(1);
     let exe = std::env::current_exe().context("locating the herald binary")?;
     let dir = tempdir()?;
     let sink = Sink::start()?;
@@ -626,52 +674,59 @@ pub async fn send(
         let config_file = signing.config_file(&dir)?;
         for kind in kinds(which) {
             for &c in concurrencies {
-                let (ceiling, ceiling_cpu) = ceiling(&sink, c, subscribers as usize, size)?;
-                let run = herald_run(
-                    &exe,
-                    kind,
-                    postgres_url,
-                    &dir,
-                    sink.port,
-                    sink.child.id(),
-                    subscribers,
-                    c,
-                    size,
-                    signing,
-                    config_file.as_deref(),
-                )
-                .await?;
-                let row = Row {
-                    database: if kind == Databases::Sqlite {
-                        "sqlite"
-                    } else {
-                        "postgres"
-                    },
-                    signing,
-                    concurrency: c,
-                    ceiling,
-                    herald: run.rate,
-                    rss_mb: run.rss_mb,
-                    size: run.message_size,
-                };
-                println!(
-                    "{:<9} {:<11} c={:<3} ceiling {:>7.0} msg/s  herald {:>7.0} msg/s  ratio {:.2}{}  peak RSS {:>5.1} MB  message ~{} bytes",
+                for round in 1..=rounds {
+                    let (ceiling, ceiling_cpu) = ceiling(&sink, c, subscribers as usize, size)?;
+                    let run = herald_run(
+                        &exe,
+                        kind,
+                        postgres_url,
+                        &dir,
+                        sink.port,
+                        sink.child.id(),
+                        subscribers,
+                        c,
+                        size,
+                        signing,
+                        config_file.as_deref(),
+                        round,
+                    )
+                    .await?;
+                    let row = Row {
+                        database: if kind == Databases::Sqlite {
+                            "sqlite"
+                        } else {
+                            "postgres"
+                        },
+                        signing,
+                        concurrency: c,
+                        ceiling,
+                        herald: run.rate,
+                        rss_mb: run.rss_mb,
+                        size: run.message_size,
+                        steal: ceiling_cpu.steal.max(run.cpu.steal),
+                    };
+                    println!(
+                    "{:<9} {:<11} c={:<3} round {round}/{rounds}  ceiling {:>7.0} msg/s  herald {:>7.0} msg/s  ratio {:.2}{}  peak RSS {:>5.1} MB  message ~{} bytes",
                     row.database, row.signing.label(), row.concurrency, row.ceiling, row.herald, row.herald / row.ceiling,
                     goal(&row, rsa_signs), row.rss_mb, row.size
                 );
-                println!(
-                    "          smtp-source {ceiling_cpu}\n          herald      {}",
-                    run.cpu
-                );
-                rows.push(row);
+                    println!(
+                        "          smtp-source {ceiling_cpu}\n          herald      {}",
+                        run.cpu
+                    );
+                    rows.push(row);
+                }
             }
         }
     }
-    println!("\n| database | DKIM | concurrency | smtp-source ceiling (msg/s) | herald (msg/s) | herald/ceiling | goal | worker peak RSS |");
-    println!("|---|---|---|---|---|---|---|---|");
+    if rounds > 1 {
+        rows = medians(rows, rounds, rsa_signs);
+    }
+    println!("\n| database | DKIM | concurrency | smtp-source ceiling (msg/s) | herald (msg/s) | herald/ceiling | goal | worker peak RSS | stolen by the host |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         println!(
-            "| {} | {} | {} | {:.0} | {:.0} | {:.2} | {} | {:.1} MB |",
+            "| {} | {} | {} | {:.0} | {:.0} | {:.2} | {} | {:.1} MB | {:.0}% |",
             r.database,
             r.signing.label(),
             r.concurrency,
@@ -679,17 +734,59 @@ pub async fn send(
             r.herald,
             r.herald / r.ceiling,
             goal(r, rsa_signs).trim(),
-            r.rss_mb
+            r.rss_mb,
+            r.steal
         );
     }
     println!(
-        "\n{subscribers} subscribers per run, message ~{size} bytes, {} cores",
+        "\n{subscribers} subscribers per run, message ~{size} bytes, {} cores{}",
         std::thread::available_parallelism()
             .map(|n| n.get())
-            .unwrap_or(0)
+            .unwrap_or(0),
+        if rounds > 1 {
+            format!(
+                ", medians of {rounds} rounds (herald/ceiling: the median of the rounds' ratios)"
+            )
+        } else {
+            String::new()
+        }
     );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// One row per database, signing and concurrency from `rounds` rounds
+/// each: median rates, the median of the rounds' ratios (as `herald`
+/// against the median ceiling), the most memory, the most steal. Prints
+/// how many rounds met their own goal.
+fn medians(rows: Vec<Row>, rounds: usize, rsa_signs: Option<f64>) -> Vec<Row> {
+    rows.chunks(rounds)
+        .filter_map(|group| {
+            let first = group.first()?;
+            let met = group
+                .iter()
+                .filter(|r| goal(r, rsa_signs).ends_with(" met"))
+                .count();
+            let ceiling = median(group.iter().map(|r| r.ceiling).collect());
+            let ratio = median(group.iter().map(|r| r.herald / r.ceiling).collect());
+            println!(
+                "{:<9} {:<11} c={:<3} {met} of {rounds} rounds met their goal; median ratio {ratio:.2}",
+                first.database,
+                first.signing.label(),
+                first.concurrency
+            );
+            Some(Row {
+                database: first.database,
+                signing: first.signing,
+                concurrency: first.concurrency,
+                ceiling,
+                herald: ratio * ceiling,
+                rss_mb: group.iter().map(|r| r.rss_mb).fold(0.0, f64::max),
+                size: first.size,
+                steal: group.iter().map(|r| r.steal).fold(0.0, f64::max),
+            })
+        })
+        .collect()
 }
 
 /// The goal a row is held to, and whether it is met: 0.85 of the ceiling

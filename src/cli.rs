@@ -213,6 +213,10 @@ pub enum BenchCommand {
         /// Comma-separated DKIM signing runs (keys made for the run).
         #[arg(long, value_enum, value_delimiter = ',', default_value = "none")]
         dkim: Vec<crate::bench::Signing>,
+        /// Measure each row this many times (ceiling, then herald) and
+        /// report medians: on a shared machine one run can be far off.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
     },
     /// Time queueing one digest for N confirmed subscribers.
     Enqueue {
@@ -314,6 +318,7 @@ async fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
             postgres_url,
             size,
             dkim,
+            rounds,
         } => {
             crate::bench::send(
                 subscribers,
@@ -322,6 +327,7 @@ async fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
                 postgres_url.as_deref(),
                 size,
                 &dkim,
+                rounds,
             )
             .await
         }
