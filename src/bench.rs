@@ -200,10 +200,7 @@ fn ceiling(
         bail!("smtp-source failed: {status}");
     }
     let rate = messages as f64 / started.elapsed().as_secs_f64();
-    let per_message = |before: Option<u64>, after: Option<u64>| match (before, after) {
-        (Some(b), Some(a)) => a.saturating_sub(b) as f64 / messages as f64,
-        _ => 0.0,
-    };
+    let per_message = |before, after| cpu_per_message(before, after, messages);
     Ok((
         rate,
         CpuPerMessage {
@@ -376,6 +373,15 @@ fn steal_since(before: Option<(u64, u64)>) -> f64 {
         (Some((s0, t0)), Some((s1, t1))) if t1 > t0 => {
             s1.saturating_sub(s0) as f64 * 100.0 / (t1 - t0) as f64
         }
+        _ => 0.0,
+    }
+}
+
+/// CPU µs per message between two readings of [`cpu_us`]; 0 when either
+/// could not be read.
+fn cpu_per_message(before: Option<u64>, after: Option<u64>, messages: usize) -> f64 {
+    match (before, after) {
+        (Some(b), Some(a)) => a.saturating_sub(b) as f64 / messages.max(1) as f64,
         _ => 0.0,
     }
 }
@@ -605,10 +611,7 @@ async fn herald_run(
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let per_message = |before: Option<u64>, after: Option<u64>| match (before, after) {
-        (Some(b), Some(a)) => a.saturating_sub(b) as f64 / subscribers as f64,
-        _ => 0.0,
-    };
+    let per_message = |before, after| cpu_per_message(before, after, subscribers as usize);
     let cpu = CpuPerMessage {
         sink: per_message(cpu_before.0, cpu_us(&sink_pid)),
         client: per_message(cpu_before.1, cpu_us(&worker_pid)),

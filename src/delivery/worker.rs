@@ -92,7 +92,7 @@ struct PreparedDigest {
     id: i64,
     /// Err: the digest's message could not be built (kept to fail its copies
     /// with the reason).
-    template: Result<DigestTemplate, String>,
+    template: Result<Arc<DigestTemplate>, String>,
     /// Whether the digest may still be sent (not paused or cancelled), as
     /// last read from the database, and when: queued copies of a digest
     /// that was paused meanwhile are released, not sent.
@@ -350,7 +350,7 @@ async fn prepared_digest(
         &body_html,
         &body_text,
     )
-    .map(|t| t.with_dkim(ctx.mailer.dkim.clone()))
+    .map(|t| Arc::new(t.with_dkim(ctx.mailer.dkim.clone())))
     .map_err(|e| {
         tracing::error!(digest_id = id, error = %e, "could not build the digest's message");
         e.to_string()
@@ -384,7 +384,7 @@ async fn send_loop(
         tasks.spawn(async move {
             let d = &job.delivery;
             let outcome = match &job.digest {
-                Some(digest) => send_digest_copy(&ctx, d, digest.clone(), &cancel).await,
+                Some(digest) => send_digest_copy(&ctx, d, digest, &cancel).await,
                 None => DeliveryOutcome::Failed {
                     error: "digest no longer exists".into(),
                     is_permanent: false,
@@ -539,7 +539,7 @@ async fn send_routed(
 async fn send_digest_copy(
     ctx: &Sending,
     c: &ClaimedDelivery,
-    d: Arc<PreparedDigest>,
+    d: &PreparedDigest,
     cancel: &CancellationToken,
 ) -> DeliveryOutcome {
     let token = ctx.signer.unsubscribe_token(c.subscriber_id, &c.email);
@@ -559,11 +559,10 @@ async fn send_digest_copy(
         // An RSA signature (~0.5 ms) is made on the blocking pool, so
         // signing uses every core while the runtime's threads (one in a
         // worker process) keep the connections moving.
-        let (digest, email, name) = (d.clone(), c.email.clone(), c.name.clone());
+        let (template, email, name) = (template.clone(), c.email.clone(), c.name.clone());
         let urls = (page_url.clone(), one_click_url.clone(), mailto.clone());
-        tokio::task::spawn_blocking(move || match &digest.template {
-            Ok(template) => template.render(&email, name.as_deref(), &urls.0, &urls.1, &urls.2),
-            Err(e) => Err(crate::mail::Error::Build(e.clone())),
+        tokio::task::spawn_blocking(move || {
+            template.render(&email, name.as_deref(), &urls.0, &urls.1, &urls.2)
         })
         .await
         .unwrap_or_else(|e| Err(crate::mail::Error::Build(format!("signing stopped: {e}"))))
@@ -614,7 +613,7 @@ async fn send_digest_copy(
         message: &message,
         seven_bit: Some(&seven_bit),
     };
-    let routed = send_routed(ctx, &out, cancel, Some(&d), true).await;
+    let routed = send_routed(ctx, &out, cancel, Some(d), true).await;
     // Throttling replies are attempts, but not the recipient's fault: they
     // never use up `max_attempts`.
     let counted_attempts = c.attempts - c.throttled;
