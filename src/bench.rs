@@ -280,7 +280,9 @@ async fn digest_of_size(store: &Store, config: &mut Config, size: usize) -> anyh
         let preview = digest::preview(store, config, now_millis())
             .await?
             .context("no articles")?;
-        let bytes = preview.rendered.html.len() + preview.rendered.text.len() + 1500;
+        let bytes = preview.rendered.bodies.html.byte_len()
+            + preview.rendered.bodies.text.byte_len()
+            + 1500;
         if bytes >= size || articles >= 200 {
             return Ok(bytes);
         }
@@ -900,10 +902,11 @@ pub(crate) fn tempdir() -> anyhow::Result<PathBuf> {
 /// spliced per copy, on a ~20 KB digest.
 pub fn render(copies: u32) -> anyhow::Result<()> {
     let (html, text) = crate::mail::sample_digest_bodies();
+    let bodies = crate::mail::sample_digest();
     let from: lettre::message::Mailbox = "The Daily Herald <news@news.example>"
         .parse()
         .context("the bench's From address")?;
-    let (builder, spliced) = crate::mail::time_per_copy(&from, &html, &text, copies)?;
+    let (builder, spliced) = crate::mail::time_per_copy(&from, &bodies, copies)?;
     println!(
         "digest of {} bytes (HTML {} + text {}), {copies} copies",
         html.len() + text.len(),
@@ -916,7 +919,7 @@ pub fn render(copies: u32) -> anyhow::Result<()> {
         spliced.as_secs_f64() * 1e6,
         builder.as_secs_f64() / spliced.as_secs_f64().max(1e-12)
     );
-    let (from_template, whole) = crate::mail::time_body_hash(&from, &html, &text, copies)?;
+    let (from_template, whole) = crate::mail::time_body_hash(&from, &bodies, copies)?;
     println!(
         "DKIM body hash per copy: from the template's precomputed state {:.2} µs, over the whole copy {:.2} µs",
         from_template.as_secs_f64() * 1e6,
@@ -951,7 +954,7 @@ pub fn render(copies: u32) -> anyhow::Result<()> {
         } else {
             copies
         };
-        let signed = crate::mail::time_per_signed_copy(&from, &html, &text, n, Some(dkim))?;
+        let signed = crate::mail::time_per_signed_copy(&from, &bodies, n, Some(dkim))?;
         println!(
             "per copy, spliced and DKIM-signed with {label}: {:.2} µs (signing adds {:.2} µs; one core: {:.0} copies/s)",
             signed.as_secs_f64() * 1e6,

@@ -543,12 +543,9 @@ async fn digest_cmd(config: Config, cmd: DigestCommand) -> anyhow::Result<()> {
             };
             let r = preview.rendered;
             let sample = format!("{}/unsubscribe/PREVIEW", state.base_url);
-            let (h, t) = digest::render::with_archive_url(
-                &r.html,
-                &r.text,
-                &format!("{}/archive", state.base_url),
-            );
-            let (h, t) = digest::render::personalise(&h, &t, &sample);
+            let (h, t) = r
+                .bodies
+                .filled(&sample, &format!("{}/archive", state.base_url));
             match (&html, &text) {
                 (None, None) => println!("Subject: {}\n\n{t}\n\n----- HTML -----\n{h}", r.subject),
                 _ => {

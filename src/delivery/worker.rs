@@ -27,11 +27,11 @@ mod server_health;
 use super::rate::RateLimiter;
 use super::retry_delay_ms;
 use crate::config::Config;
-use crate::digest::render::with_archive_url;
+use crate::digest::slots::SlottedBodies;
 use crate::domain::time::now_millis;
 use crate::domain::token::LinkSigner;
 use crate::mail::{DigestTemplate, Mailer, Outgoing, SendError};
-use crate::store::{ClaimedDelivery, DeliveryOutcome, DigestRow, Store};
+use crate::store::{ClaimedDelivery, DeliveryOutcome, Store};
 use lettre::address::Envelope;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -332,29 +332,17 @@ async fn prepared_digest(
     let Some(row) = ctx.store.digest_by_id(id).await? else {
         return Ok(None);
     };
-    let DigestRow {
-        subject,
-        body_html,
-        body_text,
-        ..
-    } = row;
-    let (body_html, body_text) = with_archive_url(
-        &body_html,
-        &body_text,
-        &format!("{}/archive/{id}", ctx.base_url),
-    );
-    let template = DigestTemplate::prepare(
-        &ctx.mailer.from,
-        &subject,
-        &ctx.list_id,
-        &body_html,
-        &body_text,
-    )
-    .map(|t| Arc::new(t.with_dkim(ctx.mailer.dkim.clone())))
-    .map_err(|e| {
-        tracing::error!(digest_id = id, error = %e, "could not build the digest's message");
-        e.to_string()
-    });
+    let template = SlottedBodies::of_digest(&row)
+        .map_err(|e| crate::mail::Error::Build(e.to_string()))
+        .and_then(|bodies| {
+            let bodies = bodies.with_archive_url(&format!("{}/archive/{id}", ctx.base_url));
+            DigestTemplate::prepare(&ctx.mailer.from, &row.subject, &ctx.list_id, &bodies)
+        })
+        .map(|t| Arc::new(t.with_dkim(ctx.mailer.dkim.clone())))
+        .map_err(|e| {
+            tracing::error!(digest_id = id, error = %e, "could not build the digest's message");
+            e.to_string()
+        });
     let prepared = Arc::new(PreparedDigest {
         id,
         template,

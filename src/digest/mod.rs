@@ -1,6 +1,7 @@
 //! Choosing the articles of the next digest and creating it.
 
 pub mod render;
+pub mod slots;
 
 use crate::config::Config;
 use crate::domain::time::{now_millis, to_datetime, Millis};
@@ -106,13 +107,15 @@ pub async fn create(
     let Some(preview) = preview(store, config, up_to).await? else {
         return Ok(CreateOutcome::NothingNew);
     };
+    let stored = preview.rendered.bodies.to_stored();
     let digest = NewDigest {
         slot: slot.to_string(),
         window_start: preview.window_start,
         window_end: up_to,
         subject: preview.rendered.subject,
-        body_html: preview.rendered.html,
-        body_text: preview.rendered.text,
+        body_html: stored.html,
+        body_text: stored.text,
+        body_slots: stored.slots,
         article_ids: preview.article_ids,
     };
     let outcome = match store.create_digest(&digest, now_millis()).await? {

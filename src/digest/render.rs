@@ -1,20 +1,46 @@
-//! Rendering a digest. The body is rendered once per digest with a
-//! placeholder where each subscriber's unsubscribe URL goes; a copy for one
-//! subscriber is a string replacement, not a second render.
+//! Rendering a digest. The body is rendered once per digest, and the
+//! renderer records where each subscriber's unsubscribe URL and the
+//! digest's archive URL go (`slots.rs`); a copy for one subscriber puts
+//! its URL in at those positions, not a second render.
 
+use super::slots::{Slot, SlottedBodies, SlottedBody};
 use crate::config::Config;
 use crate::domain::text::{cut_at_word, ArticleTitle, AuthorName, Summary};
 use crate::domain::WebUrl;
 use crate::store::ArticleRow;
 use askama::Template;
 
-/// Stands in for the subscriber's unsubscribe URL in a rendered digest body.
-pub const UNSUBSCRIBE_PLACEHOLDER: &str = "%%HERALD_UNSUBSCRIBE_URL%%";
+/// The markers one render writes where the unsubscribe URL and the
+/// archive URL go, and cuts out again before the output leaves `render`.
+/// Each carries 128 random bits drawn after the articles were fixed, so no
+/// article text, link or image URL can hold one: a feed that writes any
+/// string herald might use is still only text.
+struct Markers {
+    unsubscribe: String,
+    archive: String,
+}
 
-/// Stands in for the digest's archive page URL ("view this digest in your
-/// browser"): the digest's id is known only once it is stored, so the
-/// worker puts the URL in once per digest, before any copy is made.
-pub const ARCHIVE_PLACEHOLDER: &str = "%%HERALD_ARCHIVE_URL%%";
+impl Markers {
+    fn new() -> Self {
+        use rand::RngCore;
+        let mut rng = rand::rng();
+        let nonce = format!("{:016x}{:016x}", rng.next_u64(), rng.next_u64());
+        Self {
+            unsubscribe: format!("herald-unsubscribe-{nonce}"),
+            archive: format!("herald-archive-{nonce}"),
+        }
+    }
+
+    fn cut(&self, body: &str) -> SlottedBody {
+        SlottedBody::cut_at_markers(
+            body,
+            &[
+                (&self.unsubscribe, Slot::Unsubscribe),
+                (&self.archive, Slot::Archive),
+            ],
+        )
+    }
+}
 
 /// Largest digest message herald builds, bodies and headers together.
 /// Gmail clips messages over 102 KB and hides what follows, the unsubscribe
@@ -103,8 +129,8 @@ struct DigestText<'a> {
 #[derive(Debug, Clone)]
 pub struct RenderedDigest {
     pub subject: String,
-    pub html: String,
-    pub text: String,
+    /// The bodies, with the positions of the unsubscribe and archive URLs.
+    pub bodies: SlottedBodies,
 }
 
 /// Longest digest Subject, in characters: the first title is shortened to
@@ -127,8 +153,8 @@ pub fn subject_for(config: &Config, articles: &[ArticleView]) -> String {
 }
 
 /// Renders as many of `articles` (newest first) as fit in
-/// [`MAX_MESSAGE_BYTES`], at least one, with the placeholders in place of
-/// the unsubscribe and archive URLs. Returns how many went in; the rest
+/// [`MAX_MESSAGE_BYTES`], at least one, with slots for the unsubscribe and
+/// archive URLs. Returns how many went in; the rest
 /// are counted in a "more in the next digest" line.
 pub fn render(
     config: &Config,
@@ -138,10 +164,11 @@ pub fn render(
     let mut count = articles.len();
     loop {
         let rendered = render_some(config, articles, count, date)?;
-        // A URL put in per copy is a few hundred bytes at most.
-        let size = rendered.html.len() + rendered.text.len() + HEADER_ROOM;
+        // A URL put in per copy is a few hundred bytes at most (the
+        // markers counted here are 50).
+        let size = rendered.size + HEADER_ROOM;
         if size <= MAX_MESSAGE_BYTES || count <= 1 {
-            return Ok((rendered, count));
+            return Ok((rendered.digest, count));
         }
         // Shrink in proportion, then one at a time near the limit.
         let fitting = count * MAX_MESSAGE_BYTES / size;
@@ -154,14 +181,15 @@ fn render_some(
     articles: &[ArticleView],
     count: usize,
     date: &str,
-) -> Result<RenderedDigest, askama::Error> {
+) -> Result<Measured, askama::Error> {
+    let markers = Markers::new();
     let (shown, rest) = articles.split_at(count.min(articles.len()));
     let subject = subject_for(config, shown);
     let archive = config
         .archive
         .enabled
         .then(|| format!("{}/archive", config.base_url()));
-    let archive_url = config.archive.enabled.then_some(ARCHIVE_PLACEHOLDER);
+    let archive_url = config.archive.enabled.then_some(markers.archive.as_str());
     let more_url = archive.as_deref().or(config.site_url.as_deref());
     let postal_address = config
         .postal_address
@@ -178,7 +206,7 @@ fn render_some(
         subject: &subject,
         date,
         articles: shown,
-        unsubscribe_url: UNSUBSCRIBE_PLACEHOLDER,
+        unsubscribe_url: &markers.unsubscribe,
         preheader,
         archive_url,
         more: rest.len(),
@@ -190,18 +218,30 @@ fn render_some(
         site_name: &config.site_name,
         date,
         articles: shown,
-        unsubscribe_url: UNSUBSCRIBE_PLACEHOLDER,
+        unsubscribe_url: &markers.unsubscribe,
         archive_url,
         more: rest.len(),
         more_url,
         postal_address,
     }
     .render()?;
-    Ok(RenderedDigest {
-        subject,
-        html: fold_long_lines(&html),
-        text: fold_long_lines(&text),
+    let (html, text) = (fold_long_lines(&html), fold_long_lines(&text));
+    Ok(Measured {
+        size: html.len() + text.len(),
+        digest: RenderedDigest {
+            subject,
+            bodies: SlottedBodies {
+                html: markers.cut(&html),
+                text: markers.cut(&text),
+            },
+        },
     })
+}
+
+/// A render and its size in bytes, markers counted.
+struct Measured {
+    digest: RenderedDigest,
+    size: usize,
 }
 
 /// Longest body line herald writes, in bytes, leaving room for the
@@ -242,29 +282,51 @@ fn fold_long_lines(body: &str) -> String {
     out
 }
 
-/// One subscriber's HTML and text: the placeholder replaced by their URL
-/// (HTML-escaped in the HTML part). For previews; sending splices copies
-/// from `mail::DigestTemplate`.
-pub fn personalise(html: &str, text: &str, unsubscribe_url: &str) -> (String, String) {
-    let escaped = html_escape::encode_double_quoted_attribute(unsubscribe_url);
-    (
-        html.replace(UNSUBSCRIBE_PLACEHOLDER, &escaped),
-        text.replace(UNSUBSCRIBE_PLACEHOLDER, unsubscribe_url),
-    )
-}
-
-/// The bodies with the archive placeholder replaced by `archive_url`.
-pub fn with_archive_url(html: &str, text: &str, archive_url: &str) -> (String, String) {
-    let escaped = html_escape::encode_double_quoted_attribute(archive_url);
-    (
-        html.replace(ARCHIVE_PLACEHOLDER, &escaped),
-        text.replace(ARCHIVE_PLACEHOLDER, archive_url),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::fold_long_lines;
+    use super::{render, ArticleView, Slot};
+    use crate::domain::text::{ArticleTitle, AuthorName};
+    use crate::domain::WebUrl;
+
+    /// Tried in every text and URL field of an article: herald's old
+    /// placeholders, and strings shaped like the markers a render writes.
+    #[test]
+    fn slots_are_where_the_template_puts_links_whatever_the_articles_hold() {
+        let hostile = "%%HERALD_UNSUBSCRIBE_URL%% %%HERALD_ARCHIVE_URL%% herald-unsubscribe-0123456789abcdef0123456789abcdef herald-archive-0";
+        let view = ArticleView {
+            title: ArticleTitle::cut(hostile).unwrap(),
+            url: WebUrl::parse("https://evil.example/s?u=%%HERALD_UNSUBSCRIBE_URL%%").unwrap(),
+            summary: hostile.to_string(),
+            image_url: Some(
+                WebUrl::parse("https://evil.example/t.gif?t=%%HERALD_UNSUBSCRIBE_URL%%").unwrap(),
+            ),
+            author: AuthorName::cut(hostile),
+        };
+        let config = crate::config::Config::default();
+        let (rendered, _) = render(&config, &[view.clone(), view], "Monday").unwrap();
+        for body in [&rendered.bodies.html, &rendered.bodies.text] {
+            // The footer's unsubscribe link and the "view in your browser" link.
+            assert_eq!(body.count(Slot::Unsubscribe), 1, "{body:?}");
+            assert_eq!(body.count(Slot::Archive), 1, "{body:?}");
+            let filled = body.fill(|_| "FILLED");
+            assert_eq!(filled.matches("FILLED").count(), 2);
+            assert!(filled.contains("%%HERALD_UNSUBSCRIBE_URL%%"));
+            assert!(!filled.contains("herald-unsubscribe-") || filled.contains("0123456789abcdef"));
+        }
+        // The footer's link comes after every article.
+        let html = &rendered.bodies.html;
+        let last_article = html.fill(|_| "").rfind("evil.example").unwrap();
+        let first_unsubscribe = html.segments()[..=html
+            .slots()
+            .iter()
+            .position(|s| *s == Slot::Unsubscribe)
+            .unwrap()]
+            .iter()
+            .map(String::len)
+            .sum::<usize>();
+        assert!(first_unsubscribe > last_article);
+    }
 
     #[test]
     fn long_lines_are_folded_at_spaces_and_nothing_else_changes() {

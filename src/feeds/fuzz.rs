@@ -305,8 +305,9 @@ fn assert_digest_lines(articles: &[NewArticle]) {
         &from,
         &rendered.subject,
         "<digest.herald.example>",
-        &rendered.html,
-        &rendered.text,
+        &rendered
+            .bodies
+            .with_archive_url("https://herald.example/archive/1"),
     )
     .unwrap();
     let (_, bytes) = template

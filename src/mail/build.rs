@@ -1,4 +1,5 @@
 use super::Error;
+use crate::digest::slots::{SlottedBodies, SlottedBody};
 use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::Message;
@@ -156,13 +157,13 @@ pub fn confirmation_message(
 /// through `DigestTemplate`.
 #[derive(Debug, Clone)]
 pub struct DigestBodies {
-    html: String,
-    text: String,
+    html: SlottedBody,
+    text: SlottedBody,
     is_eight_bit_safe: bool,
 }
 
-/// Leaves room on a line for the unsubscribe URL that replaces the
-/// placeholder, within SMTP's 998-octet line limit.
+/// Leaves room on a line for the unsubscribe URL that goes into its slot,
+/// within SMTP's 998-octet line limit.
 const MAX_TEMPLATE_LINE: usize = 700;
 
 fn crlf(s: &str) -> String {
@@ -172,12 +173,16 @@ fn crlf(s: &str) -> String {
 }
 
 impl DigestBodies {
-    /// `html` and `text` carry `digest::render::UNSUBSCRIBE_PLACEHOLDER`.
-    pub fn prepare(html: &str, text: &str) -> Self {
-        let html = crlf(html);
-        let text = crlf(text);
+    /// `bodies` with only unsubscribe slots left.
+    pub fn prepare(bodies: &SlottedBodies) -> Self {
+        let html = bodies.html.map_segments(crlf);
+        let text = bodies.text.map_segments(crlf);
         let is_eight_bit_safe = [&html, &text].iter().all(|b| {
-            !b.contains('\0') && b.split("\r\n").all(|line| line.len() <= MAX_TEMPLATE_LINE)
+            let joined = b.fill(|_| "");
+            !joined.contains('\0')
+                && joined
+                    .split("\r\n")
+                    .all(|line| line.len() <= MAX_TEMPLATE_LINE)
         });
         Self {
             html,
@@ -190,20 +195,21 @@ impl DigestBodies {
         self.is_eight_bit_safe
     }
 
-    /// The HTML body with CRLF line endings and the placeholder still in.
-    pub(super) fn html(&self) -> &str {
+    /// The HTML body with CRLF line endings, cut at its unsubscribe slots.
+    pub(super) fn html(&self) -> &SlottedBody {
         &self.html
     }
 
-    /// The text body with CRLF line endings and the placeholder still in.
-    pub(super) fn text(&self) -> &str {
+    /// The text body with CRLF line endings, cut at its unsubscribe slots.
+    pub(super) fn text(&self) -> &SlottedBody {
         &self.text
     }
 
     /// The two bodies for one subscriber. The URL is HTML-escaped in the HTML part.
     pub fn personalise(&self, unsubscribe_url: &str) -> (Body, Body) {
-        let (html, text) =
-            crate::digest::render::personalise(&self.html, &self.text, unsubscribe_url);
+        let escaped = html_escape::encode_double_quoted_attribute(unsubscribe_url);
+        let html = self.html.fill(|_| escaped.as_ref());
+        let text = self.text.fill(|_| unsubscribe_url);
         if self.is_eight_bit_safe && unsubscribe_url.len() < 250 {
             (
                 Body::dangerous_pre_encoded(html.into_bytes(), ContentTransferEncoding::EightBit),

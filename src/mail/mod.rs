@@ -14,7 +14,8 @@ mod transaction;
 
 pub use build::{confirmation_bodies, confirmation_message};
 pub use template::{
-    sample_digest_bodies, time_body_hash, time_per_copy, time_per_signed_copy, DigestTemplate,
+    sample_digest, sample_digest_bodies, slotted, time_body_hash, time_per_copy,
+    time_per_signed_copy, DigestTemplate, SAMPLE_UNSUBSCRIBE_MARKER,
 };
 
 use crate::config::{Config, SmtpServerConfig};

@@ -8,28 +8,32 @@
 //! and decodes to the very same body. Servers that announce 8BITMIME never
 //! see this path.
 
-use crate::digest::render::UNSUBSCRIBE_PLACEHOLDER;
+use crate::digest::slots::SlottedBody;
 
 /// Longest encoded line, soft line break's "=" excluded (RFC 2045 allows 76
 /// with it).
 const LINE: usize = 75;
 
-/// A body (CRLF line endings, placeholders in) quoted-printable encoded,
-/// each placeholder kept whole between soft line breaks.
-pub(super) fn body(body: &str) -> String {
-    let mut out = String::with_capacity(body.len() + body.len() / 8);
-    for (i, chunk) in body.split(UNSUBSCRIBE_PLACEHOLDER).enumerate() {
-        if i > 0 {
+/// A body (CRLF line endings) quoted-printable encoded segment by segment,
+/// each slot kept between soft line breaks: a soft break ends the segment
+/// before a slot and starts the one after it (unless that one is empty: a
+/// body may not end with a soft line break).
+pub(super) fn body(body: &SlottedBody) -> SlottedBody {
+    let segments = body.segments();
+    let last = segments.len() - 1;
+    let mut i = 0;
+    body.map_segments(|chunk| {
+        let mut out = String::with_capacity(chunk.len() + chunk.len() / 8 + 6);
+        if i > 0 && !chunk.is_empty() {
             out.push_str("=\r\n");
-            out.push_str(UNSUBSCRIBE_PLACEHOLDER);
-            // A body may not end with a soft line break.
-            if !chunk.is_empty() {
-                out.push_str("=\r\n");
-            }
         }
         out.push_str(&quoted_printable::encode_to_str(chunk));
-    }
-    out
+        if i < last {
+            out.push_str("=\r\n");
+        }
+        i += 1;
+        out
+    })
 }
 
 /// A short value (a URL) quoted-printable encoded, in lines of at most 75
@@ -68,16 +72,14 @@ mod tests {
 
     #[test]
     fn the_seven_bit_copy_reads_the_same_as_the_eight_bit_one() {
-        use crate::mail::{sample_digest_bodies, DigestTemplate};
+        use crate::mail::{sample_digest, DigestTemplate};
         use mail_parser::{MessageParser, MimeHeaders};
         let from = "Le Café Herald <digest@news.example>".parse().unwrap();
-        let (html, text) = sample_digest_bodies();
         let t = DigestTemplate::prepare(
             &from,
             "Ünïcode — 40 articles",
             "<digest.news.example>",
-            &html,
-            &text,
+            &sample_digest(),
         )
         .unwrap();
         // Tried: a short URL with "&" and "=" (escaped in HTML, =3D in
@@ -116,11 +118,12 @@ mod tests {
         // Tried: a placeholder mid-line, at the start of a line, at the very
         // end, twice on one line; non-ASCII text; "=" and spaces next to
         // it; a URL longer than a line; an HTML-escaped URL.
-        let p = UNSUBSCRIBE_PLACEHOLDER;
+        let p = "%%URL%%";
         let url = format!(
             "https://news.example/unsubscribe/{}?a=1&b=2",
             "t0k3n".repeat(30)
         );
+        let encoded_url = value(&url);
         for original in [
             format!("Le Café n° 1 = ça marche\r\nUnsubscribe: {p}\r\n"),
             format!("{p} first\r\nthen {p} and {p}"),
@@ -129,9 +132,14 @@ mod tests {
                 "é".repeat(200)
             ),
         ] {
-            let encoded = body(&original);
-            assert!(encoded.is_ascii());
-            let spliced = encoded.replace(p, &value(&url));
+            let slotted = SlottedBody::cut_at_markers(
+                &original,
+                &[(p, crate::digest::slots::Slot::Unsubscribe)],
+            );
+            let encoded = body(&slotted);
+            let spliced = encoded.fill(|_| "");
+            assert!(spliced.is_ascii());
+            let spliced = encoded.fill(|_| &encoded_url);
             for line in spliced.split("\r\n") {
                 assert!(line.len() <= 76, "{} octets: {line}", line.len());
             }

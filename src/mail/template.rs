@@ -7,8 +7,9 @@
 //! part headers), cut at the four headers that differ per copy and at the
 //! bodies, and each copy's To, Date, Message-ID and List-Unsubscribe lines
 //! are formatted by lettre's own header types. Only the unsubscribe URL in
-//! the bodies is spliced by hand, which is sound because the bodies go out
-//! as 8bit, bytes as they are. A digest whose bodies are not 8bit-safe, or a
+//! the bodies is spliced by hand, at the slots the renderer recorded
+//! (`digest::slots`), which is sound because the bodies go out as 8bit,
+//! bytes as they are. A digest whose bodies are not 8bit-safe, or a
 //! URL that would push a body line past 998 octets, takes the builder path
 //! (`DigestBodies::personalise` + `digest_message`) instead.
 
@@ -18,7 +19,7 @@ use super::build::{
 };
 use super::dkim::{BodyHashBuilder, BodyHashTemplate, Dkim};
 use super::Error;
-use crate::digest::render::UNSUBSCRIBE_PLACEHOLDER;
+use crate::digest::slots::{Slot, SlottedBodies, SlottedBody};
 use lettre::address::Envelope;
 use lettre::message::header::{self, ContentTransferEncoding, Headers};
 use lettre::message::{Body, Mailbox, Mailboxes};
@@ -55,8 +56,8 @@ struct Splice {
     pieces: Vec<Piece>,
     text_urls: usize,
     html_urls: usize,
-    /// Body lines that carry the placeholder, to check a URL keeps them
-    /// within `MAX_LINE`.
+    /// Body lines that carry an unsubscribe slot, to check a URL keeps
+    /// them within `MAX_LINE`.
     text_lines: Vec<LineWithUrls>,
     html_lines: Vec<LineWithUrls>,
     /// The body canonicalized for DKIM once, holes at the URLs.
@@ -108,7 +109,7 @@ impl PerCopyHeader {
     }
 }
 
-/// A body line holding `urls` placeholders and `other` further octets.
+/// A body line holding `urls` unsubscribe slots and `other` further octets.
 #[derive(Debug, Clone, Copy)]
 struct LineWithUrls {
     other: usize,
@@ -116,15 +117,20 @@ struct LineWithUrls {
 }
 
 impl DigestTemplate {
-    /// `html` and `text` carry `digest::render::UNSUBSCRIBE_PLACEHOLDER`.
+    /// `bodies` has its archive slots filled
+    /// (`SlottedBodies::with_archive_url`): only unsubscribe slots are left.
     pub fn prepare(
         from: &Mailbox,
         subject: &str,
         list_id: &str,
-        html: &str,
-        text: &str,
+        bodies: &SlottedBodies,
     ) -> Result<Self, Error> {
-        let bodies = DigestBodies::prepare(html, text);
+        if bodies.html.count(Slot::Archive) + bodies.text.count(Slot::Archive) > 0 {
+            return Err(Error::Build(
+                "template: the digest's archive link was not filled in".into(),
+            ));
+        }
+        let bodies = DigestBodies::prepare(bodies);
         let splice = if bodies.is_eight_bit_safe() {
             Some(Splice::build(
                 from,
@@ -365,7 +371,7 @@ impl Splice {
         from: &Mailbox,
         subject: &str,
         list_id: &str,
-        (text, html): (&str, &str),
+        (text, html): (&SlottedBody, &SlottedBody),
         encoding: ContentTransferEncoding,
     ) -> Result<Self, Error> {
         let mut rng = rand::rng();
@@ -410,7 +416,7 @@ impl Splice {
         cuts.sort_by_key(|(range, _)| range.start);
 
         let mut splice = Self {
-            literals: Vec::with_capacity(formatted.len() + text.len() + html.len()),
+            literals: Vec::with_capacity(formatted.len() + text.byte_len() + html.byte_len()),
             pieces: Vec::new(),
             text_urls: 0,
             html_urls: 0,
@@ -435,7 +441,7 @@ impl Splice {
             match cut {
                 Cut::Header(h) => splice.pieces.push(Piece::Header(h)),
                 Cut::Body(body, part) => {
-                    for (i, chunk) in body.split(UNSUBSCRIBE_PLACEHOLDER).enumerate() {
+                    for (i, chunk) in body.segments().iter().enumerate() {
                         if i > 0 {
                             splice.push_url(part);
                             body_hash.hole();
@@ -518,8 +524,8 @@ impl Splice {
 /// What replaces a cut in the formatted template.
 enum Cut<'a> {
     Header(PerCopyHeader),
-    /// A body, CRLF line endings, placeholders still in.
-    Body(&'a str, Part),
+    /// A body, CRLF line endings, cut at its unsubscribe slots.
+    Body(&'a SlottedBody, Part),
 }
 
 fn refuse_line_breaks(what: &str, value: &str) -> Result<(), Error> {
@@ -531,16 +537,33 @@ fn refuse_line_breaks(what: &str, value: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn lines_with_urls(body: &str) -> Vec<LineWithUrls> {
-    body.split("\r\n")
-        .filter_map(|line| {
-            let urls = line.matches(UNSUBSCRIBE_PLACEHOLDER).count();
-            (urls > 0).then(|| LineWithUrls {
-                other: line.len() - urls * UNSUBSCRIBE_PLACEHOLDER.len(),
-                urls,
-            })
-        })
-        .collect()
+/// The lines of `body` that hold a slot, with how many and how long the
+/// rest of the line is.
+fn lines_with_urls(body: &SlottedBody) -> Vec<LineWithUrls> {
+    let mut lines = Vec::new();
+    let mut current = LineWithUrls { other: 0, urls: 0 };
+    for (i, segment) in body.segments().iter().enumerate() {
+        if i > 0 {
+            current.urls += 1;
+        }
+        let mut pieces = segment.split("\r\n");
+        if let Some(first) = pieces.next() {
+            current.other += first.len();
+        }
+        for piece in pieces {
+            if current.urls > 0 {
+                lines.push(current);
+            }
+            current = LineWithUrls {
+                other: piece.len(),
+                urls: 0,
+            };
+        }
+    }
+    if current.urls > 0 {
+        lines.push(current);
+    }
+    lines
 }
 
 fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
@@ -587,11 +610,30 @@ fn field(headers: &[u8], name: &str) -> Result<Range<usize>, Error> {
         .ok_or_else(|| Error::Build(format!("template: no {name} header")))
 }
 
+/// Where [`sample_digest_bodies`] puts the unsubscribe URL.
+pub const SAMPLE_UNSUBSCRIBE_MARKER: &str = "%%SAMPLE_UNSUBSCRIBE%%";
+
+/// [`sample_digest_bodies`] cut at its markers.
+pub fn sample_digest() -> SlottedBodies {
+    let (html, text) = sample_digest_bodies();
+    slotted(&html, &text, SAMPLE_UNSUBSCRIBE_MARKER)
+}
+
+/// Bodies herald wrote itself (tests, benchmarks) with `marker` where the
+/// unsubscribe URL goes.
+pub fn slotted(html: &str, text: &str, marker: &str) -> SlottedBodies {
+    SlottedBodies {
+        html: SlottedBody::cut_at_markers(html, &[(marker, Slot::Unsubscribe)]),
+        text: SlottedBody::cut_at_markers(text, &[(marker, Slot::Unsubscribe)]),
+    }
+}
+
 /// About 20 KB of digest HTML and text, LF line endings as askama renders
-/// them, the unsubscribe placeholder twice in the HTML and once in the text,
-/// with non-ASCII text: what `herald bench render` times and the tests use.
+/// them, [`SAMPLE_UNSUBSCRIBE_MARKER`] twice in the HTML and once in the
+/// text, with non-ASCII text: what `herald bench render` times and the
+/// tests use.
 pub fn sample_digest_bodies() -> (String, String) {
-    const P: &str = UNSUBSCRIBE_PLACEHOLDER;
+    const P: &str = SAMPLE_UNSUBSCRIBE_MARKER;
     let mut html =
         format!("<!DOCTYPE html>\n<html><body>\n<p><a href=\"{P}\">Unsubscribe</a></p>\n");
     let mut text = String::from("Le Café Herald\n\n");
@@ -616,17 +658,16 @@ pub fn sample_digest_bodies() -> (String, String) {
 /// `herald bench render`.
 pub fn time_per_copy(
     from: &Mailbox,
-    html: &str,
-    text: &str,
+    bodies: &SlottedBodies,
     copies: u32,
 ) -> Result<(std::time::Duration, std::time::Duration), Error> {
     let copies = copies.max(1);
     let (subject, list_id, page, one_click, mailto) = BENCH_COPY;
-    let bodies = DigestBodies::prepare(html, text);
+    let prepared = DigestBodies::prepare(bodies);
     let mut total = 0usize;
     let start = std::time::Instant::now();
     for _ in 0..copies {
-        let (h, t) = bodies.personalise(page);
+        let (h, t) = prepared.personalise(page);
         let message = digest_message(
             from,
             DigestCopy {
@@ -644,7 +685,7 @@ pub fn time_per_copy(
     }
     let builder = start.elapsed() / copies;
     tracing::debug!(total, "bytes built");
-    let spliced = time_per_signed_copy(from, html, text, copies, None)?;
+    let spliced = time_per_signed_copy(from, bodies, copies, None)?;
     Ok((builder, spliced))
 }
 
@@ -659,14 +700,13 @@ const BENCH_COPY: (&str, &str, &str, &str, &str) = (
 /// Time per spliced copy, DKIM-signed by `dkim` when given.
 pub fn time_per_signed_copy(
     from: &Mailbox,
-    html: &str,
-    text: &str,
+    bodies: &SlottedBodies,
     copies: u32,
     dkim: Option<Arc<Dkim>>,
 ) -> Result<std::time::Duration, Error> {
     let copies = copies.max(1);
     let (subject, list_id, page, one_click, mailto) = BENCH_COPY;
-    let template = DigestTemplate::prepare(from, subject, list_id, html, text)?.with_dkim(dkim);
+    let template = DigestTemplate::prepare(from, subject, list_id, bodies)?.with_dkim(dkim);
     let mut total = 0usize;
     let start = std::time::Instant::now();
     for _ in 0..copies {
@@ -688,13 +728,12 @@ pub fn time_per_signed_copy(
 /// state, and over the whole copy.
 pub fn time_body_hash(
     from: &Mailbox,
-    html: &str,
-    text: &str,
+    bodies: &SlottedBodies,
     copies: u32,
 ) -> Result<(std::time::Duration, std::time::Duration), Error> {
     let copies = copies.max(1);
     let (subject, list_id, page, one_click, mailto) = BENCH_COPY;
-    let template = DigestTemplate::prepare(from, subject, list_id, html, text)?;
+    let template = DigestTemplate::prepare(from, subject, list_id, bodies)?;
     let splice = template
         .splice
         .as_ref()
@@ -732,7 +771,7 @@ mod tests {
     use mail_parser::{MessageParser, MimeHeaders};
     use std::time::{SystemTime, UNIX_EPOCH};
 
-    const P: &str = UNSUBSCRIBE_PLACEHOLDER;
+    const P: &str = SAMPLE_UNSUBSCRIBE_MARKER;
     const SUBJECT: &str = "Le Café Herald: Ünïcode in the subject — and 39 more";
     const LIST_ID: &str = "<digest.news.example>";
     const PAGE_URL: &str = "https://news.example/unsubscribe/t0k3n?from=digest&lang=fr";
@@ -744,13 +783,12 @@ mod tests {
     }
 
     fn template() -> DigestTemplate {
-        let (html, text) = sample_digest_bodies();
-        DigestTemplate::prepare(&from(), SUBJECT, LIST_ID, &html, &text).unwrap()
+        DigestTemplate::prepare(&from(), SUBJECT, LIST_ID, &sample_digest()).unwrap()
     }
 
     /// The message as every copy was built before templates.
     fn builder_copy(html: &str, text: &str, to_email: &str, to_name: Option<&str>) -> Message {
-        let (html, text) = DigestBodies::prepare(html, text).personalise(PAGE_URL);
+        let (html, text) = DigestBodies::prepare(&slotted(html, text, P)).personalise(PAGE_URL);
         digest_message(
             &from(),
             DigestCopy {
@@ -938,7 +976,8 @@ mod tests {
     fn placeholder_in_the_subject_is_not_replaced() {
         let (html, text) = sample_digest_bodies();
         let subject = format!("About {P}");
-        let t = DigestTemplate::prepare(&from(), &subject, LIST_ID, &html, &text).unwrap();
+        let t =
+            DigestTemplate::prepare(&from(), &subject, LIST_ID, &slotted(&html, &text, P)).unwrap();
         let (_, bytes) = t
             .render("a@example.org", None, PAGE_URL, ONE_CLICK, MAILTO)
             .unwrap();
@@ -951,7 +990,8 @@ mod tests {
     fn body_line_over_700_octets_takes_the_builder_path() {
         let (html, text) = sample_digest_bodies();
         let html = format!("<p>{}</p>\n{html}", "x".repeat(800));
-        let t = DigestTemplate::prepare(&from(), SUBJECT, LIST_ID, &html, &text).unwrap();
+        let t =
+            DigestTemplate::prepare(&from(), SUBJECT, LIST_ID, &slotted(&html, &text, P)).unwrap();
         assert!(!t.is_spliceable());
         let (envelope, bytes) = t
             .render("zoe@example.org", Some("Zoë"), PAGE_URL, ONE_CLICK, MAILTO)
@@ -988,7 +1028,9 @@ mod tests {
         ];
         for subject in &subjects {
             for body in [&html, &long_body] {
-                let t = DigestTemplate::prepare(&from(), subject, LIST_ID, body, &text).unwrap();
+                let t =
+                    DigestTemplate::prepare(&from(), subject, LIST_ID, &slotted(body, &text, P))
+                        .unwrap();
                 let name = "N".repeat(5000);
                 let (_, bytes) = t
                     .render("a@example.org", Some(&name), PAGE_URL, ONE_CLICK, MAILTO)

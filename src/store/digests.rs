@@ -12,6 +12,10 @@ pub struct DigestRow {
     pub body_html: String,
     #[serde(skip)]
     pub body_text: String,
+    /// Where the bodies' per-copy and per-digest links go (JSON, see
+    /// `digest::slots`); None for a digest stored before herald recorded them.
+    #[serde(skip)]
+    pub body_slots: Option<String>,
     pub status: String,
     pub recipients: i64,
     pub created_at: Millis,
@@ -26,6 +30,8 @@ pub struct NewDigest {
     pub subject: String,
     pub body_html: String,
     pub body_text: String,
+    /// `digest::slots::StoredBodies::slots`.
+    pub body_slots: String,
     pub article_ids: Vec<i64>,
 }
 
@@ -43,7 +49,7 @@ pub struct DigestCounts {
     pub skipped: i64,
 }
 
-const DIGEST_COLUMNS: &str = "id, slot, window_start, window_end, subject, body_html, body_text, status, recipients, created_at, finished_at";
+const DIGEST_COLUMNS: &str = "id, slot, window_start, window_end, subject, body_html, body_text, body_slots, status, recipients, created_at, finished_at";
 
 /// A sent digest as the archive lists it.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -81,8 +87,8 @@ impl Store {
     pub async fn create_digest(&self, d: &NewDigest, now: Millis) -> Result<DigestCreated> {
         let created: DigestCreated = in_write_tx!(self, tx => {
             let id: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO digests (slot, window_start, window_end, subject, body_html, body_text, status, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7) ON CONFLICT (slot) DO NOTHING RETURNING id",
+                "INSERT INTO digests (slot, window_start, window_end, subject, body_html, body_text, body_slots, status, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8) ON CONFLICT (slot) DO NOTHING RETURNING id",
             )
             .bind(&d.slot)
             .bind(d.window_start)
@@ -90,6 +96,7 @@ impl Store {
             .bind(&d.subject)
             .bind(&d.body_html)
             .bind(&d.body_text)
+            .bind(&d.body_slots)
             .bind(now)
             .fetch_optional(&mut *tx)
             .await?;
