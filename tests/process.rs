@@ -287,7 +287,12 @@ async fn two_worker_processes_share_a_rate_limit(backend: Backend) {
     let times = relay.record.accepted_at.lock().unwrap().clone();
     let rate = common::faulty_smtp::fitted_rate(&times);
     eprintln!("limit 50/s, two processes: measured {rate:.2} msg/s");
-    assert!(rate <= 50.0 * 1.01, "measured {rate:.2} msg/s against 50/s");
+    // The limiter grants slots at 50/s; the relay sees them after each
+    // send's own delay, so the slope fitted over the middle 120 arrivals
+    // (about 2.4 s) moves by the difference of the delays at its two ends
+    // divided by 2.4 s: 25 ms of scheduling delay on a loaded machine is
+    // 1%. An unshared limit would be 100/s.
+    assert!(rate <= 50.0 * 1.04, "measured {rate:.2} msg/s against 50/s");
     assert!(rate >= 50.0 * 0.8, "measured {rate:.2} msg/s against 50/s");
     store.close().await;
 }
