@@ -449,18 +449,19 @@ async fn feed(config: Config, cmd: FeedCommand) -> anyhow::Result<()> {
             backfill_days,
             interval,
         } => {
-            let web_url = feeds::validate_url(&url)?;
+            let feed_url = feeds::validate_url(&url)?;
             let (default_interval, default_backfill) =
                 feeds::default_settings(&state.config.feeds)?;
             let (id, created) = feeds::follow(
                 &state.store,
-                &web_url,
+                &feed_url,
                 interval.unwrap_or(default_interval),
                 backfill_days.unwrap_or(default_backfill),
             )
             .await?;
+            // The URL as stored, its password masked.
             println!(
-                "{} feed {id}: {url}",
+                "{} feed {id}: {feed_url}",
                 if created {
                     "following"
                 } else {

@@ -56,6 +56,22 @@ pub struct Config {
     pub archive: ArchiveConfig,
     pub doctor: DoctorConfig,
     pub webhooks: WebhooksConfig,
+    pub network: NetworkConfig,
+}
+
+/// Outgoing requests (feeds, SNS certificates and subscription links):
+/// herald refuses to connect to loopback, private, link-local, CGNAT,
+/// cloud metadata and other reserved addresses, after DNS and at every
+/// redirect, so a URL from outside cannot reach the network herald runs in
+/// (see `outgoing.rs`). Environment proxies (`HTTP_PROXY`) are not used.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Private or reserved addresses and ranges herald may fetch feeds
+    /// from anyway, e.g. `["127.0.0.2", "10.1.0.0/16"]` for a feed served
+    /// on the same host or network. Empty (the default): none. SNS
+    /// fetches go to AWS only and never use this list.
+    pub allow_private: Vec<crate::outgoing::AllowedRange>,
 }
 
 /// `herald doctor`'s DNS questions.
@@ -361,6 +377,7 @@ impl Default for Config {
             archive: ArchiveConfig::default(),
             doctor: DoctorConfig::default(),
             webhooks: WebhooksConfig::default(),
+            network: NetworkConfig::default(),
         }
     }
 }

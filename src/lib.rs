@@ -15,6 +15,7 @@ pub mod domain;
 pub mod feeds;
 pub mod inbound;
 pub mod mail;
+pub mod outgoing;
 pub mod private_files;
 pub mod redact;
 pub mod scheduler;

@@ -651,6 +651,116 @@ async fn archive_links_stay_under_the_base_url_path(backend: Backend) {
     app.shutdown().await;
 }
 
+/// Characters XML 1.0 forbids (and noncharacters) in what a feed sends.
+/// Tried: U+FFFF, U+FFFE, U+1FFFF, U+FDD0, NUL, BEL, backspace, ESC, vertical
+/// tab and form feed in a JSON Feed item's title, summary, author, tags and
+/// body; and a digest stored before titles were cleaned, with the same
+/// in its subject and body (but NUL, which PostgreSQL never stores).
+const XML_FORBIDS: &str = "\u{FFFF}\u{FFFE}\u{1FFFF}\u{FDD0}\u{0}\u{7}\u{8}\u{1b}\u{b}\u{c}";
+
+/// Whether a real XML parser (Python's expat) reads `xml` as well-formed;
+/// the parser's complaint when not.
+fn well_formed(xml: &str) -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("feed.xml");
+    std::fs::write(&path, xml).unwrap();
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, xml.etree.ElementTree as ET; ET.parse(sys.argv[1])",
+        ])
+        .arg(&path)
+        .output()
+        .expect("python3 runs");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+async fn text_with_characters_xml_forbids_leaves_the_archive_feed_well_formed(backend: Backend) {
+    let app = spawn_app_with(backend, SmtpSink::start(&[]), |c| c.feeds.backfill_days = 1).await;
+    app.import_confirmed(&[ANN]).await;
+
+    // A digest written before the rule, its subject and body unclean.
+    let unclean = XML_FORBIDS.replace('\u{0}', "");
+    let mut legacy = small_digest(1);
+    legacy.subject = format!("Legacy{unclean} subject");
+    legacy.body_html = legacy.body_html.replace(
+        "<h2>Story 1</h2>",
+        &format!("<h2>Legacy{unclean} story</h2>"),
+    );
+    let DigestCreated::Created(legacy_id) = app
+        .store
+        .create_digest(&legacy, now_millis())
+        .await
+        .unwrap()
+    else {
+        panic!("the legacy digest was not created");
+    };
+    app.wait_digest_done(legacy_id, Duration::from_secs(20))
+        .await;
+
+    let dirty = |s: &str| format!("{s}{XML_FORBIDS} end");
+    let json_feed = serde_json::json!({
+        "version": "https://jsonfeed.org/version/1.1",
+        "title": dirty("Feed title"),
+        "items": [{
+            "id": "xml-1",
+            "url": "https://news.example.com/xml-1",
+            "title": dirty("Harbour bridge reopens"),
+            "summary": dirty("A summary"),
+            "content_html": format!("<p>{}</p>", dirty("Body text")),
+            "authors": [{"name": dirty("Ann Author")}],
+            "tags": [dirty("Harbour")],
+            "date_published": chrono::Utc::now().to_rfc3339(),
+        }]
+    })
+    .to_string();
+    let server = common::feed_server::serve(vec![("/dirty.json", json_feed)]).await;
+    let feed = common::feed_server::add_feed(&app, &format!("{server}/dirty.json")).await;
+    let report = common::feed_server::poll(&app, feed).await;
+    assert_eq!(report["new_articles"], 1, "{report}");
+    let article = app.store.articles_of_feed(feed).await.unwrap().remove(0);
+    let stored = [
+        article.title.clone(),
+        article.summary.clone(),
+        article.author.clone().unwrap_or_default(),
+    ];
+    for text in &stored {
+        assert!(
+            !text.contains(|c: char| XML_FORBIDS.contains(c)),
+            "stored as {text:?}"
+        );
+    }
+    assert!(
+        stored[0].starts_with("Harbour bridge reopens"),
+        "{stored:?}"
+    );
+    let id = app.send_digest_now().await;
+    app.wait_digest_done(id, Duration::from_secs(20)).await;
+
+    let (status, xml) = get_text(&app, "/archive/feed.xml").await;
+    assert_eq!(status, 200);
+    if let Err(complaint) = well_formed(&xml) {
+        panic!("/archive/feed.xml is not well-formed XML: {complaint}\n{xml:?}");
+    }
+    let parsed = parse_feed(&xml);
+    assert_eq!(parsed.entries.len(), 2);
+    let titles: Vec<String> = parsed
+        .entries
+        .iter()
+        .filter_map(|e| e.title.as_ref().map(|t| t.content.clone()))
+        .collect();
+    assert!(
+        titles.iter().any(|t| t.contains("Harbour bridge reopens")),
+        "{titles:?}"
+    );
+    assert!(titles.iter().any(|t| t.contains("Legacy")), "{titles:?}");
+    app.shutdown().await;
+}
+
 both_backends!(
     sent_digests_are_listed_newest_first_and_shown_without_anyones_unsubscribe_link,
     only_digests_that_reached_readers_are_in_the_archive,
@@ -660,4 +770,5 @@ both_backends!(
     a_disabled_archive_answers_404_on_all_three_routes,
     every_archive_response_carries_the_security_headers_and_no_script,
     archive_links_stay_under_the_base_url_path,
+    text_with_characters_xml_forbids_leaves_the_archive_feed_well_formed,
 );

@@ -133,7 +133,7 @@ async fn fixture_server(site: Shared) -> String {
             "too late"
         }))
         .with_state(site);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = common::feed_server::feed_listener().await;
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     format!("http://{addr}")

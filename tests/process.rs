@@ -392,7 +392,7 @@ async fn cli_follows_polls_lists_and_removes_a_feed(backend: Backend) {
     );
     let app =
         axum::Router::new().route("/feed.xml", axum::routing::get(move || async move { feed }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = common::feed_server::feed_listener().await;
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let db = fresh_database(backend).await;
@@ -405,6 +405,10 @@ async fn cli_follows_polls_lists_and_removes_a_feed(backend: Backend) {
     );
     let out = run(herald(&db.url, data.path())
         .args(["feed", "poll", "--now"])
+        .env(
+            common::feed_server::ALLOW_FEED_HOST_ENV.0,
+            common::feed_server::ALLOW_FEED_HOST_ENV.1,
+        )
         .env("HERALD_FEEDS__BACKFILL_DAYS", "1"));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("feed 1: 1 new, 0 updated, 0 held back"),

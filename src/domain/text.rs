@@ -3,11 +3,60 @@
 //! feed's title, an item's guid. Every one is a single line (see
 //! [`single_line`]) with at most `MAX_CHARS` characters.
 //!
+//! Every one also holds only characters valid in every output it can reach
+//! (see [`valid_everywhere`]): a title with U+FFFF would otherwise make the
+//! archive's Atom feed not well-formed XML.
+//!
 //! Two ways in, one rule: `parse` refuses text over the cap, for an operator
 //! who can fix it (API, CLI); `cut` shortens it at a word boundary with an
 //! ellipsis, for a feed herald cannot ask to try again.
 
 use super::{single_line, DomainError};
+use std::borrow::Cow;
+
+/// Whether `c` may appear in an XML 1.0 document at all (its `Char`
+/// production): no C0 control but tab, LF and CR, no surrogate, no U+FFFE
+/// or U+FFFF. Not even a character reference may name the others.
+pub fn is_xml_char(c: char) -> bool {
+    matches!(c,
+        '\t' | '\n' | '\r'
+        | '\u{20}'..='\u{D7FF}'
+        | '\u{E000}'..='\u{FFFD}'
+        | '\u{10000}'..='\u{10FFFF}')
+}
+
+/// Unicode noncharacters (U+FDD0–U+FDEF and the last two code points of
+/// every plane): never meant for interchange, and XML discourages them.
+pub fn is_noncharacter(c: char) -> bool {
+    let c = c as u32;
+    (0xFDD0..=0xFDEF).contains(&c) || c & 0xFFFE == 0xFFFE
+}
+
+/// `text` without the characters that are invalid in some output herald
+/// writes: what XML 1.0 forbids (C0 controls but tab/LF/CR, U+FFFE,
+/// U+FFFF) and the other noncharacters. JSON and encoded mail headers
+/// accept everything that remains. Borrowed when nothing is removed.
+pub fn valid_everywhere(text: &str) -> Cow<'_, str> {
+    if text.chars().all(|c| is_xml_char(c) && !is_noncharacter(c)) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(
+        text.chars()
+            .filter(|c| is_xml_char(*c) && !is_noncharacter(*c))
+            .collect(),
+    )
+}
+
+/// One line of text valid in every output: noncharacters dropped, then
+/// control characters and line breaks made spaces by [`single_line`] (so
+/// what [`valid_everywhere`] would drop is gone either way).
+fn clean_line(raw: &str) -> String {
+    if !raw.chars().any(is_noncharacter) {
+        return single_line(raw);
+    }
+    let kept: String = raw.chars().filter(|c| !is_noncharacter(*c)).collect();
+    single_line(&kept)
+}
 
 /// At most `max_chars` characters, the ellipsis included: longer text is
 /// cut at the last word boundary that fits and ends with "…".
@@ -42,7 +91,7 @@ macro_rules! capped_text {
             /// Operator input: one line, refused when over the cap. Empty
             /// (or only whitespace and control characters) is `None`.
             pub fn parse(raw: &str) -> Result<Option<Self>, DomainError> {
-                let line = single_line(raw);
+                let line = clean_line(raw);
                 if line.is_empty() {
                     return Ok(None);
                 }
@@ -65,7 +114,7 @@ macro_rules! capped_text {
                     Some((i, _)) => &raw[..i],
                     None => raw,
                 };
-                let line = single_line(prefix);
+                let line = clean_line(prefix);
                 let line = line.trim_start();
                 (!line.is_empty()).then(|| Self(cut_at_word(line, Self::MAX_CHARS)))
             }
@@ -137,7 +186,7 @@ impl ItemGuid {
     /// the whole, so two long guids that share a start stay two items.
     pub fn cut(raw: &str) -> Option<Self> {
         use sha2::{Digest, Sha256};
-        let line = single_line(raw);
+        let line = clean_line(raw);
         let line = line.trim_start();
         if line.is_empty() {
             return None;
@@ -227,5 +276,45 @@ mod tests {
         assert_eq!(cut, "one two…");
         assert!(cut.chars().count() <= 10);
         assert_eq!(cut_at_word("abcdefghijkl", 5).chars().count(), 5);
+    }
+
+    #[test]
+    fn text_from_outside_holds_only_characters_valid_in_xml() {
+        // Hostile inputs: U+FFFF, U+FFFE, a plane-1 noncharacter, U+FDD0,
+        // NUL, BEL, ESC, vertical tab, form feed, DEL-adjacent C1 (U+0085).
+        let raw = "A\u{FFFF}B\u{FFFE}C\u{1FFFF}D\u{FDD0}E\u{0}F\u{7}G\u{1b}[2JH\u{b}I\u{c}J\u{85}K";
+        let title = ArticleTitle::cut(raw).unwrap();
+        assert!(
+            title
+                .as_str()
+                .chars()
+                .all(|c| is_xml_char(c) && !is_noncharacter(c) && !c.is_control()),
+            "{:?}",
+            title.as_str()
+        );
+        assert_eq!(title.as_str(), "ABCDE F G [2JH I J K");
+        assert_eq!(
+            ArticleTitle::parse("\u{FFFF}\u{FFFE}").unwrap(),
+            None,
+            "only noncharacters is empty"
+        );
+        for shown in [
+            AuthorName::cut(raw).unwrap().into_string(),
+            Summary::cut(raw).unwrap().into_string(),
+            Category::cut(raw).unwrap().into_string(),
+            FeedTitle::cut(raw).unwrap().into_string(),
+            ItemGuid::cut(raw).unwrap().into_string(),
+            AuthorName::parse(raw).unwrap().unwrap().into_string(),
+        ] {
+            assert!(
+                shown.chars().all(|c| is_xml_char(c) && !is_noncharacter(c)),
+                "{shown:?}"
+            );
+        }
+        assert!(matches!(
+            valid_everywhere("plain text é ✓"),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(valid_everywhere("a\tb\nc\rd\u{1}e\u{FFFF}"), "a\tb\nc\rde");
     }
 }

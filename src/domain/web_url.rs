@@ -69,6 +69,94 @@ impl AsRef<str> for WebUrl {
     }
 }
 
+/// A feed's address, which may carry the credentials of a password-protected
+/// feed (`https://user:password@host/feed.xml`). Everything that prints it
+/// — `Display`, `Debug`, `Serialize`, so logs, `feed list`, the API and
+/// error messages — shows it masked: the password as `***`, and a user
+/// name without a password (often a token) as `***` too. Only
+/// [`FeedUrl::secret_url_for_fetching`] and [`FeedUrl::secret_for_storage`]
+/// yield the URL as given, and relative links in the feed are read against
+/// [`FeedUrl::without_credentials`], so no article link inherits them.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct FeedUrl(WebUrl);
+
+impl FeedUrl {
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        WebUrl::parse(raw).map(Self)
+    }
+
+    /// The URL with its credentials: for the HTTP request, nothing else.
+    pub fn secret_url_for_fetching(&self) -> &url::Url {
+        self.0.as_url()
+    }
+
+    /// The URL with its credentials, as the feeds table keeps it (the
+    /// poller needs them back).
+    pub fn secret_for_storage(&self) -> &str {
+        self.0.as_str()
+    }
+
+    pub fn has_credentials(&self) -> bool {
+        let url = self.0.as_url();
+        !url.username().is_empty() || url.password().is_some()
+    }
+
+    /// The feed's address without `user:password@`: the base of relative
+    /// links in its items, and what may be shown.
+    pub fn without_credentials(&self) -> WebUrl {
+        let mut url = self.0.as_url().clone();
+        // Cannot fail for an http(s) URL with a host, which a WebUrl is.
+        let _ = url.set_password(None);
+        let _ = url.set_username("");
+        WebUrl(url)
+    }
+
+    fn masked(&self) -> String {
+        let url = self.0.as_url();
+        if !self.has_credentials() {
+            return url.as_str().to_string();
+        }
+        let mut masked = url.clone();
+        let user = if url.password().is_some() {
+            url.username()
+        } else {
+            "***"
+        };
+        let _ = masked.set_username(user);
+        if url.password().is_some() {
+            let _ = masked.set_password(Some("***"));
+        }
+        masked.to_string()
+    }
+}
+
+impl TryFrom<String> for FeedUrl {
+    type Error = DomainError;
+
+    /// A stored feed URL (it was a `WebUrl` when it was added).
+    fn try_from(s: String) -> Result<Self, DomainError> {
+        Self::parse(&s)
+    }
+}
+
+impl std::fmt::Display for FeedUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+impl std::fmt::Debug for FeedUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FeedUrl({:?})", self.masked())
+    }
+}
+
+impl serde::Serialize for FeedUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.masked())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,5 +203,41 @@ mod tests {
         ] {
             assert!(WebUrl::parse_with_base(bad, Some(&base)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_feed_url_never_prints_its_credentials() {
+        let feed = FeedUrl::parse("https://reader:hunter2@news.example.com/feed.xml").unwrap();
+        for shown in [
+            feed.to_string(),
+            format!("{feed:?}"),
+            serde_json::to_string(&feed).unwrap(),
+            format!("{:?}", Some(&feed)),
+        ] {
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(shown.contains("news.example.com/feed.xml"), "{shown}");
+        }
+        assert_eq!(
+            feed.to_string(),
+            "https://reader:***@news.example.com/feed.xml"
+        );
+        assert_eq!(feed.secret_url_for_fetching().password(), Some("hunter2"));
+        // A user name alone is often a token: masked as well.
+        let token = FeedUrl::parse("https://ghp_s3cr3t@news.example.com/f").unwrap();
+        assert_eq!(token.to_string(), "https://***@news.example.com/f");
+        // Percent-encoded and odd passwords are masked whole.
+        let odd = FeedUrl::parse("https://u:p%40ss%3Aw@news.example.com/f").unwrap();
+        assert!(!odd.to_string().contains("ss"), "{odd}");
+        let plain = FeedUrl::parse("https://news.example.com/f").unwrap();
+        assert_eq!(plain.to_string(), "https://news.example.com/f");
+    }
+
+    #[test]
+    fn links_relative_to_a_protected_feed_do_not_inherit_its_credentials() {
+        let feed = FeedUrl::parse("https://reader:hunter2@news.example.com/feeds/all.xml").unwrap();
+        let base = feed.without_credentials();
+        assert_eq!(base.as_str(), "https://news.example.com/feeds/all.xml");
+        let link = WebUrl::parse_with_base("../2024/story", Some(&base)).unwrap();
+        assert_eq!(link.as_str(), "https://news.example.com/2024/story");
     }
 }

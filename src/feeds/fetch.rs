@@ -1,8 +1,11 @@
 //! Fetching a feed over HTTP the way the web needs: conditional GET, a
 //! whole-request timeout, a cap on the body size, a bounded number of
-//! redirects, gzip and brotli.
+//! redirects, gzip and brotli; and only from addresses the outgoing guard
+//! allows, the feed's own and each redirect's (see `outgoing.rs`).
 
-use crate::config::FeedsConfig;
+use crate::config::{Config, FeedsConfig};
+use crate::domain::web_url::FeedUrl;
+use crate::outgoing::{ClientSettings, Guard, GuardedClient};
 use reqwest::header::{ACCEPT, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, RETRY_AFTER};
 use reqwest::StatusCode;
 use std::time::{Duration, SystemTime};
@@ -21,6 +24,11 @@ pub enum FetchError {
         /// Seconds the server asked us to wait (429/503 Retry-After).
         retry_after: Option<u64>,
     },
+    /// The feed or a redirect points at a private or reserved address.
+    #[error(transparent)]
+    Refused(#[from] crate::outgoing::Refused),
+    /// The text of reqwest's error and its causes, without the URL (which
+    /// may carry the feed's password).
     #[error("could not reach the server: {0}")]
     Network(String),
     #[error("could not build the HTTP client: {0}")]
@@ -36,18 +44,43 @@ pub enum Fetched {
     },
 }
 
-pub fn client(config: &FeedsConfig) -> Result<reqwest::Client, FetchError> {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(config.timeout_secs.max(1)))
-        .connect_timeout(Duration::from_secs(config.timeout_secs.clamp(1, 10)))
-        .redirect(reqwest::redirect::Policy::limited(config.max_redirects))
-        .user_agent(concat!(
-            "herald/",
-            env!("CARGO_PKG_VERSION"),
-            " (newsletter feed reader)"
-        ))
-        .build()
+/// The feed reader's client, behind the outgoing guard with the
+/// operator's `network.allow_private`.
+pub fn client(config: &Config) -> Result<GuardedClient, FetchError> {
+    let feeds = &config.feeds;
+    Guard::new(&config.network.allow_private)
+        .client(&ClientSettings {
+            timeout: Duration::from_secs(feeds.timeout_secs.max(1)),
+            connect_timeout: Duration::from_secs(feeds.timeout_secs.clamp(1, 10)),
+            max_redirects: feeds.max_redirects,
+            user_agent: concat!(
+                "herald/",
+                env!("CARGO_PKG_VERSION"),
+                " (newsletter feed reader)"
+            ),
+        })
         .map_err(|e| FetchError::Client(e.to_string()))
+}
+
+/// reqwest's error as the operator may see it: why the request failed,
+/// with each cause, and no URL (the feed's may hold a password, a
+/// redirect's anything).
+fn network_error(e: reqwest::Error) -> FetchError {
+    if let Some(refused) = crate::outgoing::refusal_in(&e) {
+        return FetchError::Refused(refused.clone());
+    }
+    if crate::outgoing::too_many_redirects(&e) {
+        return FetchError::Redirects;
+    }
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    FetchError::Network(text)
 }
 
 fn header_string(resp: &reqwest::Response, name: reqwest::header::HeaderName) -> Option<String> {
@@ -72,13 +105,13 @@ pub fn parse_retry_after(value: &str) -> Option<u64> {
 }
 
 pub async fn fetch(
-    client: &reqwest::Client,
+    client: &GuardedClient,
     config: &FeedsConfig,
-    url: &str,
+    url: &FeedUrl,
     etag: Option<&str>,
     last_modified: Option<&str>,
 ) -> Result<Fetched, FetchError> {
-    let mut request = client.get(url).header(
+    let mut request = client.get(url.secret_url_for_fetching())?.header(
         ACCEPT,
         "application/rss+xml, application/atom+xml, application/feed+json, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5",
     );
@@ -91,10 +124,8 @@ pub async fn fetch(
     let classify = |e: reqwest::Error| {
         if e.is_timeout() {
             FetchError::Timeout(config.timeout_secs)
-        } else if e.is_redirect() {
-            FetchError::Redirects
         } else {
-            FetchError::Network(e.to_string())
+            network_error(e)
         }
     };
     let mut resp = request.send().await.map_err(classify)?;

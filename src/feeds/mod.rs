@@ -14,6 +14,7 @@ use crate::config::{Config, FeedsConfig};
 use crate::domain::feed_settings::{BackfillDays, PollInterval};
 use crate::domain::text::ItemGuid;
 use crate::domain::time::{now_millis, Millis};
+use crate::domain::web_url::FeedUrl;
 use crate::domain::{DomainError, WebUrl};
 use crate::store::{FeedRow, PollSuccess, Store};
 use fetch::{FetchError, Fetched};
@@ -36,6 +37,7 @@ pub const PARSE_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The URL as given, its password masked.
     #[error("invalid feed URL {0:?}: use an absolute http(s) URL")]
     InvalidUrl(String),
     #[error(transparent)]
@@ -65,8 +67,8 @@ pub struct PollReport {
     pub next_poll_at: Millis,
 }
 
-pub fn validate_url(url: &str) -> Result<WebUrl, Error> {
-    WebUrl::parse(url).map_err(|_| Error::InvalidUrl(url.to_string()))
+pub fn validate_url(url: &str) -> Result<FeedUrl, Error> {
+    FeedUrl::parse(url).map_err(|_| Error::InvalidUrl(crate::redact::mask_url(url)))
 }
 
 /// Follows the feed at `url` with the configured interval and backfill
@@ -85,7 +87,7 @@ pub async fn add_feed(
 /// whether it is new.
 pub async fn follow(
     store: &Store,
-    url: &WebUrl,
+    url: &FeedUrl,
     interval: PollInterval,
     backfill: BackfillDays,
 ) -> Result<(i64, bool), Error> {
@@ -126,13 +128,13 @@ pub fn backoff_ms(
 
 pub struct Poller {
     store: Store,
-    http: reqwest::Client,
+    http: crate::outgoing::GuardedClient,
     config: Arc<Config>,
 }
 
 impl Poller {
     pub fn new(store: Store, config: Arc<Config>) -> Result<Self, Error> {
-        let http = fetch::client(&config.feeds)?;
+        let http = fetch::client(&config)?;
         Ok(Self {
             store,
             http,
@@ -242,7 +244,9 @@ impl Poller {
         bytes: Vec<u8>,
         feed: &FeedRow,
     ) -> Result<(ReadFeed, items::PollContext), Error> {
-        let feed_url = validate_url(&feed.url)?;
+        // Relative links are read against the address without its
+        // credentials: no article link may carry the feed's password.
+        let feed_url = feed.url.without_credentials();
         let now = now_millis();
         let mut ctx = items::PollContext {
             feed_id: feed.id,
@@ -408,5 +412,8 @@ mod tests {
         for bad in ["ftp://x/feed", "feed", "javascript:alert(1)", "http://"] {
             assert!(validate_url(bad).is_err(), "{bad}");
         }
+        // The refusal quotes the URL, never its password.
+        let e = validate_url("http://reader:hunter2@").unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
     }
 }

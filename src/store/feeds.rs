@@ -1,12 +1,14 @@
 use super::{with_pool, Result, Store};
 use crate::domain::feed_settings::{BackfillDays, PollInterval};
 use crate::domain::time::Millis;
-use crate::domain::WebUrl;
+use crate::domain::web_url::FeedUrl;
 
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct FeedRow {
     pub id: i64,
-    pub url: String,
+    /// Masked wherever it is printed or serialised (see `FeedUrl`).
+    #[sqlx(try_from = "String")]
+    pub url: FeedUrl,
     pub title: Option<String>,
     pub site_url: Option<String>,
     #[serde(skip)]
@@ -47,12 +49,12 @@ impl Store {
     /// Adds a feed, due at once. Returns its id and whether it was new.
     pub async fn add_feed(
         &self,
-        url: &WebUrl,
+        url: &FeedUrl,
         poll_interval: PollInterval,
         backfill: BackfillDays,
         now: Millis,
     ) -> Result<(i64, bool)> {
-        let url = url.as_str();
+        let url = url.secret_for_storage();
         with_pool!(self, pool => {
             let inserted: Option<i64> = sqlx::query_scalar(
                 "INSERT INTO feeds (url, poll_interval_secs, backfill_days, created_at, next_poll_at)

@@ -52,12 +52,17 @@ impl Ses {
             }
             None => None,
         };
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(AWS_TIMEOUT)
-            .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ConfigError::Http(e.to_string()))?;
+        // Behind the outgoing guard, public addresses only: AWS's hosts
+        // are names (checked by sns), resolved and connected to by the guard.
+        let http = crate::outgoing::Guard::public_only()
+            .client(&crate::outgoing::ClientSettings {
+                timeout: AWS_TIMEOUT,
+                connect_timeout: AWS_TIMEOUT,
+                max_redirects: 0,
+                user_agent: concat!("herald/", env!("CARGO_PKG_VERSION")),
+            })
+            .map_err(|e| ConfigError::Http(e.to_string()))?
+            .for_checked_host_names();
         Ok(Some(Self {
             topic_arns: config.topic_arns.clone(),
             certificates: Certificates::new(pinned, http),

@@ -9,13 +9,31 @@ use std::process::{Command, Output};
 
 pub const HERALD: &str = env!("CARGO_BIN_EXE_herald");
 
-/// Serves each `(path, body)` on a loopback port; returns the base URL.
+/// The loopback address test feeds are served from: the one private
+/// address the tests' configuration allows herald to fetch from.
+pub const FEED_HOST: &str = "127.0.0.2";
+
+/// `network.allow_private` of the test configuration: FEED_HOST only.
+pub fn allowed_feed_host() -> herald::outgoing::AllowedRange {
+    herald::outgoing::AllowedRange::try_from(format!("{FEED_HOST}/32")).unwrap()
+}
+
+/// The same allowance for a `herald` child process.
+pub const ALLOW_FEED_HOST_ENV: (&str, &str) =
+    ("HERALD_NETWORK__ALLOW_PRIVATE", "[\"127.0.0.2/32\"]");
+
+/// A listener for a test feed server, on FEED_HOST.
+pub async fn feed_listener() -> tokio::net::TcpListener {
+    tokio::net::TcpListener::bind((FEED_HOST, 0)).await.unwrap()
+}
+
+/// Serves each `(path, body)` on FEED_HOST; returns the base URL.
 pub async fn serve(routes: Vec<(&'static str, String)>) -> String {
     let mut app = Router::new();
     for (path, body) in routes {
         app = app.route(path, get(move || async move { body }));
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = feed_listener().await;
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     format!("http://{addr}")
@@ -85,6 +103,7 @@ pub fn cli(app: &TestApp, data_dir: &Path, args: &[&str]) -> Output {
             app.config.database_url.as_deref().unwrap(),
         )
         .env("HERALD_DATA_DIR", data_dir)
+        .env(ALLOW_FEED_HOST_ENV.0, ALLOW_FEED_HOST_ENV.1)
         .env("HERALD_LOG", "warn")
         .current_dir(data_dir)
         .args(args)

@@ -354,6 +354,9 @@ pub fn test_config(db_url: &str, smtp_url: &str, data_dir: &std::path::Path) -> 
     // Tests poll feeds through the API; the background poller would race
     // them for the same feed. The test of the poller sets its own tick.
     config.feeds.tick_secs = 3600;
+    // Feeds are served from FEED_HOST; herald may fetch from that one
+    // loopback address and no other (not its own 127.0.0.1).
+    config.network.allow_private = vec![feed_server::allowed_feed_host()];
     // Tests post many signups from 127.0.0.1 at once; the tests of the
     // limits set their own.
     config.signup.per_ip_per_minute = 0;

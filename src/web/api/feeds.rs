@@ -1,6 +1,7 @@
 use super::ApiError;
 use crate::domain::feed_settings::{BackfillDays, PollInterval};
-use crate::domain::{DomainError, WebUrl};
+use crate::domain::web_url::FeedUrl;
+use crate::domain::DomainError;
 use crate::feeds::{self, Poller};
 use crate::startup::AppState;
 use axum::extract::{Path, State};
@@ -28,7 +29,7 @@ pub async fn create(
     State(state): State<AppState>,
     Json(body): Json<NewFeed>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let url = WebUrl::parse(&body.url)
+    let url = FeedUrl::parse(&body.url)
         .map_err(|_| ApiError::BadRequest("the feed URL must be an absolute http(s) URL".into()))?;
     let (default_interval, default_backfill) = feeds::default_settings(&state.config.feeds)
         .map_err(|e| ApiError::Internal(e.to_string()))?;

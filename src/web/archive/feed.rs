@@ -2,6 +2,11 @@
 //! written by `atom_syndication`. Each entry's content is the digest's body
 //! as it was sent (HTML, with the signup page where each copy had its
 //! unsubscribe link); its link and id are the digest's archive page.
+//!
+//! The written document keeps only characters XML 1.0 allows: text
+//! stored before titles were cleaned where they enter (a U+FFFF in a
+//! subject, a control character in an article's body) must not make the
+//! whole feed unreadable until that digest leaves the newest entries.
 
 use super::document::{split, without_subscriber_links};
 use crate::domain::time::{now_millis, to_datetime, Millis};
@@ -76,5 +81,34 @@ pub fn atom(state: &AppState, digests: &[DigestRow]) -> Result<Vec<u8>, atom_syn
         lang: Some("en".to_string()),
         ..Feed::default()
     };
-    feed.write_to(Vec::new())
+    let written = feed.write_to(Vec::new())?;
+    Ok(only_xml_chars(written))
+}
+
+/// The document without characters XML 1.0 forbids (and noncharacters).
+/// Markup is ASCII, so only text loses characters.
+fn only_xml_chars(written: Vec<u8>) -> Vec<u8> {
+    use crate::domain::text::valid_everywhere;
+    use std::borrow::Cow;
+    let text = match String::from_utf8(written) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    };
+    match valid_everywhere(&text) {
+        Cow::Borrowed(_) => text.into_bytes(),
+        Cow::Owned(cleaned) => cleaned.into_bytes(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::only_xml_chars;
+
+    #[test]
+    fn the_written_feed_keeps_only_xml_characters() {
+        let doc = "<title>A\u{FFFF}B\u{1}C\u{FFFE}\tD</title>"
+            .as_bytes()
+            .to_vec();
+        assert_eq!(only_xml_chars(doc), "<title>ABC\tD</title>".as_bytes());
+    }
 }
