@@ -23,6 +23,8 @@ targets=(
     feeds::fuzz::fuzz_json_feed_items_come_out_safe_or_not_at_all
     feeds::fuzz::fuzz_arbitrary_bytes_never_panic_the_feed_reader
     feeds::fuzz::fuzz_item_html_is_sanitised_within_the_limits
+    # inbound mail: MIME in, decision out
+    inbound::fuzz::fuzz_inbound_classification_keeps_each_token_on_its_channel
 )
 share=$(( secs / ${#targets[@]} ))
 echo "fuzzing ${#targets[@]} targets, ${share}s each, up to ${cases} cases each" >&2

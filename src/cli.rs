@@ -17,7 +17,10 @@ use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
 
 mod dkim;
+mod out;
 mod smtp;
+
+use out::shown;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -97,7 +100,8 @@ pub enum Command {
     /// Read one mail on stdin and act on it: a bounce report (DSN), a
     /// complaint (ARF feedback report) or an unsubscribe by mail. For a
     /// Postfix pipe transport or a procmail rule. Exit status 75 (try
-    /// again later) when the database cannot be reached.
+    /// again later, the mail server keeps the message) whenever herald
+    /// could not act: configuration, database, I/O, anything.
     Inbound,
     /// Check what receivers will find: SPF, DKIM (the published key against
     /// herald's), DMARC and their alignment with From, and the settings a
@@ -283,6 +287,7 @@ fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let command = match cli.command {
         Command::Bench(cmd) => return bench(cmd).await,
+        Command::Inbound => return inbound(&cli.global).await,
         other => other,
     };
     let config = load_config(&cli.global)?;
@@ -293,6 +298,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .context("connecting to the database")?;
             store.migrate().await.context("applying migrations")?;
+            // The link secret is made here or by serve, never by another command.
+            if config.secret.is_none() {
+                store
+                    .setting_or_insert("link_secret", &crate::domain::token::new_secret())
+                    .await
+                    .context("storing the link secret")?;
+            }
             println!("migrations applied ({})", store.backend_name());
             Ok(())
         }
@@ -302,7 +314,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Subscribers(cmd) => subscribers(config, cmd).await,
         Command::Smtp(cmd) => smtp::run(config, cmd).await,
         Command::Dkim(cmd) => dkim::run(&config, cmd),
-        Command::Inbound => inbound(config).await,
+        Command::Inbound => unreachable!("handled before the configuration is loaded"),
         Command::Doctor { resolver } => doctor(config, resolver).await,
         Command::Bench(cmd) => bench(cmd).await,
     }
@@ -376,8 +388,10 @@ async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The state of a command other than `serve` and `migrate`: the database
+/// they created, never a new one.
 async fn state(config: Config) -> anyhow::Result<AppState> {
-    AppState::build(config)
+    AppState::open_existing(config)
         .await
         .context("opening herald's database")
 }
@@ -428,8 +442,8 @@ async fn article(config: Config, cmd: ArticleCommand) -> anyhow::Result<()> {
                     "{:>6}  {}  {}\n        {}",
                     a.id,
                     format_rfc3339(a.published_at),
-                    a.title,
-                    a.url
+                    shown(&a.title),
+                    shown(&a.url)
                 );
             }
         }
@@ -471,22 +485,27 @@ async fn feed(config: Config, cmd: FeedCommand) -> anyhow::Result<()> {
         }
         FeedCommand::List => {
             for f in state.store.list_feeds().await? {
-                println!("{:>4}  {}  {}", f.id, f.url, f.title.unwrap_or_default());
+                println!(
+                    "{:>4}  {}  {}",
+                    f.id,
+                    shown(&f.url),
+                    shown(&f.title.unwrap_or_default())
+                );
                 println!(
                     "      last poll {} ({}), next poll {}, failures in a row {}",
                     when(f.last_polled_at),
-                    f.last_status.unwrap_or_else(|| "not yet".into()),
+                    shown(&f.last_status.unwrap_or_else(|| "not yet".into())),
                     format_rfc3339(f.next_poll_at),
                     f.consecutive_failures
                 );
                 if let Some(e) = f.last_error {
-                    println!("      last error: {e}");
+                    println!("      last error: {}", shown(&e));
                 }
                 if f.refused_items > 0 {
                     println!("      items refused at the last poll: {}", f.refused_items);
                 }
                 if let Some(r) = f.last_refusal {
-                    println!("      last refusal: {r}");
+                    println!("      last refusal: {}", shown(&r));
                 }
             }
         }
@@ -509,8 +528,9 @@ async fn feed(config: Config, cmd: FeedCommand) -> anyhow::Result<()> {
             for r in reports {
                 match r.error {
                     Some(e) => println!(
-                        "feed {}: error: {e}; next poll {}",
+                        "feed {}: error: {}; next poll {}",
                         r.feed_id,
+                        shown(&e.to_string()),
                         format_rfc3339(r.next_poll_at)
                     ),
                     None if r.not_modified => println!("feed {}: not modified", r.feed_id),
@@ -521,8 +541,10 @@ async fn feed(config: Config, cmd: FeedCommand) -> anyhow::Result<()> {
                         );
                         if let Some(reason) = r.last_refusal {
                             println!(
-                                "feed {}: {} refused; last: {reason}",
-                                r.feed_id, r.refused_items
+                                "feed {}: {} refused; last: {}",
+                                r.feed_id,
+                                r.refused_items,
+                                shown(&reason)
                             );
                         }
                     }
@@ -610,7 +632,7 @@ async fn digest_cmd(config: Config, cmd: DigestCommand) -> anyhow::Result<()> {
                 d.status,
                 format_rfc3339(d.created_at)
             );
-            println!("subject: {}", d.subject);
+            println!("subject: {}", shown(&d.subject));
             println!(
                 "recipients {}: sent {}, queued {} (retrying {}), in flight {}, stuck {}, failed {}, skipped {}",
                 d.recipients, c.sent, c.queued, c.retrying, c.in_flight, c.stuck, c.failed, c.skipped
@@ -621,11 +643,15 @@ async fn digest_cmd(config: Config, cmd: DigestCommand) -> anyhow::Result<()> {
                 r.bounces, r.soft_bounces, r.complaints, r.unsubscribes_by_mail
             );
             for (email, error) in store.failed_deliveries(id, 50).await? {
-                println!("  failed {email}: {}", error.unwrap_or_default());
+                println!(
+                    "  failed {}: {}",
+                    shown(&email),
+                    shown(&error.unwrap_or_default())
+                );
             }
             let (last_error, servers) = store.delivery_problems(&d).await?;
             if let Some(error) = last_error {
-                println!("last error: {error}");
+                println!("last error: {}", shown(&error));
             }
             for s in servers {
                 let what = if s.state == "stopped" {
@@ -635,9 +661,9 @@ async fn digest_cmd(config: Config, cmd: DigestCommand) -> anyhow::Result<()> {
                 };
                 println!(
                     "SMTP server {} {what} since {}: {}",
-                    s.server,
+                    shown(&s.server),
                     format_rfc3339(s.since),
-                    s.last_error.unwrap_or_default()
+                    shown(&s.last_error.unwrap_or_default())
                 );
             }
         }
@@ -655,17 +681,17 @@ async fn digest_cmd(config: Config, cmd: DigestCommand) -> anyhow::Result<()> {
                     c.failed,
                     r.bounces,
                     r.complaints,
-                    d.subject
+                    shown(&d.subject)
                 );
             }
             for s in store.smtp_health().await? {
                 if matches!(s.state.as_str(), "failing" | "stopped") {
                     println!(
                         "SMTP server {} {} since {}: {}",
-                        s.server,
+                        shown(&s.server),
                         s.state,
                         format_rfc3339(s.since),
-                        s.last_error.unwrap_or_default()
+                        shown(&s.last_error.unwrap_or_default())
                     );
                 }
             }
@@ -716,31 +742,37 @@ async fn doctor(config: Config, resolver: Option<String>) -> anyhow::Result<()> 
 }
 
 /// `herald inbound`: one message on stdin. Anything herald does not act
-/// on exits 0 (the mail is consumed, not bounced back); a failure that a
-/// retry may cure exits 75, EX_TEMPFAIL, so the MTA keeps the message.
-async fn inbound(config: Config) -> anyhow::Result<()> {
-    use std::io::Read as _;
+/// on exits 0 (the mail is consumed, not bounced back). Every failure exits
+/// 75, EX_TEMPFAIL, so the MTA keeps the message and tries again: a
+/// missing, unreadable or invalid configuration (Postfix's pipe would treat
+/// exit 1 as permanent and drop the DSN), no database, a database that is
+/// down, an I/O error, and a panic anywhere in the process.
+async fn inbound(global: &GlobalArgs) -> anyhow::Result<()> {
+    use std::io::{Read as _, Write as _};
     const EX_TEMPFAIL: i32 = 75;
-    let mut raw = Vec::new();
-    // Read before anything else runs: nothing waits on this thread yet.
-    std::io::stdin()
-        .take(crate::inbound::MAX_MESSAGE_BYTES as u64 + 1)
-        .read_to_end(&mut raw)
-        .context("reading the message on stdin")?;
-    let handled = match state(config).await {
-        Ok(state) => crate::inbound::handle(&state, raw, "stdin").await,
-        Err(e) => Err(e),
-    };
-    match handled {
-        Ok(handled) => {
-            println!("{}", serde_json::to_string(&handled)?);
-            Ok(())
-        }
-        Err(e) => {
-            eprintln!("herald inbound: {e:#}");
-            std::process::exit(EX_TEMPFAIL);
-        }
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("herald inbound: {info}");
+        std::process::exit(EX_TEMPFAIL);
+    }));
+    let handled = async {
+        let mut raw = Vec::new();
+        std::io::stdin()
+            .take(crate::inbound::MAX_MESSAGE_BYTES as u64 + 1)
+            .read_to_end(&mut raw)
+            .context("reading the message on stdin")?;
+        let config = load_config(global)?;
+        let state = state(config).await?;
+        let handled = crate::inbound::handle(&state, raw, "stdin").await?;
+        let line = serde_json::to_string(&handled)?;
+        writeln!(std::io::stdout(), "{line}").context("writing the outcome")?;
+        anyhow::Ok(())
     }
+    .await;
+    if let Err(e) = handled {
+        eprintln!("herald inbound: {}", shown(&format!("{e:#}")));
+        std::process::exit(EX_TEMPFAIL);
+    }
+    Ok(())
 }
 
 async fn subscribers(config: Config, cmd: SubscribersCommand) -> anyhow::Result<()> {
@@ -764,8 +796,8 @@ async fn subscribers(config: Config, cmd: SubscribersCommand) -> anyhow::Result<
                     "{:>6}  {:<12}  {}  {}",
                     s.id,
                     s.status,
-                    s.email,
-                    s.name.unwrap_or_default()
+                    shown(&s.email),
+                    shown(&s.name.unwrap_or_default())
                 );
             }
         }
@@ -784,10 +816,10 @@ async fn subscribers(config: Config, cmd: SubscribersCommand) -> anyhow::Result<
                     "{}  {:<11}  {:<8}  {}  digest {}  {}",
                     format_rfc3339(e.created_at),
                     e.kind,
-                    e.source,
-                    e.email,
+                    shown(&e.source),
+                    shown(&e.email),
                     e.digest_id.map_or("-".to_string(), |d| d.to_string()),
-                    e.detail
+                    shown(&e.detail)
                 );
             }
         }

@@ -197,7 +197,9 @@ pub struct DkimKeyConfig {
     /// Default: the From address's domain.
     pub domain: Option<String>,
     /// PEM private key, RSA (2048 bits or more) or Ed25519: what `herald
-    /// dkim generate` writes. Relative paths are taken from the working directory.
+    /// dkim generate` writes. A relative path is taken from the
+    /// configuration file's directory (from the working directory when set
+    /// in the environment).
     pub private_key_file: PathBuf,
 }
 
@@ -484,11 +486,52 @@ impl Config {
             }
             None => figment = figment.merge(Toml::file("herald.toml")),
         }
-        figment
+        let figment = figment
             .merge(crate::config_env::TextEnv::new())
-            .merge(overrides)
-            .extract_lossy()
-            .map_err(LoadError::from_figment)
+            .merge(overrides);
+        let mut config: Config = figment.extract_lossy().map_err(LoadError::from_figment)?;
+        config.resolve_paths_from_files(&figment);
+        Ok(config)
+    }
+
+    /// A relative path written in a configuration file is relative to that
+    /// file, not to whatever directory herald was started in (a mail
+    /// server's pipe, cron, systemd): `data_dir`, `outbox_dir`, a
+    /// `sqlite://` `database_url`, each `dkim.keys` `private_key_file` and
+    /// `webhooks.ses.certificate_file`. Paths from the environment and flags
+    /// stay relative to the working directory.
+    fn resolve_paths_from_files(&mut self, figment: &Figment) {
+        let base = |key: &str| -> Option<PathBuf> {
+            let metadata = figment.find_metadata(key)?;
+            match metadata.source.as_ref()? {
+                figment::Source::File(file) => file.parent().map(Path::to_path_buf),
+                _ => None,
+            }
+        };
+        let resolve = |path: &mut PathBuf, base: Option<PathBuf>| {
+            if let Some(base) = base.filter(|_| path.is_relative()) {
+                *path = base.join(&*path);
+            }
+        };
+        resolve(&mut self.data_dir, base("data_dir"));
+        if let Some(dir) = &mut self.outbox_dir {
+            resolve(dir, base("outbox_dir"));
+        }
+        if let Some(file) = &mut self.webhooks.ses.certificate_file {
+            resolve(file, base("webhooks.ses.certificate_file"));
+        }
+        let keys_base = base("dkim.keys");
+        for key in &mut self.dkim.keys {
+            resolve(&mut key.private_key_file, keys_base.clone());
+        }
+        if let (Some(url), Some(base)) = (&self.database_url, base("database_url")) {
+            if let Some(path) = url.strip_prefix("sqlite://") {
+                let file = path.split('?').next().unwrap_or(path);
+                if !file.is_empty() && file != ":memory:" && Path::new(file).is_relative() {
+                    self.database_url = Some(format!("sqlite://{}", base.join(path).display()));
+                }
+            }
+        }
     }
 
     pub fn database_url(&self) -> String {

@@ -50,20 +50,41 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Connects, migrates, and loads or creates the link-signing secret.
+    /// Connects, migrates, and loads or creates the link-signing secret
+    /// (`serve`, and the tests).
     pub async fn build(config: Config) -> Result<Self, Error> {
+        Self::build_with(config, true).await
+    }
+
+    /// For every command but `serve` and `migrate`: opens the database they
+    /// created and its link secret, creating neither.
+    pub async fn open_existing(config: Config) -> Result<Self, Error> {
+        Self::build_with(config, false).await
+    }
+
+    async fn build_with(config: Config, create: bool) -> Result<Self, Error> {
         // An out-of-range feed setting is refused at start, not when a
         // feed is first added.
         crate::feeds::default_settings(&config.feeds)?;
-        let store = Store::connect(&config.database_url()).await?;
+        let store = if create {
+            Store::connect(&config.database_url()).await?
+        } else {
+            Store::open_existing(&config.database_url()).await?
+        };
         store.migrate().await?;
         let secret = match &config.secret {
             Some(secret) => secret.clone(),
-            None => {
+            None if create => {
                 store
                     .setting_or_insert("link_secret", &new_secret())
                     .await?
             }
+            None => store.setting("link_secret").await?.ok_or_else(|| {
+                crate::store::Error::NoDatabase(format!(
+                    "{} (it has no link secret yet)",
+                    crate::redact::mask_url(&config.database_url())
+                ))
+            })?,
         };
         for url in &config.feeds.urls {
             let (id, created) = crate::feeds::add_feed(&store, &config.feeds, url).await?;

@@ -40,6 +40,11 @@ fn pipe(app: &TestApp, raw: &str) -> serde_json::Value {
             app.config.database_url.as_deref().unwrap(),
         )
         .env("HERALD_DATA_DIR", dir.path())
+        .env("HERALD_INBOUND__BOUNCE_ADDRESS", "bounces@herald.test")
+        .env(
+            "HERALD_INBOUND__UNSUBSCRIBE_ADDRESS",
+            "unsubscribe@herald.test",
+        )
         .env("HERALD_DELIVERY__BOUNCE_THRESHOLD", "1")
         .env("HERALD_LOG", "warn")
         .arg("inbound")
@@ -334,3 +339,239 @@ async fn inbound_over_http_is_off_without_its_token() {
     assert_eq!(response.status(), 404);
     app.shutdown().await;
 }
+
+/// `herald inbound` with `raw` on stdin: its exit code, stdout and stderr.
+fn pipe_raw(app: &TestApp, raw: &[u8]) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(HERALD)
+        .env_clear()
+        .env(
+            "HERALD_DATABASE_URL",
+            app.config.database_url.as_deref().unwrap(),
+        )
+        .env("HERALD_DATA_DIR", dir.path())
+        .env("HERALD_INBOUND__BOUNCE_ADDRESS", "bounces@herald.test")
+        .env(
+            "HERALD_INBOUND__UNSUBSCRIBE_ADDRESS",
+            "unsubscribe@herald.test",
+        )
+        .env("HERALD_DELIVERY__BOUNCE_THRESHOLD", "1")
+        .env("HERALD_LOG", "warn")
+        .current_dir(dir.path())
+        .arg("inbound")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run herald inbound");
+    let mut stdin = child.stdin.take().unwrap();
+    let raw = raw.to_vec();
+    // Written from a thread: herald may answer before it read everything.
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&raw);
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = writer.join();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `levels` plain (not transfer-encoded) message/rfc822 parts, one inside
+/// the other, to the VERP address of `to`.
+fn nested_message(to: &str, levels: usize) -> Vec<u8> {
+    let mut raw = format!(
+        "From: MAILER-DAEMON@mx.example.net\r\nTo: {to}\r\nSubject: deep\r\nMessage-ID: <deep-{levels}@mx.example.net>\r\nMIME-Version: 1.0\r\n"
+    )
+    .into_bytes();
+    for _ in 0..levels {
+        raw.extend_from_slice(b"Content-Type: message/rfc822\r\n\r\n");
+    }
+    raw.extend_from_slice(b"Subject: the end\r\n\r\nhello\r\n");
+    raw
+}
+
+/// Inputs tried: 100,000 and 300,000 nested message/rfc822 parts (3.2 MB
+/// and 9.6 MB, under the 10 MiB limit), through `herald inbound` as a
+/// child process and through POST /inbound on the running server. Before
+/// the bound, mail-parser overflowed the stack: the child aborted (SIGABRT)
+/// and the server process died with it.
+async fn a_deeply_nested_message_is_unparseable_and_ends_no_process(backend: Backend) {
+    let app = app(backend).await;
+    let reader = "deep@example.com";
+    app.import_confirmed(&[reader]).await;
+    for levels in [100_000, 300_000] {
+        let raw = nested_message("bounces@herald.test", levels);
+        let (code, stdout, stderr) = pipe_raw(&app, &raw);
+        assert_eq!(code, Some(0), "{levels} levels: {stdout}{stderr}");
+        let handled: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        assert_eq!(handled["outcome"], "unparseable", "{handled}");
+
+        let response = app
+            .client
+            .post(app.url("/inbound"))
+            .bearer_auth(INBOUND_TOKEN)
+            .body(raw)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{levels} levels");
+        let handled: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(handled["outcome"], "unparseable", "{handled}");
+        // The server still answers.
+        let health = app.client.get(app.url("/health")).send().await.unwrap();
+        assert_eq!(health.status(), 200);
+    }
+    assert_eq!(app.subscriber_status(reader).await.unwrap(), "confirmed");
+    app.shutdown().await;
+}
+
+both_backends!(a_deeply_nested_message_is_unparseable_and_ends_no_process);
+
+fn fixture(name: &str, to: &str, recipient: &str, id: &str) -> String {
+    let path = format!(
+        "{}/tests/fixtures/inbound/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .replace("{{TO}}", to)
+        .replace("{{RECIPIENT}}", recipient)
+        .replace("{{ID}}", id)
+        .replace('\n', "\r\n")
+}
+
+/// The bounce address (`bounces+TOKEN@`, the VERP return path) is not the
+/// unsubscribe channel. Inputs tried, each to a reader's own VERP address:
+/// permanent failures as qmail, Exim and Postfix (without DSN) write them
+/// (each bounces its reader); their delay warnings, an RFC 3834
+/// auto-reply, out-of-office replies with `X-Autoreply` and with
+/// `Precedence: auto_reply`, and a plain reply (none unsubscribes or
+/// bounces anybody). Before, each of the latter unsubscribed its reader.
+async fn the_bounce_address_acts_only_on_permanent_failures(backend: Backend) {
+    let app = app(backend).await;
+    let readers = [
+        "qmail@example.com",
+        "exim@example.com",
+        "postfix@example.com",
+        "away@example.com",
+    ];
+    app.import_confirmed(&readers).await;
+    app.add_article("Today's news", "https://news.example.com/a", "<p>News.</p>")
+        .await;
+    let digest = app.send_digest_now().await;
+    app.wait_digest_done(digest, Duration::from_secs(20)).await;
+    let return_path = |email: &str| {
+        let copies = app.sink.messages_to(email);
+        assert_eq!(copies.len(), 1, "{email}");
+        copies[0].envelope_from()
+    };
+
+    // --- what must change nothing: delays, auto-replies, a reply ---
+    let away = readers[3];
+    let to = return_path(away);
+    let not_failures = [
+        ("qmail-delay.eml", "soft_bounce"),
+        ("exim-delay.eml", "soft_bounce"),
+        ("postfix-delay.eml", "soft_bounce"),
+        ("auto-reply-rfc3834.eml", "auto_reply"),
+        ("out-of-office-x-autoreply.eml", "auto_reply"),
+        ("out-of-office-precedence.eml", "auto_reply"),
+    ];
+    for (i, (name, outcome)) in not_failures.iter().enumerate() {
+        let raw = fixture(name, &to, away, &format!("n{i}"));
+        let handled = if i % 2 == 0 {
+            pipe(&app, &raw)
+        } else {
+            post(&app, &raw, Some(INBOUND_TOKEN))
+                .await
+                .json()
+                .await
+                .unwrap()
+        };
+        assert_eq!(handled["outcome"], *outcome, "{name}: {handled}");
+        assert_eq!(
+            app.subscriber_status(away).await.unwrap(),
+            "confirmed",
+            "{name} changed the reader"
+        );
+    }
+    let reply = format!(
+        "From: {away}\r\nTo: <{to}>\r\nSubject: Re: Today's news\r\nMessage-ID: <reply-1@example.com>\r\n\r\nThanks!\r\n"
+    );
+    assert_eq!(pipe(&app, &reply)["outcome"], "ignored");
+    assert_eq!(app.subscriber_status(away).await.unwrap(), "confirmed");
+
+    // --- permanent failures bounce exactly their reader ---
+    for (i, (name, reader)) in [
+        ("qmail-permanent.eml", readers[0]),
+        ("exim-permanent.eml", readers[1]),
+        ("postfix-permanent.eml", readers[2]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let raw = fixture(name, &return_path(reader), reader, &format!("p{i}"));
+        let handled = pipe(&app, &raw);
+        assert_eq!(handled["outcome"], "bounce", "{name}: {handled}");
+        assert_eq!(
+            app.subscriber_status(reader).await.unwrap(),
+            "bounced",
+            "{name}"
+        );
+        // The same notice to another reader's address names the wrong
+        // recipient: nothing happens.
+        let raw = fixture(name, &to, reader, &format!("x{i}"));
+        assert_eq!(pipe(&app, &raw)["outcome"], "ignored", "{name}");
+    }
+    assert_eq!(
+        statuses(&app, &readers).await,
+        ["bounced", "bounced", "bounced", "confirmed"]
+    );
+    let status = app.digest_status(digest).await;
+    assert_eq!(status["reports"]["soft_bounces"], 3, "{status}");
+    assert_eq!(status["reports"]["unsubscribes_by_mail"], 0, "{status}");
+    app.shutdown().await;
+}
+
+both_backends!(the_bounce_address_acts_only_on_permanent_failures);
+
+/// Input tried: a DSN whose Diagnostic-Code carries `ESC[2J` (clear the
+/// screen), `ESC]0;pwned BEL` (retitle the terminal), a C1 CSI and a line
+/// break; then `herald subscribers events` as the operator runs it.
+async fn terminal_escapes_in_a_report_never_reach_the_operator(backend: Backend) {
+    let app = app(backend).await;
+    let reader = "escape@example.com";
+    app.import_confirmed(&[reader]).await;
+    app.add_article("Today's news", "https://news.example.com/a", "<p>News.</p>")
+        .await;
+    let digest = app.send_digest_now().await;
+    app.wait_digest_done(digest, Duration::from_secs(20)).await;
+    let to = app.sink.messages_to(reader)[0].envelope_from();
+    let raw = dsn(&to, reader, "failed", "5.1.1", "", "esc1").replace(
+        "Recipient address rejected",
+        "\u{1b}[2J\u{1b}]0;pwned\u{7}\u{9b}31m rejected",
+    );
+    assert_eq!(pipe(&app, &raw)["outcome"], "bounce");
+    let out = common::feed_server::cli(
+        &app,
+        tempfile::tempdir().unwrap().path(),
+        &["subscribers", "events"],
+    );
+    let text = common::feed_server::text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(reader) && text.contains("pwned"), "{text}");
+    assert!(
+        !text.contains(['\u{1b}', '\u{7}', '\u{9b}']),
+        "control characters reached the terminal: {text:?}"
+    );
+    // Stored without them too (the API shows the same text).
+    let events = app.api_get("/api/subscriber-events").await;
+    let detail = events["events"][0]["detail"].as_str().unwrap().to_string();
+    assert!(!detail.chars().any(char::is_control), "{detail:?}");
+    app.shutdown().await;
+}
+
+both_backends!(terminal_escapes_in_a_report_never_reach_the_operator);

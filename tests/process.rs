@@ -398,6 +398,8 @@ async fn cli_follows_polls_lists_and_removes_a_feed(backend: Backend) {
     let db = fresh_database(backend).await;
     let data = tempfile::tempdir().unwrap();
     let url = format!("http://{addr}/feed.xml");
+    // Only serve and migrate create a database.
+    run(herald(&db.url, data.path()).arg("migrate"));
     let out = run(herald(&db.url, data.path()).args(["feed", "add", &url, "--backfill-days", "1"]));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
@@ -632,3 +634,182 @@ async fn smtp_list_and_resume_from_the_command_line(backend: Backend) {
 }
 
 both_backends!(smtp_list_and_resume_from_the_command_line);
+
+/// `herald inbound` from a mail server's pipe: another working directory,
+/// the configuration named by --config. Its exit code, stdout and stderr.
+fn inbound_from(
+    cwd: &Path,
+    env: &[(&str, &str)],
+    args: &[&str],
+    raw: &str,
+) -> (Option<i32>, String) {
+    use std::io::Write as _;
+    let mut cmd = Command::new(HERALD);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HERALD_LOG", "warn")
+        .current_dir(cwd)
+        .args(args)
+        .arg("inbound")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("run herald inbound");
+    let _ = child.stdin.take().unwrap().write_all(raw.as_bytes());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+const A_BOUNCE: &str = "From: MAILER-DAEMON@mx.example.net\r\nTo: bounces@herald.test\r\nSubject: failure notice\r\nMessage-ID: <b1@mx.example.net>\r\n\r\nHi.\r\n";
+
+/// Every file in `dir` and below.
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// Inputs tried, all from another working directory: a herald.toml whose
+/// relative `data_dir` is taken from the file's directory (migrate there,
+/// then inbound finds that database); a herald.toml without `data_dir`
+/// (no database where it points: before, a new database and secret were
+/// made in the working directory and the bounce was dropped with exit 0);
+/// a --config file that does not exist and one that is not TOML (exit 1
+/// before, which Postfix treats as permanent); a list command against a
+/// missing database (refused, nothing created).
+#[test]
+fn inbound_with_its_configuration_off_keeps_the_mail_and_creates_nothing() {
+    let config_dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let config = config_dir.path().join("herald.toml");
+    let config_arg = config.to_str().unwrap();
+
+    // A relative data_dir in the file is relative to the file.
+    std::fs::write(
+        &config,
+        "data_dir = \"state\"\n[inbound]\nbounce_address = \"bounces@herald.test\"\n",
+    )
+    .unwrap();
+    run(Command::new(HERALD)
+        .env_clear()
+        .env("HERALD_LOG", "warn")
+        .current_dir(elsewhere.path())
+        .args(["--config", config_arg, "migrate"]));
+    assert!(config_dir.path().join("state/herald.db").is_file());
+    let (code, out) = inbound_from(elsewhere.path(), &[], &["--config", config_arg], A_BOUNCE);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("\"outcome\":\"ignored\""), "{out}");
+    assert!(
+        files_under(elsewhere.path()).is_empty(),
+        "{:?}",
+        files_under(elsewhere.path())
+    );
+
+    // No data_dir in the file: ./data of the working directory, where no
+    // database is. The mail stays with the MTA; nothing is created.
+    std::fs::write(
+        &config,
+        "[inbound]\nbounce_address = \"bounces@herald.test\"\n",
+    )
+    .unwrap();
+    let (code, out) = inbound_from(elsewhere.path(), &[], &["--config", config_arg], A_BOUNCE);
+    assert_eq!(code, Some(75), "{out}");
+    assert!(out.contains("no database at"), "{out}");
+    assert!(out.contains("herald migrate"), "{out}");
+    assert!(
+        files_under(elsewhere.path()).is_empty(),
+        "{:?}",
+        files_under(elsewhere.path())
+    );
+
+    // A missing or broken configuration: 75, not 1.
+    let missing = config_dir.path().join("missing.toml");
+    let (code, out) = inbound_from(
+        elsewhere.path(),
+        &[],
+        &["--config", missing.to_str().unwrap()],
+        A_BOUNCE,
+    );
+    assert_eq!(code, Some(75), "{out}");
+    assert!(out.contains("does not exist"), "{out}");
+    std::fs::write(&config, "data_dir = [unclosed\n").unwrap();
+    let (code, out) = inbound_from(elsewhere.path(), &[], &["--config", config_arg], A_BOUNCE);
+    assert_eq!(code, Some(75), "{out}");
+
+    // Other commands refuse too (exit 1: an operator is watching).
+    let out = Command::new(HERALD)
+        .env_clear()
+        .env("HERALD_LOG", "warn")
+        .current_dir(elsewhere.path())
+        .args(["subscribers", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no database at"));
+    assert!(
+        files_under(elsewhere.path()).is_empty(),
+        "{:?}",
+        files_under(elsewhere.path())
+    );
+}
+
+/// A database server that is up, with a database that herald never
+/// migrated (SQLite: a file that does not exist): `herald inbound` exits
+/// 75 and creates no table, no secret.
+async fn inbound_never_initialises_a_database(backend: Backend) {
+    let db = fresh_database(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out) = inbound_from(
+        dir.path(),
+        &[("HERALD_DATABASE_URL", &db.url)],
+        &[],
+        A_BOUNCE,
+    );
+    assert_eq!(code, Some(75), "{out}");
+    assert!(out.contains("no database at"), "{out}");
+    if backend == Backend::Postgres {
+        let store = Store::connect(&db.url).await.unwrap();
+        let Store::Postgres(pool) = &store else {
+            unreachable!()
+        };
+        let tables: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'public'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        assert_eq!(tables, 0, "herald inbound created tables");
+        store.close().await;
+    } else {
+        let path = db.url.trim_start_matches("sqlite://");
+        assert!(!Path::new(path).exists(), "herald inbound created {path}");
+    }
+    // After `herald migrate` the same command acts.
+    run(herald(&db.url, dir.path()).arg("migrate"));
+    let (code, out) = inbound_from(
+        dir.path(),
+        &[("HERALD_DATABASE_URL", &db.url)],
+        &[],
+        A_BOUNCE,
+    );
+    assert_eq!(code, Some(0), "{out}");
+}
+
+both_backends!(inbound_never_initialises_a_database);

@@ -20,7 +20,7 @@ pub enum SmtpCommand {
 }
 
 pub async fn run(config: Config, cmd: SmtpCommand) -> anyhow::Result<()> {
-    let store = crate::store::Store::connect(&config.database_url())
+    let store = crate::store::Store::open_existing(&config.database_url())
         .await
         .context("connecting to the database")?;
     store.migrate().await.context("applying migrations")?;
@@ -33,11 +33,11 @@ pub async fn run(config: Config, cmd: SmtpCommand) -> anyhow::Result<()> {
             for s in rows {
                 println!(
                     "{}  {}  since {}{}",
-                    s.server,
+                    super::shown(&s.server),
                     s.state,
                     format_rfc3339(s.since),
                     s.last_error
-                        .map(|e| format!("  last error: {e}"))
+                        .map(|e| format!("  last error: {}", super::shown(&e)))
                         .unwrap_or_default()
                 );
             }

@@ -1,7 +1,7 @@
 //! Acting on a classified inbound message: at most one subscriber changes,
 //! the one its verified token names.
 
-use super::classify::{classify, Report};
+use super::classify::{classify, Mailboxes, Report};
 use crate::domain::time::now_millis;
 use crate::domain::SubscriberEmail;
 use crate::startup::AppState;
@@ -10,7 +10,8 @@ use crate::store::{EventKind, NewEvent, SubscriberRow};
 /// What herald did with an inbound message.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Handled {
-    /// "bounce", "soft_bounce", "complaint", "unsubscribe", "duplicate" or "ignored".
+    /// "bounce", "soft_bounce", "complaint", "unsubscribe", "duplicate",
+    /// or, changing nothing: "auto_reply", "unparseable", "ignored".
     pub outcome: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subscriber_id: Option<i64>,
@@ -20,10 +21,14 @@ pub struct Handled {
 
 impl Handled {
     fn ignored(detail: impl Into<String>) -> Self {
+        Self::not_acted_on("ignored", detail.into())
+    }
+
+    fn not_acted_on(outcome: &'static str, detail: String) -> Self {
         Self {
-            outcome: "ignored",
+            outcome,
             subscriber_id: None,
-            detail: detail.into(),
+            detail,
         }
     }
 }
@@ -31,7 +36,10 @@ impl Handled {
 /// Classifies `raw` (on the blocking pool: a message may be large) and
 /// acts on it. `source` names the entry point in the log.
 pub async fn handle(state: &AppState, raw: Vec<u8>, source: &str) -> anyhow::Result<Handled> {
-    let handled = handle_inner(state, raw).await?;
+    let mut handled = handle_inner(state, raw).await?;
+    // The detail quotes the message (a Diagnostic-Code, a header): one
+    // line without control characters before it is logged or answered.
+    handled.detail = crate::domain::single_line(&handled.detail);
     tracing::info!(
         source,
         outcome = handled.outcome,
@@ -50,9 +58,12 @@ async fn handle_inner(state: &AppState, raw: Vec<u8>) -> anyhow::Result<Handled>
             super::MAX_MESSAGE_BYTES
         )));
     }
-    let classified = tokio::task::spawn_blocking(move || classify(&raw)).await?;
+    let mailboxes = Mailboxes::from_config(&state.config.inbound);
+    let classified = tokio::task::spawn_blocking(move || classify(&raw, &mailboxes)).await?;
     let (kind, source, detail) = match &classified.report {
         Report::Other(why) => return Ok(Handled::ignored(why.clone())),
+        Report::AutoReply(why) => return Ok(Handled::not_acted_on("auto_reply", why.clone())),
+        Report::Unparseable(why) => return Ok(Handled::not_acted_on("unparseable", why.clone())),
         Report::OtherFeedback(t) => {
             return Ok(Handled::ignored(format!(
                 "a feedback report of type {t:?}, not a complaint"
@@ -68,7 +79,7 @@ async fn handle_inner(state: &AppState, raw: Vec<u8>) -> anyhow::Result<Handled>
             "arf",
             format!("feedback report: {feedback_type}"),
         ),
-        Report::Dsn(_) => (EventKind::SoftBounce, "dsn", String::new()),
+        Report::Dsn { format, .. } => (EventKind::SoftBounce, *format, String::new()),
     };
     let Some(subscriber) = one_subscriber(state, &classified.tokens).await? else {
         return Ok(Handled::ignored(if classified.tokens.is_empty() {
@@ -81,7 +92,7 @@ async fn handle_inner(state: &AppState, raw: Vec<u8>) -> anyhow::Result<Handled>
     let names_subscriber =
         |address: &str| SubscriberEmail::parse(address).is_ok_and(|e| e.key() == key);
     let (kind, detail) = match &classified.report {
-        Report::Dsn(recipients) => {
+        Report::Dsn { recipients, .. } => {
             let Some(r) = recipients.iter().find(|r| names_subscriber(&r.recipient)) else {
                 return Ok(Handled::ignored(
                     "the report's recipients are not the subscriber its token names",

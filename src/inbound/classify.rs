@@ -8,8 +8,12 @@ use std::sync::LazyLock;
 /// What the message reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Report {
-    /// RFC 3464: one entry per recipient the report is about.
-    Dsn(Vec<DsnRecipient>),
+    /// A delivery report, one entry per recipient it is about: RFC 3464
+    /// (`format` "dsn") or a plain-text notice ("qmail", "exim", "postfix").
+    Dsn {
+        format: &'static str,
+        recipients: Vec<DsnRecipient>,
+    },
     /// RFC 5965: a complaint (`Feedback-Type` abuse, fraud or other).
     Complaint {
         feedback_type: String,
@@ -18,10 +22,18 @@ pub enum Report {
     },
     /// An ARF report that is not a complaint (`not-spam`, `virus`).
     OtherFeedback(String),
-    /// A message that asks to unsubscribe: a token in the address it was
-    /// sent to or in its Subject.
+    /// A message that asks to unsubscribe: a token in the unsubscribe
+    /// address it was sent to (`unsubscribe+TOKEN@`) or in its Subject
+    /// (`unsubscribe TOKEN`).
     Unsubscribe,
-    /// Anything else (a reply, an auto-responder, a report of another kind).
+    /// An automatic answer (RFC 3834 `Auto-Submitted`, `X-Autoreply`,
+    /// `Precedence: auto_reply`…): an out-of-office reply, a vacation
+    /// notice. Never acted on, whichever address it reached.
+    AutoReply(String),
+    /// Not parsed: over the nesting bound, or not a message at all.
+    Unparseable(String),
+    /// Anything else (a reply, a mail to the bounce address that reports
+    /// no failure, a report of another kind).
     Other(String),
 }
 
@@ -47,7 +59,12 @@ impl DsnRecipient {
 #[derive(Debug, Clone)]
 pub struct Classified {
     pub report: Report,
-    /// Unsubscribe tokens found where herald puts them, not yet verified.
+    /// The unsubscribe tokens that may act for this report, not yet
+    /// verified: for a delivery report those of the bounce address
+    /// (`bounces+TOKEN@`) and of the returned copy, for a complaint those
+    /// of the returned copy, for an unsubscribe those of the unsubscribe
+    /// address and the Subject. A token never acts through another channel
+    /// than the one it arrived by; other reports carry none.
     pub tokens: Vec<String>,
     /// Identifies the report, so that the same one arriving twice counts
     /// once: its Message-ID, else a SHA-256 of the message.
@@ -56,7 +73,12 @@ pub struct Classified {
 
 const TOKEN: &str = crate::domain::token::LinkSigner::TOKEN_PATTERN;
 
-/// `local+TOKEN@`: a VERP return path or the unsubscribe address.
+/// `local+TOKEN@` with its local part: where a message was delivered to.
+static ADDRESS_TOKEN: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(&format!(r"([A-Za-z0-9!#$%&'*/=?^_`{{|}}~.-]+)\+({TOKEN})@"))
+        .expect("a valid pattern")
+});
+/// `local+TOKEN@` in a returned copy of herald's own message.
 static PLUS_TOKEN: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(&format!(r"\+({TOKEN})@")).expect("a valid pattern"));
 /// The token in an unsubscribe URL of a returned List-Unsubscribe header.
@@ -74,14 +96,63 @@ static SUBJECT_TOKEN: LazyLock<Regex> = LazyLock::new(|| {
 /// Headers that name where a message was delivered to.
 const RECIPIENT_HEADERS: &[&str] = &["To", "Delivered-To", "X-Original-To", "Envelope-To"];
 
-pub fn classify(raw: &[u8]) -> Classified {
-    let reference = reference(raw);
-    let Some(message) = MessageParser::default().parse(raw) else {
-        return Classified {
-            report: Report::Other("not a parseable message".into()),
-            tokens: Vec::new(),
-            reference,
+/// The local parts of herald's two inbound addresses (`[inbound]
+/// bounce_address` and `unsubscribe_address`): a token after
+/// `bounces+` arrived on the bounce channel, after `unsubscribe+` on the
+/// unsubscribe channel. When both are the same address, its tokens count
+/// as the bounce channel only (they never unsubscribe).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mailboxes {
+    pub bounce_local: Option<String>,
+    pub unsubscribe_local: Option<String>,
+}
+
+impl Mailboxes {
+    pub fn from_config(config: &crate::config::InboundConfig) -> Self {
+        let local = |a: &Option<String>| {
+            a.as_deref()
+                .and_then(|a| a.rsplit_once('@'))
+                .map(|(local, _)| local.trim().trim_start_matches('<').to_ascii_lowercase())
+                .filter(|l| !l.is_empty())
         };
+        Self {
+            bounce_local: local(&config.bounce_address),
+            unsubscribe_local: local(&config.unsubscribe_address),
+        }
+    }
+
+    fn channel_of(&self, local: &str) -> Option<Channel> {
+        let is = |l: &Option<String>| l.as_deref().is_some_and(|l| l.eq_ignore_ascii_case(local));
+        if is(&self.bounce_local) {
+            Some(Channel::Bounce)
+        } else if is(&self.unsubscribe_local) {
+            Some(Channel::Unsubscribe)
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Channel {
+    Bounce,
+    Unsubscribe,
+}
+
+/// Classifies one raw message. Never panics on any input, and never hands
+/// mail-parser a message nested deeper than [`super::limits`] allows.
+pub fn classify(raw: &[u8], mailboxes: &Mailboxes) -> Classified {
+    let reference = reference(raw);
+    let unparseable = |why: String| Classified {
+        report: Report::Unparseable(why),
+        tokens: Vec::new(),
+        reference: reference.clone(),
+    };
+    if let Err(refusal) = super::limits::check_nesting(raw) {
+        return unparseable(refusal.to_string());
+    }
+    let Some(message) = MessageParser::default().parse(raw) else {
+        return unparseable("not a parseable message".into());
     };
     let delivered_to: Vec<String> = RECIPIENT_HEADERS
         .iter()
@@ -145,17 +216,35 @@ pub fn classify(raw: &[u8]) -> Classified {
         }
     }
 
+    // Tokens by the channel they arrived through.
+    let mut bounce_tokens = Vec::new();
+    let mut unsubscribe_tokens = Vec::new();
+    for text in &delivered_to {
+        for c in ADDRESS_TOKEN.captures_iter(text) {
+            let (Some(local), Some(token)) = (c.get(1), c.get(2)) else {
+                continue;
+            };
+            match mailboxes.channel_of(local.as_str()) {
+                Some(Channel::Bounce) => bounce_tokens.push(token.as_str().to_string()),
+                Some(Channel::Unsubscribe) => unsubscribe_tokens.push(token.as_str().to_string()),
+                None => {}
+            }
+        }
+    }
+    if let Some(subject) = message.subject() {
+        collect(&SUBJECT_TOKEN, [subject], &mut unsubscribe_tokens);
+    }
+
     let mut tokens = Vec::new();
     let report = match (report_type.as_deref(), status_fields, feedback_fields) {
         (Some("delivery-status"), Some(fields), _) => {
-            collect(
-                &PLUS_TOKEN,
-                delivered_to.iter().map(String::as_str),
-                &mut tokens,
-            );
+            tokens.append(&mut bounce_tokens);
             collect(&PLUS_TOKEN, [returned.as_str()], &mut tokens);
             collect(&URL_TOKEN, [unfold(&returned).as_str()], &mut tokens);
-            Report::Dsn(dsn_recipients(&fields))
+            Report::Dsn {
+                format: "dsn",
+                recipients: dsn_recipients(&fields),
+            }
         }
         (Some("feedback-report"), _, Some(fields)) => {
             collect(&PLUS_TOKEN, [returned.as_str()], &mut tokens);
@@ -181,18 +270,24 @@ pub fn classify(raw: &[u8]) -> Classified {
         }
         (Some(other), _, _) => Report::Other(format!("a report of type {other}")),
         (None, _, _) => {
-            collect(
-                &PLUS_TOKEN,
-                delivered_to.iter().map(String::as_str),
-                &mut tokens,
-            );
-            if let Some(subject) = message.subject() {
-                collect(&SUBJECT_TOKEN, [subject], &mut tokens);
-            }
-            if tokens.is_empty() {
-                Report::Other("no report and no unsubscribe token".into())
-            } else {
+            let body = message.body_text(0).unwrap_or_default();
+            if let Some((format, recipients)) = super::plain_bounce::recognise(&body) {
+                // The notice's own returned copy follows it in the body.
+                tokens.append(&mut bounce_tokens);
+                collect(&PLUS_TOKEN, [body.as_ref()], &mut tokens);
+                collect(&URL_TOKEN, [unfold(&body).as_str()], &mut tokens);
+                Report::Dsn { format, recipients }
+            } else if let Some(why) = auto_reply(&message) {
+                Report::AutoReply(why)
+            } else if !unsubscribe_tokens.is_empty() {
+                tokens.append(&mut unsubscribe_tokens);
                 Report::Unsubscribe
+            } else if !bounce_tokens.is_empty() {
+                Report::Other(
+                    "a mail to the bounce address that reports no delivery failure".into(),
+                )
+            } else {
+                Report::Other("no report and no unsubscribe token".into())
             }
         }
     };
@@ -203,6 +298,44 @@ pub fn classify(raw: &[u8]) -> Classified {
         tokens,
         reference,
     }
+}
+
+/// Why `message` is an automatic answer, if it is one (RFC 3834 and the
+/// headers common auto-responders write instead).
+fn auto_reply(message: &mail_parser::Message<'_>) -> Option<String> {
+    let text = |name: &str| {
+        message
+            .header_raw(name)
+            .map(|v| v.trim().to_ascii_lowercase())
+    };
+    // `auto-generated` alone (a machine acting for a person, e.g. a
+    // List-Unsubscribe agent) is not an answer: only `auto-replied` is.
+    if let Some(v) = text("Auto-Submitted").filter(|v| v.starts_with("auto-replied")) {
+        return Some(format!(
+            "an automatic reply (Auto-Submitted: {})",
+            crate::domain::single_line(&v)
+        ));
+    }
+    if let Some(v) = text("Precedence").filter(|v| v.starts_with("auto_reply")) {
+        return Some(format!(
+            "an automatic reply (Precedence: {})",
+            crate::domain::single_line(&v)
+        ));
+    }
+    for name in [
+        "X-Autoreply",
+        "X-Autorespond",
+        "X-Autoresponder",
+        "X-Vacation",
+    ] {
+        if message.header_raw(name).is_some() {
+            return Some(format!("an automatic reply ({name})"));
+        }
+    }
+    if text("X-Autogenerated").is_some_and(|v| v.starts_with("reply")) {
+        return Some("an automatic reply (X-Autogenerated: reply)".into());
+    }
+    None
 }
 
 fn collect<'a>(re: &Regex, texts: impl IntoIterator<Item = &'a str>, out: &mut Vec<String>) {
@@ -324,6 +457,17 @@ mod tests {
 
     const T: &str = "42.AAAAAAAAAAAAAAAAAAAAAA";
 
+    fn mailboxes() -> Mailboxes {
+        Mailboxes {
+            bounce_local: Some("bounces".into()),
+            unsubscribe_local: Some("unsubscribe".into()),
+        }
+    }
+
+    fn classify(raw: &[u8]) -> Classified {
+        super::classify(raw, &mailboxes())
+    }
+
     fn dsn(action: &str, status: &str, to: &str, returned: &str) -> String {
         format!(
             "From: MAILER-DAEMON@mx.example.net\r\nTo: {to}\r\nSubject: Undelivered Mail\r\nMessage-ID: <dsn-1@mx.example.net>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n--B\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.net\r\n\r\nFinal-Recipient: rfc822; reader@example.com\r\nAction: {action}\r\nStatus: {status}\r\nDiagnostic-Code: smtp; 550 5.1.1 no such user\r\n--B\r\nContent-Type: text/rfc822-headers\r\n\r\n{returned}\r\n--B--\r\n"
@@ -336,7 +480,7 @@ mod tests {
             "From: news@herald.test\r\nList-Unsubscribe: <https://news.example/unsubscribe/one-click/{T}>,\r\n <mailto:news@herald.test?subject=unsubscribe%20{T}>"
         );
         let c = classify(dsn("failed", "5.1.1", "news@herald.test", &returned).as_bytes());
-        let Report::Dsn(recipients) = &c.report else {
+        let Report::Dsn { recipients, .. } = &c.report else {
             panic!("{:?}", c.report)
         };
         assert_eq!(recipients.len(), 1);
@@ -350,7 +494,7 @@ mod tests {
     fn a_dsn_to_a_verp_address_carries_its_token() {
         let c =
             classify(dsn("delayed", "4.4.1", &format!("bounces+{T}@herald.test"), "").as_bytes());
-        let Report::Dsn(recipients) = &c.report else {
+        let Report::Dsn { recipients, .. } = &c.report else {
             panic!("{:?}", c.report)
         };
         assert!(!recipients[0].is_permanent());

@@ -80,6 +80,14 @@ impl Store {
         event: &NewEvent<'_>,
         bounce_threshold: i64,
     ) -> Result<EventOutcome> {
+        // Text from outside (a Diagnostic-Code, a relay's reason) is kept
+        // as one line without control characters, so that no terminal
+        // escape or log line break reaches an operator from here.
+        let detail: String = crate::domain::single_line(event.detail)
+            .chars()
+            .take(1000)
+            .collect();
+        let source = crate::domain::single_line(event.source);
         in_write_tx!(self, tx => {
             let digest_id: Option<i64> = sqlx::query_scalar(
                 "SELECT MAX(digest_id) FROM deliveries WHERE subscriber_id = $1 AND status = 'sent'",
@@ -95,8 +103,8 @@ impl Store {
             .bind(event.subscriber_id)
             .bind(digest_id)
             .bind(event.kind.as_str())
-            .bind(event.source)
-            .bind(event.detail)
+            .bind(&source)
+            .bind(&detail)
             .bind(event.reference)
             .bind(event.now)
             .execute(&mut *tx)

@@ -52,6 +52,11 @@ pub enum Error {
     /// masked.
     #[error("could not open the database {url}: {message}")]
     Connect { url: String, message: String },
+    /// A command other than `serve` and `migrate` found no database: it
+    /// never creates one (nor a link secret) where an operator's
+    /// configuration pointed somewhere unexpected.
+    #[error("no database at {0}: run `herald migrate` or `herald serve` first")]
+    NoDatabase(String),
     #[error("could not create the SQLite file or its directory {path}: {source}")]
     CreateDir {
         path: String,
@@ -100,19 +105,46 @@ macro_rules! in_write_tx {
 pub(crate) use in_write_tx;
 
 impl Store {
-    /// Opens a pool. No error from here shows the URL's password.
+    /// Opens a pool, creating the SQLite file (and its directory) when it
+    /// is missing: for `serve` and `migrate` only. No error from here shows
+    /// the URL's password.
     pub async fn connect(url: &str) -> Result<Self> {
-        Self::connect_unmasked(url).await.map_err(|e| match e {
-            Error::UnsupportedUrl(_) => Error::UnsupportedUrl(crate::redact::mask_url(url)),
-            Error::CreateDir { .. } => e,
-            other => Error::Connect {
-                url: crate::redact::mask_url(url),
-                message: crate::redact::scrub_url_password(&other.to_string(), url),
-            },
-        })
+        Self::connect_masked(url, true).await
     }
 
-    async fn connect_unmasked(url: &str) -> Result<Self> {
+    /// Opens a database that `serve` or `migrate` created before: a
+    /// missing SQLite file, or a database (either backend) without herald's
+    /// migrations, is [`Error::NoDatabase`] and nothing is created.
+    pub async fn open_existing(url: &str) -> Result<Self> {
+        let store = Self::connect_masked(url, false).await?;
+        let migrated: std::result::Result<i64, sqlx::Error> = with_pool!(&store, pool => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+                .fetch_one(pool)
+                .await
+        });
+        match migrated {
+            Ok(n) if n > 0 => Ok(store),
+            _ => {
+                store.close().await;
+                Err(Error::NoDatabase(crate::redact::mask_url(url)))
+            }
+        }
+    }
+
+    async fn connect_masked(url: &str, create: bool) -> Result<Self> {
+        Self::connect_unmasked(url, create)
+            .await
+            .map_err(|e| match e {
+                Error::UnsupportedUrl(_) => Error::UnsupportedUrl(crate::redact::mask_url(url)),
+                Error::CreateDir { .. } | Error::NoDatabase(_) => e,
+                other => Error::Connect {
+                    url: crate::redact::mask_url(url),
+                    message: crate::redact::scrub_url_password(&other.to_string(), url),
+                },
+            })
+    }
+
+    async fn connect_unmasked(url: &str, create: bool) -> Result<Self> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url)?;
             let pool = PgPoolOptions::new()
@@ -124,7 +156,11 @@ impl Store {
         } else if let Some(path) = url.strip_prefix("sqlite://") {
             let path = path.split('?').next().unwrap_or(path);
             let file = std::path::Path::new(path);
-            if let Some(parent) = file.parent() {
+            let in_memory = path == ":memory:" || path.is_empty();
+            if !create && !in_memory && !file.is_file() {
+                return Err(Error::NoDatabase(file.display().to_string()));
+            }
+            if let Some(parent) = file.parent().filter(|_| create) {
                 crate::private_files::create_private_dir(parent).map_err(|source| {
                     Error::CreateDir {
                         path: parent.display().to_string(),
@@ -132,7 +168,7 @@ impl Store {
                     }
                 })?;
             }
-            if path != ":memory:" && !path.is_empty() {
+            if !in_memory {
                 crate::private_files::ensure_private_sqlite_file(file).map_err(|source| {
                     Error::CreateDir {
                         path: file.display().to_string(),
@@ -141,7 +177,7 @@ impl Store {
                 })?;
             }
             let options = SqliteConnectOptions::from_str(url)?
-                .create_if_missing(true)
+                .create_if_missing(create)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))

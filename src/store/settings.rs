@@ -18,4 +18,14 @@ impl Store {
             Ok(value)
         })
     }
+
+    /// The stored value for `key`, if any; never writes.
+    pub async fn setting(&self, key: &str) -> Result<Option<String>> {
+        with_pool!(self, pool => {
+            Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+                .bind(key)
+                .fetch_optional(pool)
+                .await?)
+        })
+    }
 }
