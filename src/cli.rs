@@ -488,7 +488,7 @@ async fn feed(config: Config, cmd: FeedCommand) -> anyhow::Result<()> {
                 println!(
                     "{:>4}  {}  {}",
                     f.id,
-                    shown(&f.url),
+                    shown(&f.url.to_string()),
                     shown(&f.title.unwrap_or_default())
                 );
                 println!(
