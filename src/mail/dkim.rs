@@ -626,6 +626,40 @@ mod tests {
         );
     }
 
+    /// Issue 16, item 7: `h=` names each field herald signs once more than
+    /// the message has it, absent ones (Reply-To, Cc, Sender) once, and
+    /// its folded lines stay short.
+    #[test]
+    fn h_over_signs_every_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ed.pem");
+        generate(Algorithm::Ed25519, &path).unwrap();
+        let dkim = Dkim::new(vec![DkimKey::load(&path, "s1", "example.com").unwrap()]);
+        let message = b"From: a@example.com\r\nTo: b@example.org\r\nSubject: s\r\nsubject: again\r\n\r\nbody\r\n";
+        let signed = String::from_utf8(dkim.sign_message(message).unwrap()).unwrap();
+        let field = &signed[..signed.find("\r\nFrom:").unwrap()];
+        assert!(field.lines().all(|l| l.len() <= 100), "{field}");
+        let h: String = field
+            .split("h=")
+            .nth(1)
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        let mut expected: Vec<&str> = Vec::new();
+        for name in SIGNED_HEADERS {
+            let present = match *name {
+                "from" | "to" => 1,
+                "subject" => 2,
+                _ => 0,
+            };
+            expected.extend(std::iter::repeat_n(*name, present + 1));
+        }
+        assert_eq!(h, expected.join(":"));
+    }
+
     /// Keys written by older herald versions (PKCS#8 v2, with the public
     /// key) and by this one (v1) both load, and sign alike.
     #[test]
