@@ -17,6 +17,7 @@ missing=()
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 command -v python3 >/dev/null || missing+=(python3)
 command -v openssl >/dev/null || missing+=(openssl)
+command -v sqlite3 >/dev/null || missing+=(sqlite3)  # the README's backup command, run by tests/secrets_and_files.rs
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/spamassassin ] || missing+=(spamassassin)
 command -v npm >/dev/null || missing+=(nodejs npm)

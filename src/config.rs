@@ -213,6 +213,9 @@ pub struct HttpConfig {
     pub header_timeout_secs: u64,
     /// A request's body must arrive within this many seconds.
     pub body_timeout_secs: u64,
+    /// A response that the client stops reading is cut off when no byte
+    /// of it could be written for this many seconds.
+    pub send_timeout_secs: u64,
     /// Connections served at once; more wait in the listen queue.
     pub max_connections: usize,
 }
@@ -222,6 +225,7 @@ impl Default for HttpConfig {
         Self {
             header_timeout_secs: 10,
             body_timeout_secs: 30,
+            send_timeout_secs: 30,
             max_connections: 512,
         }
     }

@@ -156,6 +156,8 @@ pub async fn subscribe(
     let signup = NewSignup {
         email: email.as_str().to_owned(),
         email_key: email.key(),
+        mailbox_key: email.mailbox_key(),
+        resend_interval_ms: request.resend_interval_ms,
         name: name.map(|n| n.as_str().to_owned()),
         source: consent.source.to_owned(),
         consent_ip: consent.ip.map(str::to_owned),

@@ -87,43 +87,78 @@ fn both_pass(message: &Received, rsa: &Key, ed: &Key) {
 }
 
 async fn digests_and_confirmations_verify_with_an_independent_verifier(backend: Backend) {
-    signed_mail_verifies(backend, SmtpSink::start(&[])).await;
+    let (rsa, ed, [confirmation, digest], _keys) = signed_mail(backend, SmtpSink::start(&[])).await;
+    both_pass(&confirmation, &rsa, &ed);
+    both_pass(&digest, &rsa, &ed);
+    tampered_body_fails(&digest, &rsa, &ed);
 }
 
 /// smtp-sink -8 does not announce 8BITMIME: copies go quoted-printable,
 /// from a second template, and must be signed as sent.
 async fn seven_bit_copies_verify_too(backend: Backend) {
-    signed_mail_verifies(backend, SmtpSink::start(&["-8"])).await;
+    let (rsa, ed, [confirmation, digest], _keys) =
+        signed_mail(backend, SmtpSink::start(&["-8"])).await;
+    both_pass(&confirmation, &rsa, &ed);
+    both_pass(&digest, &rsa, &ed);
+    tampered_body_fails(&digest, &rsa, &ed);
 }
 
-async fn signed_mail_verifies(backend: Backend, sink: SmtpSink) {
-    let keys = tempfile::tempdir().unwrap();
-    let rsa = generate(keys.path(), "rsa2026", "rsa");
-    let ed = generate(keys.path(), "ed2026", "ed25519");
-    let app = common::spawn_app_with(backend, sink, |c| {
-        c.dkim.keys = vec![key_config(&rsa), key_config(&ed)];
-    })
-    .await;
+/// Issue 16, item 7: a header field put above the signatures (as a reader
+/// forwarding their copy could) breaks both, in a confirmation and a
+/// digest copy spliced 8bit: every field herald signs is over-signed, and
+/// Reply-To, Cc and Sender are signed as absent. Before, `h=` named each
+/// field once, so a prepended Subject, To, Reply-To, Cc, List-Unsubscribe
+/// or Content-Type left both signatures passing.
+async fn a_header_added_above_the_signature_breaks_both_signatures(backend: Backend) {
+    let (rsa, ed, messages, _keys) = signed_mail(backend, SmtpSink::start(&[])).await;
+    for message in &messages {
+        added_headers_fail(message, &rsa, &ed);
+    }
+}
 
-    app.subscribe_and_confirm("reader@example.com").await;
-    let confirmation = app.sink.messages_to("reader@example.com");
-    assert_eq!(confirmation.len(), 1);
-    both_pass(&confirmation[0], &rsa, &ed);
+/// The same for digest copies sent quoted-printable (their own template).
+async fn a_header_added_above_a_quoted_printable_copy_breaks_both_signatures(backend: Backend) {
+    let (rsa, ed, messages, _keys) = signed_mail(backend, SmtpSink::start(&["-8"])).await;
+    for message in &messages {
+        added_headers_fail(message, &rsa, &ed);
+    }
+}
 
-    app.add_article(
-        "Café talks in Bakı: what “détente” means",
-        "https://news.example.com/cafe",
-        "<p>Ministers met in Bakı — the talks went on “late”.</p><p>Second  paragraph,\twith   spaces.</p>",
-    )
-    .await;
-    let id = app.send_digest_now().await;
-    app.wait_digest_done(id, Duration::from_secs(20)).await;
-    let copies = app.sink.messages_to("reader@example.com");
-    assert_eq!(copies.len(), 2, "confirmation and digest");
-    let digest = &copies[1];
-    assert!(digest.subject.contains("Café") || digest.html.contains("Café"));
-    both_pass(digest, &rsa, &ed);
+/// Fields a forwarder might add above herald's signatures: each one that
+/// herald writes (a second one above herald's), the ones it never writes
+/// (Reply-To, Cc, Sender), and one with its name in odd case.
+const ADDED_HEADERS: &[&str] = &[
+    "Subject: Your account is suspended",
+    "To: someone-else@example.org",
+    "From: Bank <security@bank.example>",
+    "Reply-To: attacker@evil.example",
+    "Cc: another@example.org",
+    "Sender: attacker@evil.example",
+    "Date: Mon, 1 Jan 2024 00:00:00 +0000",
+    "Message-ID: <forged@evil.example>",
+    "List-Id: Evil <evil.example>",
+    "List-Unsubscribe: <https://evil.example/unsubscribe>",
+    "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+    "MIME-Version: 1.0",
+    "Content-Type: text/html; charset=utf-8",
+    "Content-Transfer-Encoding: base64",
+    "sUbJeCt: the name in odd case",
+];
 
+fn added_headers_fail(message: &Received, rsa: &Key, ed: &Key) {
+    for added in ADDED_HEADERS {
+        let forged = format!("{added}\r\n{}", message.raw);
+        let verdicts = verify(&forged, &[rsa, ed]);
+        assert_eq!(verdicts.len(), 2, "{added}: {verdicts:?}");
+        assert!(
+            verdicts.iter().all(|(_, ok)| !ok),
+            "{added:?} above the signatures left one passing: {verdicts:?}\n{}",
+            message.raw
+        );
+    }
+}
+
+fn tampered_body_fails(digest: &Received, rsa: &Key, ed: &Key) {
     // A verifier that passes anything would pass this too.
     let tampered = Received {
         raw: digest
@@ -135,19 +170,126 @@ async fn signed_mail_verifies(backend: Backend, sink: SmtpSink) {
         tampered.raw, digest.raw,
         "the article text is in the message"
     );
-    let verdicts = verify(&tampered.raw, &[&rsa, &ed]);
+    let verdicts = verify(&tampered.raw, &[rsa, ed]);
     assert_eq!(verdicts.len(), 2);
     assert!(
         verdicts.iter().all(|(_, ok)| !ok),
         "a changed body must fail: {verdicts:?}"
     );
+}
+
+/// A confirmation and a digest copy, signed with an RSA and an Ed25519 key
+/// (the key directory is returned to keep it alive).
+async fn signed_mail(
+    backend: Backend,
+    sink: SmtpSink,
+) -> (Key, Key, [Received; 2], tempfile::TempDir) {
+    let keys = tempfile::tempdir().unwrap();
+    let rsa = generate(keys.path(), "rsa2026", "rsa");
+    let ed = generate(keys.path(), "ed2026", "ed25519");
+    let app = common::spawn_app_with(backend, sink, |c| {
+        c.dkim.keys = vec![key_config(&rsa), key_config(&ed)];
+    })
+    .await;
+
+    app.subscribe_and_confirm("reader@example.com").await;
+    let confirmation = app.sink.messages_to("reader@example.com");
+    assert_eq!(confirmation.len(), 1);
+
+    app.add_article(
+        "Café talks in Bakı: what “détente” means",
+        "https://news.example.com/cafe",
+        "<p>Ministers met in Bakı — the talks went on “late”.</p><p>Second  paragraph,\twith   spaces.</p>",
+    )
+    .await;
+    let id = app.send_digest_now().await;
+    app.wait_digest_done(id, Duration::from_secs(20)).await;
+    let mut copies = app.sink.messages_to("reader@example.com");
+    assert_eq!(copies.len(), 2, "confirmation and digest");
+    let digest = copies.remove(1);
+    assert!(digest.subject.contains("Café") || digest.html.contains("Café"));
     app.shutdown().await;
+    (rsa, ed, [copies.remove(0), digest], keys)
 }
 
 both_backends!(
     digests_and_confirmations_verify_with_an_independent_verifier,
     seven_bit_copies_verify_too,
+    a_header_added_above_the_signature_breaks_both_signatures,
+    a_header_added_above_a_quoted_printable_copy_breaks_both_signatures,
 );
+
+/// Issue 16, item 16: the Ed25519 key `herald dkim generate` writes is
+/// read by OpenSSL 3 (`openssl pkey`), which could not read the PKCS#8 v2
+/// form written before, and by python-cryptography where it is installed;
+/// both derive from it the public key the printed DNS record carries.
+#[test]
+fn a_generated_ed25519_key_is_read_by_openssl_and_python() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = generate(dir.path(), "ed-openssl", "ed25519");
+    let published = key
+        .record
+        .split("p=")
+        .nth(1)
+        .expect("p= in the record")
+        .trim()
+        .to_string();
+
+    let out = Command::new("openssl")
+        .args(["pkey", "-noout", "-in"])
+        .arg(&key.path)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl pkey cannot read the key: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The public key OpenSSL derives: a 44-byte SubjectPublicKeyInfo whose
+    // last 32 bytes are the raw key that p= publishes.
+    let out = Command::new("openssl")
+        .args(["pkey", "-pubout", "-outform", "DER", "-in"])
+        .arg(&key.path)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout.len(), 44, "{:02x?}", out.stdout);
+    let raw = &out.stdout[12..];
+    use base64::Engine as _;
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD.encode(raw),
+        published,
+        "OpenSSL's public key is the one in the DNS record"
+    );
+
+    let has_cryptography = Command::new("python3")
+        .args(["-c", "import cryptography"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if has_cryptography {
+        let script = "import sys, base64\n\
+from cryptography.hazmat.primitives import serialization as s\n\
+k = s.load_pem_private_key(open(sys.argv[1], 'rb').read(), None)\n\
+print(base64.b64encode(k.public_key().public_bytes(s.Encoding.Raw, s.PublicFormat.Raw)).decode())\n";
+        let out = Command::new("python3")
+            .args(["-c", script])
+            .arg(&key.path)
+            .output()
+            .expect("python3 runs");
+        assert!(
+            out.status.success(),
+            "python-cryptography cannot read the key: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), published);
+    } else {
+        eprintln!("python3 has no cryptography module: checked with openssl only");
+    }
+}
 
 #[test]
 fn dkim_generate_writes_a_private_key_and_never_overwrites_one() {

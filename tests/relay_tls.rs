@@ -2,7 +2,7 @@
 //! a certificate from a private CA made by the test: the CA is trusted only
 //! through `ca_file=`, the password never goes out before STARTTLS, and a
 //! refused password or an untrusted certificate stops the server (it is not
-//! retried) and says so in the digest API, `herald digest status` and /health.
+//! retried) and says so in the digest API, `herald digest status` and the API's health report.
 
 mod common;
 
@@ -37,13 +37,19 @@ fn tls_relay(certs: &TestCertificates, o: AioOptions) -> PythonSmtp {
     })
 }
 
+/// The health report with its details: the operator's `GET /api/health`
+/// (the public /health says only ok, degraded or unavailable).
 async fn health(app: &TestApp) -> serde_json::Value {
-    let resp = app.get("/health").await;
+    let resp = app
+        .api(reqwest::Method::GET, "/api/health")
+        .send()
+        .await
+        .expect("GET /api/health");
     assert_eq!(resp.status(), 200);
     resp.json().await.expect("health JSON")
 }
 
-/// Waits until /health reports the relay stopped and returns its entry.
+/// Waits until the health report shows the relay stopped and returns its entry.
 async fn stopped_in_health(app: &TestApp) -> serde_json::Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {

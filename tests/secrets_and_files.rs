@@ -263,3 +263,90 @@ async fn herald_files_are_private_to_its_user(backend: Backend) {
 }
 
 both_backends!(herald_files_are_private_to_its_user);
+
+/// The backup commands of the README's "Backup" item, as written there
+/// (so the documentation cannot drift from what is tested).
+fn readme_backup_commands() -> Vec<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let item = readme
+        .find("**Backup**")
+        .expect("the README has a Backup item");
+    let rest = &readme[item..];
+    let start = rest.find("```sh\n").expect("a sh code block under Backup") + "```sh\n".len();
+    let end = rest[start..].find("```").expect("the code block ends") + start;
+    rest[start..end]
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect()
+}
+
+/// Issue 16, item 15: the README's backup command, run as an operator
+/// would under the usual umask 022 (the old command wrote a 0644 copy of
+/// every address and `link_secret`), on a real herald database with a
+/// subscriber in it, writes a copy readable by its owner only that is a
+/// whole database (SQLite: integrity check and the subscriber; PostgreSQL:
+/// a dump with the subscribers table and the subscriber).
+async fn the_readme_backup_writes_a_private_copy(backend: Backend) {
+    let app = spawn_app_with(backend, SmtpSink::start(&[]), |c| {
+        c.data_dir = c.data_dir.join("data");
+        if backend == Backend::Sqlite {
+            c.database_url = None;
+        }
+    })
+    .await;
+    assert_eq!(
+        app.subscribe_form("reader@example.com", "").await.status(),
+        303
+    );
+    let workdir = app.config.data_dir.parent().unwrap().to_path_buf();
+    let (tool, copy) = match backend {
+        Backend::Sqlite => ("sqlite3", "herald-backup.db"),
+        Backend::Postgres => ("pg_dump", "herald-backup.sql"),
+    };
+    let commands = readme_backup_commands();
+    let command = commands
+        .iter()
+        .find(|c| c.contains(tool))
+        .unwrap_or_else(|| panic!("no {tool} line in the README's backup block: {commands:?}"));
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg(format!("umask 022; {command}"))
+        .current_dir(&workdir);
+    if let Some(url) = &app.config.database_url {
+        sh.env("HERALD_DATABASE_URL", url);
+    }
+    let out = sh.output().expect("run sh");
+    assert!(
+        out.status.success(),
+        "{command}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let copy = workdir.join(copy);
+    assert_eq!(mode(&copy), 0o600, "{command} wrote {}", copy.display());
+    match backend {
+        Backend::Sqlite => {
+            let check = Command::new("sqlite3")
+                .arg(&copy)
+                .arg("PRAGMA integrity_check; SELECT email FROM subscribers;")
+                .output()
+                .expect("run sqlite3");
+            let said = String::from_utf8_lossy(&check.stdout);
+            assert_eq!(
+                said.lines().collect::<Vec<_>>(),
+                ["ok", "reader@example.com"],
+                "{said}"
+            );
+        }
+        Backend::Postgres => {
+            let dump = std::fs::read_to_string(&copy).unwrap();
+            assert!(dump.contains("CREATE TABLE public.subscribers"), "{dump}");
+            assert!(dump.contains("reader@example.com"));
+        }
+    }
+    app.shutdown().await;
+}
+
+both_backends!(the_readme_backup_writes_a_private_copy);

@@ -471,6 +471,10 @@ async fn a_batch_of_signups_creates_each_new_address_once(backend: Backend) {
     let signup = |email: &str, token: &str| herald::store::NewSignup {
         email: email.into(),
         email_key: herald::domain::email_key(email),
+        mailbox_key: herald::domain::SubscriberEmail::parse(email)
+            .unwrap()
+            .mailbox_key(),
+        resend_interval_ms: 600_000,
         name: None,
         source: "test".into(),
         consent_ip: None,

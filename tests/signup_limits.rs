@@ -254,7 +254,75 @@ async fn a_honeypot_signup_gets_thanks_and_nothing_is_stored(backend: Backend) {
     app.shutdown().await;
 }
 
+/// Issue 16, item 12: the resend limit counts per receiving mailbox.
+/// Tried: six `+tag` sub-addresses of one Gmail reader and the same
+/// local part with a dot (Gmail ignores dots), each by the form from one
+/// client. Before the fix each was a new address with its own limit, and
+/// seven confirmation mails arrived. Now each is stored as typed, its own
+/// pending subscriber, and one mail arrives; once the interval has passed
+/// (aged here rather than waited for) another spelling can have its own.
+async fn sub_addresses_of_one_mailbox_get_one_confirmation_mail(backend: Backend) {
+    let app = spawn_app_with(backend, SmtpSink::start(&[]), |c| {
+        c.signup.per_ip_per_minute = 100;
+    })
+    .await;
+    let addresses = [
+        "victim+1@gmail.com",
+        "victim+2@gmail.com",
+        "victim+3@gmail.com",
+        "victim+4@gmail.com",
+        "victim+5@gmail.com",
+        "victim+6@gmail.com",
+        "v.ictim@gmail.com",
+    ];
+    for email in addresses {
+        assert_eq!(app.subscribe_form(email, "").await.status(), 303, "{email}");
+    }
+    let mut stored: Vec<String> = app
+        .store
+        .list_subscribers(Some("pending"), 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.email)
+        .collect();
+    stored.sort();
+    let mut typed = addresses.map(String::from).to_vec();
+    typed.sort();
+    assert_eq!(stored, typed, "each address stored as typed, pending");
+
+    app.sink.wait_for(1, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let to: Vec<String> = app
+        .sink
+        .messages()
+        .into_iter()
+        .map(|m| m.envelope_to)
+        .collect();
+    assert_eq!(to, ["victim+1@gmail.com"], "one mail for one mailbox");
+    assert_eq!(queued_mails(&app).await, 0, "none held back to go later");
+
+    // The interval passes: the reader asks again under another spelling.
+    on_pool!(&app.store, pool => {
+        for sql in [
+            "UPDATE confirmation_mailboxes SET last_sent_at = last_sent_at - 601000",
+            "UPDATE subscribers SET last_confirmation_sent_at = last_confirmation_sent_at - 601000",
+        ] {
+            sqlx::query(sql).execute(pool).await.unwrap();
+        }
+    });
+    assert_eq!(
+        app.subscribe_form("v.ictim@gmail.com", "").await.status(),
+        303
+    );
+    app.sink.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(app.sink.messages_to("v.ictim@gmail.com").len(), 1);
+    assert_eq!(app.sink.messages().len(), 2);
+    app.shutdown().await;
+}
+
 both_backends!(
+    sub_addresses_of_one_mailbox_get_one_confirmation_mail,
     subscribe_is_rate_limited_per_client_ip,
     forwarded_for_names_the_client_behind_a_trusted_proxy,
     confirmation_mails_are_capped_per_minute,

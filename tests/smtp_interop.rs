@@ -3,7 +3,8 @@
 //! smtpd (503 to a second EHLO), and a relay that cannot be reached. A
 //! relay's quirk must never be counted against a subscriber, and what keeps
 //! mail from going out must show where the operator looks: the digest API,
-//! `herald digest status` and /health.
+//! `herald digest status` and the API's health report (never the public
+//! /health).
 
 mod common;
 
@@ -47,10 +48,22 @@ fn digest_status_cli(app: &TestApp, id: i64) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The health report with its details: the operator's `GET /api/health`.
 async fn health(app: &TestApp) -> serde_json::Value {
-    let resp = app.get("/health").await;
+    let resp = app
+        .api(reqwest::Method::GET, "/api/health")
+        .send()
+        .await
+        .expect("GET /api/health");
     assert_eq!(resp.status(), 200);
     resp.json().await.expect("health JSON")
+}
+
+/// What anyone on the internet gets from `GET /health`, as text.
+async fn public_health(app: &TestApp) -> String {
+    let resp = app.get("/health").await;
+    assert_eq!(resp.status(), 200);
+    resp.text().await.expect("health text")
 }
 
 async fn a_relay_without_8bitmime_gets_quoted_printable_and_nobody_bounces(backend: Backend) {
@@ -218,7 +231,7 @@ async fn a_server_that_refuses_a_second_ehlo_still_gets_mail(backend: Backend) {
     app.shutdown().await;
 }
 
-async fn a_relay_that_cannot_be_reached_shows_in_digest_status_and_health(backend: Backend) {
+async fn a_failing_relay_is_shown_to_the_operator_and_not_on_public_health(backend: Backend) {
     // Nothing listens on this port: every connection is refused.
     let port = common::free_port();
     let (app, id) = app_with_digest(backend, SmtpSink::start(&[]), &["ann@example.com"], |c| {
@@ -258,6 +271,23 @@ async fn a_relay_that_cannot_be_reached_shows_in_digest_status_and_health(backen
             .contains(&format!("127.0.0.1:{port}")),
         "{h}"
     );
+    // The public /health says degraded, and nothing of the relay: not its
+    // address, not its error text.
+    let public = public_health(&app).await;
+    let public_json: serde_json::Value = serde_json::from_str(&public).unwrap();
+    assert_eq!(public_json["status"], "degraded", "{public}");
+    let error = h["delivery"][0]["last_error"].as_str().unwrap_or_default();
+    assert!(!error.is_empty(), "{h}");
+    for secret in [
+        format!("127.0.0.1:{port}"),
+        port.to_string(),
+        error.to_string(),
+        "failing".to_string(),
+    ] {
+        assert!(!public.contains(&secret), "{secret:?} on /health: {public}");
+    }
+    let unauthorized = app.get("/api/health").await;
+    assert_eq!(unauthorized.status(), 401, "the details need the API token");
     let printed = digest_status_cli(&app, id);
     assert!(printed.contains("last error: SMTP server"), "{printed}");
     assert!(printed.contains(&format!("127.0.0.1:{port}")), "{printed}");
@@ -273,5 +303,5 @@ both_backends!(
     a_relay_refusing_the_sender_or_the_message_never_bounces_a_subscriber,
     a_relay_refusing_every_recipient_for_its_own_reasons_bounces_nobody,
     a_server_that_refuses_a_second_ehlo_still_gets_mail,
-    a_relay_that_cannot_be_reached_shows_in_digest_status_and_health,
+    a_failing_relay_is_shown_to_the_operator_and_not_on_public_health,
 );

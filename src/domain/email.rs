@@ -80,6 +80,36 @@ impl SubscriberEmail {
     pub fn key(&self) -> String {
         email_key(&self.0)
     }
+
+    /// The mailbox that mail to this address lands in, as far as herald can
+    /// tell: what the confirmation resend limit counts per, so that
+    /// `victim+1@`, `victim+2@` … and `v.ictim@gmail.com` get one
+    /// confirmation mail between them, not one each. From [`key`](Self::key):
+    /// a `+tag` is dropped (`victim+news@` is `victim@`), and for the
+    /// providers that ignore dots in the local part (Gmail, under
+    /// gmail.com and its old name googlemail.com) the dots are dropped and
+    /// the domain is gmail.com. The address itself is unchanged: it is
+    /// stored as typed and stays its own subscriber.
+    pub fn mailbox_key(&self) -> String {
+        mailbox_key(&self.key())
+    }
+}
+
+/// Providers whose mailboxes ignore dots in the local part, and the one
+/// domain each is known by.
+const DOTLESS_PROVIDERS: &[(&str, &str)] =
+    &[("gmail.com", "gmail.com"), ("googlemail.com", "gmail.com")];
+
+/// [`SubscriberEmail::mailbox_key`] from an address key.
+fn mailbox_key(key: &str) -> String {
+    let Some((local, domain)) = key.rsplit_once('@') else {
+        return key.to_string();
+    };
+    let local = local.split_once('+').map_or(local, |(base, _tag)| base);
+    match DOTLESS_PROVIDERS.iter().find(|(name, _)| *name == domain) {
+        Some((_, canonical)) => format!("{}@{canonical}", local.replace('.', "")),
+        None => format!("{local}@{domain}"),
+    }
 }
 
 /// [`SubscriberEmail::key`] of a stored address, also of rows written before
@@ -267,6 +297,42 @@ mod tests {
         );
     }
 
+    /// Issue 16, item 12: sub-addresses and Gmail's dots name one mailbox;
+    /// the address and its identity key stay as typed.
+    #[test]
+    fn sub_addresses_and_gmail_dots_share_a_mailbox_key() {
+        let mailbox = |s: &str| SubscriberEmail::parse(s).unwrap().mailbox_key();
+        assert_eq!(mailbox("victim@gmail.com"), "victim@gmail.com");
+        for variant in [
+            "victim+1@gmail.com",
+            "victim+6@gmail.com",
+            "v.ictim@gmail.com",
+            "V.I.C.T.I.M@GMail.com",
+            "vic.tim+x+y@googlemail.com",
+            "victim+@gmail.com",
+            "victim@GoogleMail.com",
+        ] {
+            assert_eq!(mailbox(variant), "victim@gmail.com", "{variant}");
+        }
+        // Dots count elsewhere; tags are dropped everywhere.
+        assert_eq!(mailbox("v.ictim@example.com"), "v.ictim@example.com");
+        assert_eq!(mailbox("V.ictim+a@Example.com"), "v.ictim@example.com");
+        assert_ne!(
+            mailbox("victim@gmail.com"),
+            mailbox("victim@gmail.com.example")
+        );
+        assert_ne!(mailbox("victim@example.com"), mailbox("victim@gmail.com"));
+        // A domain that only ends like Gmail's is not Gmail.
+        assert_eq!(mailbox("v.i@notgmail.com"), "v.i@notgmail.com");
+        let typed = SubscriberEmail::parse("v.ictim+1@gmail.com").unwrap();
+        assert_eq!(typed.as_str(), "v.ictim+1@gmail.com");
+        assert_eq!(typed.key(), "v.ictim+1@gmail.com");
+        assert_ne!(
+            typed.key(),
+            SubscriberEmail::parse("victim@gmail.com").unwrap().key()
+        );
+    }
+
     fn victim_key_of(s: &str) -> String {
         SubscriberEmail::parse(s).unwrap().key()
     }
@@ -320,6 +386,11 @@ mod tests {
                 prop_assert!(formatted.contains(&format!("To: Reader <{email}>")), "{}", formatted);
                 prop_assert!(email.as_str().is_ascii());
                 prop_assert_eq!(SubscriberEmail::parse(email.as_str()).map(|e| e.key()), Ok(email.key()));
+                // A mailbox key is its own mailbox key, and the same for
+                // every spelling of the address.
+                let mailbox = email.mailbox_key();
+                prop_assert_eq!(mailbox_key(&mailbox), mailbox.clone());
+                prop_assert_eq!(SubscriberEmail::parse(&email.as_str().to_uppercase()).map(|e| e.mailbox_key()), Ok(mailbox));
             }
         }
     }

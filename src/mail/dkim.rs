@@ -212,9 +212,16 @@ fn dns_name(what: &'static str, value: &str) -> Result<String, DkimError> {
     Ok(value.to_ascii_lowercase())
 }
 
-/// Header fields signed when present, in this order.
+/// Header fields signed, in this order. Each is over-signed: `h=` names
+/// it once more than the message has it (RFC 6376 5.4.2, 8.15), and the
+/// extra name signs its absence, so a field put above the signature by
+/// anyone on the way (a second Subject, From or Content-Type, a Reply-To
+/// or Cc herald never wrote) breaks the signature instead of being shown
+/// to the reader as signed by herald's domain. Reply-To, Cc and Sender are
+/// listed even when herald writes none, for the same reason.
 const SIGNED_HEADERS: &[&str] = &[
     "from",
+    "sender",
     "reply-to",
     "to",
     "cc",
@@ -267,17 +274,23 @@ impl Dkim {
             .map(|i| i + 2)
             .ok_or_else(|| DkimError::Sign("the message has no end of headers".into()))?;
         let fields = fields(&message[..header_end]);
-        let mut signed_names = Vec::with_capacity(SIGNED_HEADERS.len());
+        let mut h = String::with_capacity(512);
         let mut canonical = Vec::with_capacity(header_end + 512);
-        for name in SIGNED_HEADERS {
-            // RFC 6376 5.4.2: the last instance of a field is signed first;
-            // herald writes each of these once.
-            if let Some(field) = fields.iter().rev().find(|f| f.name_is(name)) {
+        for (i, name) in SIGNED_HEADERS.iter().enumerate() {
+            // RFC 6376 5.4.2: a name listed n times signs the last n
+            // instances, bottom up; a name listed beyond the instances
+            // there are signs that there are no more.
+            for field in fields.iter().rev().filter(|f| f.name_is(name)) {
                 relaxed_header(field.bytes, &mut canonical);
-                signed_names.push(*name);
+                h.push_str(name);
+                h.push(':');
+            }
+            h.push_str(name);
+            // h= may be folded after a colon; keeps lines short.
+            if i + 1 < SIGNED_HEADERS.len() {
+                h.push_str(if i % 3 == 2 { ":\r\n\t  " } else { ":" });
             }
         }
-        let h = signed_names.join(":");
         let bh = BASE64.encode(body_hash);
         let t = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -514,7 +527,7 @@ pub fn check_names(selector: &str, domain: &str) -> Result<(), DkimError> {
     Ok(())
 }
 
-/// Writes a new private key: PKCS#8 PEM, mode 0600.
+/// Writes a new private key: PKCS#8 PEM (v1 for Ed25519), mode 0600.
 pub fn generate(algorithm: Algorithm, path: &Path) -> Result<(), DkimError> {
     let key_error = |reason: String| DkimError::Key {
         path: path.to_path_buf(),
@@ -522,7 +535,10 @@ pub fn generate(algorithm: Algorithm, path: &Path) -> Result<(), DkimError> {
     };
     let pem = match algorithm {
         Algorithm::Ed25519 => {
-            let der = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new())
+            // PKCS#8 v1 (RFC 8410, no public key inside): OpenSSL 3.0 and
+            // python-cryptography cannot read the v2 form, and OpenDKIM or
+            // Rspamd may be given the same key. [`DkimKey::load`] reads both.
+            let der = Ed25519KeyPair::generate_pkcs8v1(&aws_lc_rs::rand::SystemRandom::new())
                 .map_err(|_| key_error("could not generate an Ed25519 key".into()))?;
             pem_private_key(der.as_ref())
         }
@@ -608,6 +624,71 @@ mod tests {
             None,
             "whitespace in a value"
         );
+    }
+
+    /// Issue 16, item 7: `h=` names each field herald signs once more than
+    /// the message has it, absent ones (Reply-To, Cc, Sender) once, and
+    /// its folded lines stay short.
+    #[test]
+    fn h_over_signs_every_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ed.pem");
+        generate(Algorithm::Ed25519, &path).unwrap();
+        let dkim = Dkim::new(vec![DkimKey::load(&path, "s1", "example.com").unwrap()]);
+        let message = b"From: a@example.com\r\nTo: b@example.org\r\nSubject: s\r\nsubject: again\r\n\r\nbody\r\n";
+        let signed = String::from_utf8(dkim.sign_message(message).unwrap()).unwrap();
+        let field = &signed[..signed.find("\r\nFrom:").unwrap()];
+        assert!(field.lines().all(|l| l.len() <= 100), "{field}");
+        let h: String = field
+            .split("h=")
+            .nth(1)
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        let mut expected: Vec<&str> = Vec::new();
+        for name in SIGNED_HEADERS {
+            let present = match *name {
+                "from" | "to" => 1,
+                "subject" => 2,
+                _ => 0,
+            };
+            expected.extend(std::iter::repeat_n(*name, present + 1));
+        }
+        assert_eq!(h, expected.join(":"));
+    }
+
+    /// Keys written by older herald versions (PKCS#8 v2, with the public
+    /// key) and by this one (v1) both load, and sign alike.
+    #[test]
+    fn ed25519_keys_load_in_both_pkcs8_forms() {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        let from_v2 = Ed25519KeyPair::from_pkcs8(v2.as_ref()).unwrap();
+        let v1 = from_v2.to_pkcs8v1().unwrap();
+        let mut records = Vec::new();
+        for (name, der) in [("v2.pem", v2.as_ref()), ("v1.pem", v1.as_ref())] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, pem_private_key(der)).unwrap();
+            let key = DkimKey::load(&path, "s1", "example.com").unwrap();
+            assert_eq!(key.algorithm(), Algorithm::Ed25519, "{name}");
+            records.push(key.dns_record().unwrap());
+        }
+        assert_eq!(records[0], records[1], "one key in two forms");
+        let generated = dir.path().join("new.pem");
+        generate(Algorithm::Ed25519, &generated).unwrap();
+        let pem = std::fs::read(&generated).unwrap();
+        let der = match PrivateKeyDer::from_pem_slice(&pem).unwrap() {
+            PrivateKeyDer::Pkcs8(der) => der.secret_pkcs8_der().to_vec(),
+            other => panic!("not PKCS#8: {other:?}"),
+        };
+        // RFC 8410's v1 form: SEQUENCE { INTEGER 0, AlgorithmIdentifier
+        // { 1.3.101.112 }, OCTET STRING { OCTET STRING seed } }, 48 bytes.
+        assert_eq!(der.len(), 48, "{der:02x?}");
+        assert_eq!(&der[..5], [0x30, 0x2e, 0x02, 0x01, 0x00]);
     }
 
     #[test]

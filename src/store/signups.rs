@@ -14,6 +14,11 @@ pub struct NewSignup {
     pub email: String,
     /// `SubscriberEmail::key` of `email`: what "new" is judged by.
     pub email_key: String,
+    /// `SubscriberEmail::mailbox_key` of `email`: what the resend limit
+    /// counts per. A new address whose mailbox got a confirmation less than
+    /// `resend_interval_ms` ago is stored, and gets none.
+    pub mailbox_key: String,
+    pub resend_interval_ms: Millis,
     pub name: Option<String>,
     pub source: String,
     pub consent_ip: Option<String>,
@@ -23,12 +28,14 @@ pub struct NewSignup {
 }
 
 /// Bound parameters per signup in the SQLite script.
-const SQLITE_PARAMS: usize = 11;
+const SQLITE_PARAMS: usize = 13;
 
 /// One signup's part of the SQLite script, parameters from `$o+1`: the
-/// subscriber if the address is new, then its token only when that row was
-/// written (`changes()` counts the statement before), then the mail where
-/// that fresh token exists, returning the signup's place in the batch.
+/// subscriber if the address is new, then (only when that row was written:
+/// `changes()` counts the statement before) its mailbox's time of the last
+/// confirmation, only when that was longer ago than the resend interval,
+/// then its token only when the mailbox's time was written, then the mail
+/// where that fresh token exists, returning the signup's place in the batch.
 fn sqlite_part(index: usize) -> String {
     let o = index * SQLITE_PARAMS;
     let p = |k: usize| format!("${}", o + k);
@@ -45,10 +52,14 @@ fn sqlite_part(index: usize) -> String {
         p(10),
         p(11),
     );
+    let (mailbox, since) = (p(12), p(13));
     format!(
         "INSERT INTO subscribers (email, email_key, name, status, source, created_at, consent_ip, consent_user_agent, consent_at, last_confirmation_sent_at)
 VALUES ({email}, {key}, {name}, 'pending', {source}, {now}, {ip}, {agent}, {now}, {now})
 ON CONFLICT DO NOTHING;
+INSERT INTO confirmation_mailboxes (mailbox_key, last_sent_at) SELECT {mailbox}, {now} WHERE changes() = 1
+ON CONFLICT (mailbox_key) DO UPDATE SET last_sent_at = excluded.last_sent_at
+WHERE confirmation_mailboxes.last_sent_at <= {since};
 INSERT INTO confirmation_tokens (token_hash, subscriber_id, created_at, expires_at)
 SELECT {token}, id, {now}, {expires} FROM subscribers WHERE email_key = {key} AND changes() = 1;
 INSERT INTO outbox (kind, subscriber_id, recipient, subject, confirm_url, status, next_attempt_at, created_at)
@@ -61,34 +72,51 @@ RETURNING {index};
 
 /// All signups of a batch in one statement: the input deduplicated by
 /// address key (the first of two signups for one address wins, the second
-/// is "not new"), subscribers that did not exist, their tokens and mails.
-/// Subscribers are inserted in key order, so two batches committing at
-/// once that share addresses wait on each other in the same order instead
-/// of deadlocking.
+/// is "not new"), subscribers that did not exist, then per mailbox (the
+/// first new address of a mailbox in the batch) the time of its last
+/// confirmation where that was longer ago than the resend interval ($14),
+/// and for those their tokens and mails. Subscribers are inserted in key
+/// order and mailboxes in mailbox order, so two batches committing at once
+/// that share addresses wait on each other in the same order instead of
+/// deadlocking.
 const PG_SIGNUPS: &str = "WITH input AS (
     SELECT DISTINCT ON (email_key) * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[],
-        $6::text[], $7::text[], $8::text[], $9::bigint[], $10::text[], $11::text[], $12::text[])
-        AS t(idx, email, name, source, now, ip, agent, token, expires, subject, url, email_key)
+        $6::text[], $7::text[], $8::text[], $9::bigint[], $10::text[], $11::text[], $12::text[], $13::text[])
+        AS t(idx, email, name, source, now, ip, agent, token, expires, subject, url, email_key, mailbox_key)
     ORDER BY email_key, idx
 ), subscriber AS (
     INSERT INTO subscribers (email, email_key, name, status, source, created_at, consent_ip, consent_user_agent, consent_at, last_confirmation_sent_at)
     SELECT email, email_key, name, 'pending', source, now, ip, agent, now, now FROM input ORDER BY email_key
     ON CONFLICT DO NOTHING RETURNING id, email_key
+), fresh AS (
+    SELECT DISTINCT ON (i.mailbox_key) i.*, s.id AS subscriber_id
+    FROM subscriber s JOIN input i ON i.email_key = s.email_key
+    ORDER BY i.mailbox_key, i.idx
+), mailbox AS (
+    INSERT INTO confirmation_mailboxes (mailbox_key, last_sent_at)
+    SELECT mailbox_key, now FROM fresh ORDER BY mailbox_key
+    ON CONFLICT (mailbox_key) DO UPDATE SET last_sent_at = EXCLUDED.last_sent_at
+    WHERE confirmation_mailboxes.last_sent_at <= EXCLUDED.last_sent_at - $14::bigint
+    RETURNING mailbox_key
+), mailed AS (
+    SELECT f.* FROM fresh f JOIN mailbox m ON m.mailbox_key = f.mailbox_key
 ), token AS (
     INSERT INTO confirmation_tokens (token_hash, subscriber_id, created_at, expires_at)
-    SELECT i.token, s.id, i.now, i.expires FROM subscriber s JOIN input i ON i.email_key = s.email_key
+    SELECT token, subscriber_id, now, expires FROM mailed
 ), mail AS (
     INSERT INTO outbox (kind, subscriber_id, recipient, subject, confirm_url, status, next_attempt_at, created_at)
-    SELECT 'confirmation', s.id, i.email, i.subject, i.url, 'queued', i.now, i.now
-    FROM subscriber s JOIN input i ON i.email_key = s.email_key
+    SELECT 'confirmation', subscriber_id, email, subject, url, 'queued', now, now FROM mailed
 )
-SELECT i.idx FROM subscriber s JOIN input i ON i.email_key = s.email_key";
+SELECT idx FROM mailed";
 
 impl Store {
-    /// Writes each signup whose address is new (pending subscriber, token,
-    /// confirmation mail) in one transaction, and says which were: `true`
-    /// at a signup's place when it created the subscriber. Known addresses
-    /// are left untouched for the caller's slower path.
+    /// Writes each signup whose address is new (pending subscriber, and
+    /// token and confirmation mail unless its mailbox had one within the
+    /// resend interval) in one transaction, and says which were: `true` at
+    /// a signup's place when it created the subscriber and queued its mail.
+    /// Known addresses are left untouched, and a new one whose mailbox had
+    /// its mail is left pending without one, for the caller's slower path
+    /// (which finds it rate-limited).
     pub async fn insert_new_signups(&self, batch: &[NewSignup]) -> Result<Vec<bool>> {
         let mut created = vec![false; batch.len()];
         if batch.is_empty() {
@@ -117,6 +145,14 @@ impl Store {
                     .bind(col(|s| Some(s.confirmation.subject.clone())))
                     .bind(col(|s| Some(s.confirmation.confirm_url.clone())))
                     .bind(col(|s| Some(s.email_key.clone())))
+                    .bind(col(|s| Some(s.mailbox_key.clone())))
+                    .bind(
+                        batch
+                            .iter()
+                            .map(|s| s.resend_interval_ms)
+                            .max()
+                            .unwrap_or(0),
+                    )
                     .fetch_all(pool)
                     .await?
             }
@@ -148,7 +184,9 @@ impl Store {
                             .bind(s.confirmation.expires_at)
                             .bind(s.confirmation.subject)
                             .bind(s.confirmation.confirm_url)
-                            .bind(s.email_key);
+                            .bind(s.email_key)
+                            .bind(s.mailbox_key)
+                            .bind(s.now - s.resend_interval_ms);
                     }
                     let indexes = q.fetch_all(&mut *conn).await;
                     if indexes.is_err() {

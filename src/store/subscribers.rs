@@ -44,7 +44,9 @@ pub enum SignupOutcome {
     Created,
     /// Still pending: a new confirmation was queued.
     Resent,
-    /// Still pending and a confirmation went out moments ago: nothing queued.
+    /// Pending, and a confirmation went to this address, or to its mailbox
+    /// under another spelling (`+tag`, Gmail's dots), moments ago: nothing
+    /// queued.
     RateLimited,
     /// Already confirmed: nothing changes.
     AlreadyConfirmed,
@@ -81,6 +83,8 @@ impl Store {
         let signup = NewSignup {
             email: req.email.as_str().to_owned(),
             email_key: req.email.key(),
+            mailbox_key: req.email.mailbox_key(),
+            resend_interval_ms: req.resend_interval_ms,
             name: req.name.map(|n| n.as_str().to_owned()),
             source: req.source.to_owned(),
             consent_ip: req.consent_ip.map(str::to_owned),
@@ -162,6 +166,37 @@ impl Store {
                     (id, outcome)
                 }
             };
+            // The resend limit per mailbox: one confirmation mail per
+            // interval to all the spellings of one mailbox together. A
+            // reader coming back after unsubscribing (which took a link
+            // from that mailbox) gets theirs whatever the interval, as
+            // before; the mailbox's time is set all the same.
+            let mut outcome = outcome;
+            if matches!(
+                outcome,
+                SignupOutcome::Created | SignupOutcome::Resent | SignupOutcome::Resubscribed
+            ) {
+                let since = if outcome == SignupOutcome::Resubscribed {
+                    Millis::MAX
+                } else {
+                    req.now - req.resend_interval_ms
+                };
+                let mailbox_free = sqlx::query(
+                    "INSERT INTO confirmation_mailboxes (mailbox_key, last_sent_at) VALUES ($1, $2)
+                     ON CONFLICT (mailbox_key) DO UPDATE SET last_sent_at = excluded.last_sent_at
+                     WHERE confirmation_mailboxes.last_sent_at <= $3",
+                )
+                .bind(req.email.mailbox_key())
+                .bind(req.now)
+                .bind(since)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if !mailbox_free {
+                    outcome = SignupOutcome::RateLimited;
+                }
+            }
             if matches!(
                 outcome,
                 SignupOutcome::Created | SignupOutcome::Resent | SignupOutcome::Resubscribed

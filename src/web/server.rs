@@ -6,12 +6,15 @@
 //! - A request's line and headers must arrive within `header_timeout_secs`
 //!   (hyper's header-read timer, which also runs while a keep-alive
 //!   connection waits for its next request), and its body within
-//!   `body_timeout_secs` (tower-http's body timeout). A client that stops
-//!   reading cannot hold a connection either: herald's public pages are a
-//!   few KB, far below the socket buffers, so the answer is written and the
-//!   connection goes back to waiting for a request head. (A read/write
-//!   idle timer around each socket was tried and dropped: it re-armed a
-//!   timer on every read and cost /subscribe measurably.)
+//!   `body_timeout_secs` (tower-http's body timeout).
+//! - A client that stops reading cannot hold a connection either: once no
+//!   byte of a response could be written for `send_timeout_secs` (the
+//!   socket's buffers are full and the client takes nothing), the write
+//!   fails and the connection is closed, however large the answer (the
+//!   archive feed, an API list). The timer is armed only when a write
+//!   finds the buffers full, never on reads or writes that go through: a
+//!   read/write idle timer around each socket was tried before and dropped,
+//!   as re-arming it on every read cost /subscribe measurably.
 //! - On shutdown the listener closes at once, connections are asked to
 //!   finish their current request, and whatever is still open at the
 //!   deadline is dropped: the deadline holds whatever clients do.
@@ -21,9 +24,14 @@ use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use std::future::Future as _;
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -40,6 +48,7 @@ pub async fn serve(
     deadline: Duration,
 ) {
     let body_timeout = Duration::from_secs(limits.body_timeout_secs.max(1));
+    let send_timeout = Duration::from_secs(limits.send_timeout_secs.max(1));
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -71,7 +80,7 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(stream);
+        let io = TokioIo::new(SendTimeout::new(stream, send_timeout));
         let service = TowerToHyperService::new(AddExtension::new(
             RequestBodyTimeout::new(app.clone(), body_timeout),
             ConnectInfo(peer),
@@ -109,5 +118,91 @@ pub async fn serve(
             "shutdown deadline passed: closing the connections still open"
         );
         connections.shutdown().await;
+    }
+}
+
+/// A client's socket whose writes fail once none could make progress for
+/// `limit`: the client has stopped reading and the buffers are full.
+struct SendTimeout {
+    stream: TcpStream,
+    limit: Duration,
+    /// Armed when a write finds the buffers full; dropped by the next
+    /// write that goes through.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl SendTimeout {
+    fn new(stream: TcpStream, limit: Duration) -> Self {
+        Self {
+            stream,
+            limit,
+            stalled: None,
+        }
+    }
+
+    fn bounded<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if poll.is_ready() {
+            self.stalled = None;
+            return poll;
+        }
+        let limit = self.limit;
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client read nothing of the response for the send timeout",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl AsyncRead for SendTimeout {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for SendTimeout {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.bounded(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.bounded(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.stream).poll_flush(cx);
+        self.bounded(cx, poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.stream).poll_shutdown(cx);
+        self.bounded(cx, poll)
     }
 }

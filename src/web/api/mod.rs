@@ -4,6 +4,7 @@
 mod articles;
 mod digests;
 mod feeds;
+mod health;
 mod smtp_servers;
 mod subscribers;
 
@@ -34,6 +35,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/digests/{id}/pause", post(digests::pause))
         .route("/digests/{id}/resume", post(digests::resume))
         .route("/digests/{id}/cancel", post(digests::cancel))
+        .route("/health", get(health::show))
         .route("/smtp-servers", get(smtp_servers::list))
         .route("/subscribers", get(subscribers::list))
         .route("/subscriber-events", get(subscribers::events))
