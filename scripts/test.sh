@@ -35,6 +35,12 @@ if ! python3 -c 'import dkim, nacl' 2>/dev/null; then
     python3 -m pip install --quiet dkimpy pynacl 2>/dev/null \
         || install_missing scripts/test.sh python3-dkim python3-nacl
 fi
+# python-cryptography: tests/dkim.rs checks it reads the Ed25519 keys herald writes.
+if ! python3 -c 'import cryptography' 2>/dev/null; then
+    log "installing cryptography"
+    python3 -m pip install --quiet cryptography 2>/dev/null \
+        || install_missing scripts/test.sh python3-cryptography
+fi
 
 # axe-core: the accessibility checker tests/browser.rs runs on a digest in Chromium.
 if [ ! -f target/test-tools/node_modules/axe-core/axe.min.js ]; then
