@@ -40,6 +40,8 @@
 //!
 //! [`Store::record_subscriber_event`]: crate::store::Store::record_subscriber_event
 
+#[cfg(test)]
+mod fuzz;
 pub mod postmark;
 pub mod sendgrid;
 pub mod ses;

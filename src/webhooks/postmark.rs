@@ -48,6 +48,15 @@ impl Postmark {
         }
     }
 
+    /// Only `username` and `password` (the fuzz targets).
+    #[cfg(test)]
+    pub(crate) fn for_tests(username: &str, password: &str) -> Self {
+        Self {
+            username: username.into(),
+            password: password.into(),
+        }
+    }
+
     /// Holds when `Authorization: Basic …` carries the configured user
     /// and password.
     pub fn authorize(&self, headers: &HeaderMap) -> Result<(), Error> {

@@ -71,6 +71,15 @@ impl SendGrid {
         }))
     }
 
+    /// An endpoint that verifies with `point` (the fuzz targets' own key).
+    #[cfg(test)]
+    pub(crate) fn for_tests(point: Vec<u8>, max_age_secs: u64) -> Self {
+        Self {
+            point,
+            max_age_secs,
+        }
+    }
+
     /// What can be known before the body is read: both headers there, the
     /// timestamp a number of seconds within `max_age_secs` of `now_secs`,
     /// the signature base64 of something the size of a P-256 signature.

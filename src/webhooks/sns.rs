@@ -359,6 +359,12 @@ impl SigningKey {
         }
         Ok(Self(der.to_vec()))
     }
+
+    /// A key from its PKCS#1 RSAPublicKey DER (the fuzz targets' own key).
+    #[cfg(test)]
+    pub(crate) fn from_pkcs1_der(der: &[u8]) -> Self {
+        Self(der.to_vec())
+    }
 }
 
 /// Where the key that verifies a message comes from.
