@@ -25,6 +25,11 @@ targets=(
     feeds::fuzz::fuzz_item_html_is_sanitised_within_the_limits
     # inbound mail: MIME in, decision out
     inbound::fuzz::fuzz_inbound_classification_keeps_each_token_on_its_channel
+    # the relay webhooks: signatures, credentials and payload parsers
+    webhooks::fuzz::fuzz_sns_messages_are_accepted_only_as_signed
+    webhooks::fuzz::fuzz_sendgrid_posts_are_accepted_only_as_signed
+    webhooks::fuzz::fuzz_postmark_accepts_only_the_exact_credentials
+    webhooks::fuzz::fuzz_arbitrary_bytes_never_panic_the_webhook_parsers
 )
 share=$(( secs / ${#targets[@]} ))
 echo "fuzzing ${#targets[@]} targets, ${share}s each, up to ${cases} cases each" >&2

@@ -129,25 +129,64 @@ pub struct InboundConfig {
 /// Relay webhooks: bounces and complaints reported over HTTP by the relay
 /// that sends herald's mail (`POST /webhooks/{ses,sendgrid,postmark}`).
 /// Each provider is off until configured; an unconfigured one answers 404.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebhooksConfig {
     pub ses: SesWebhookConfig,
     pub sendgrid: SendGridWebhookConfig,
     pub postmark: PostmarkWebhookConfig,
+    /// Bytes that the SES and SendGrid bodies being read before their
+    /// signature is checked may hold together (a body counts for its
+    /// Content-Length, or 1 MiB without one). A request beyond it answers
+    /// 503 with Retry-After, unread; the relays retry. At least 1 MiB (one
+    /// whole body). Postmark's bodies are read only after its credentials
+    /// and do not count.
+    pub unverified_body_budget_bytes: usize,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            ses: SesWebhookConfig::default(),
+            sendgrid: SendGridWebhookConfig::default(),
+            postmark: PostmarkWebhookConfig::default(),
+            unverified_body_budget_bytes: 8 * 1024 * 1024,
+        }
+    }
 }
 
 /// Amazon SES notifications delivered by an Amazon SNS HTTPS subscription.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SesWebhookConfig {
+    /// On: `topic_arns` must name the topics, or herald does not start.
     pub enabled: bool,
     /// PEM certificate whose key every SNS message must be signed with.
     /// Unset: the certificate is fetched from the message's `SigningCertURL`,
-    /// only when that is `https://sns.<region>.amazonaws.com/….pem`, and kept.
+    /// only when that is `https://sns.<region>.amazonaws.com[.cn]/….pem`, and kept.
     pub certificate_file: Option<PathBuf>,
-    /// Topics whose messages are accepted; empty: any topic.
+    /// The only topics whose messages are accepted and whose subscription
+    /// herald confirms. Required when enabled: SNS signs every topic's
+    /// messages with the same certificate, so a signature alone does not
+    /// say the message is about herald's mail.
     pub topic_arns: Vec<String>,
+    /// A message whose SNS `Timestamp` is further than this from now is
+    /// refused (403), so a signed message cannot be replayed later. SNS
+    /// keeps a message's Timestamp through its retries: its default
+    /// delivery policy retries for under a minute; 3600 (the default)
+    /// leaves room for a custom policy retrying for up to an hour.
+    pub max_age_secs: u64,
+}
+
+impl Default for SesWebhookConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            certificate_file: None,
+            topic_arns: Vec::new(),
+            max_age_secs: 3600,
+        }
+    }
 }
 
 /// SendGrid's Signed Event Webhook.

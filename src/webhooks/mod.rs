@@ -21,12 +21,27 @@
 //! on (deliveries, opens, clicks) is logged and counted as ignored, and the
 //! answer is still 200, so the provider does not retry it forever.
 //!
+//! The answer to a proven request is the same whatever it changed: the
+//! [`Summary`] of what was recorded goes to the log, never to the sender,
+//! so a webhook cannot be used to learn who subscribes (the signup form is
+//! as careful).
+//!
+//! Nothing is read before what can be checked without the body is checked
+//! (Postmark's credentials; SendGrid's signature and timestamp headers and
+//! the timestamp's age; SNS's message-type and topic headers). Bodies whose
+//! signature can be checked only once they are read (SES, SendGrid) then
+//! share one [`BodyBudget`] of bytes (`webhooks.unverified_body_budget_bytes`):
+//! when it is spent a request answers 503 with Retry-After, unread, so
+//! unauthenticated clients together hold at most that much memory.
+//!
 //! Verifying is microseconds of work (one RSA or ECDSA check) and a body is
 //! at most [`MAX_BODY_BYTES`], so handlers do it inline; only fetching an
 //! SNS signing certificate waits on the network, and it is fetched once.
 //!
 //! [`Store::record_subscriber_event`]: crate::store::Store::record_subscriber_event
 
+#[cfg(test)]
+mod fuzz;
 pub mod postmark;
 pub mod sendgrid;
 pub mod ses;
@@ -37,6 +52,9 @@ use crate::domain::time::now_millis;
 use crate::domain::SubscriberEmail;
 use crate::startup::AppState;
 use crate::store::{EventKind, NewEvent};
+use axum::http::HeaderMap;
+use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Largest webhook body read (a SendGrid batch of a few thousand events).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -55,7 +73,7 @@ pub enum Error {
     /// Missing or wrong signature or credentials.
     #[error("unauthorized: {0}")]
     Unauthorized(String),
-    /// A signed SendGrid timestamp too far from now (a replay).
+    /// A SendGrid or SNS timestamp too far from now (a replay).
     #[error(
         "the signed timestamp is {age_secs} s from now, more than the {max_age_secs} s allowed"
     )]
@@ -72,6 +90,12 @@ pub enum Error {
     /// Visiting an SNS SubscribeURL failed; the provider retries.
     #[error("the subscription could not be confirmed: {0}")]
     Confirm(String),
+    /// The body would be larger than [`MAX_BODY_BYTES`].
+    #[error("a webhook body may be at most {MAX_BODY_BYTES} bytes")]
+    TooLarge,
+    /// The budget for unverified bodies is spent: 503 with Retry-After.
+    #[error("too many webhook bodies are being read; try again shortly")]
+    Busy,
     #[error(transparent)]
     Store(#[from] crate::store::Error),
 }
@@ -85,6 +109,19 @@ pub enum ConfigError {
     SendGridKey(String),
     #[error("webhooks.postmark needs both username and password (or neither)")]
     PostmarkCredentials,
+    #[error(
+        "webhooks.ses.enabled needs webhooks.ses.topic_arns: the ARNs of the SNS topics your SES \
+         notifications go to (for example topic_arns = [\"arn:aws:sns:eu-west-1:123456789012:herald-bounces\"], \
+         or HERALD_WEBHOOKS__SES__TOPIC_ARNS='[\"arn:…\"]'); SNS signs every topic's messages alike, \
+         so without them anyone's topic could report on your readers"
+    )]
+    SesTopicArnsRequired,
+    #[error("webhooks.ses.topic_arns: {0}")]
+    SesTopicArn(String),
+    #[error(
+        "webhooks.unverified_body_budget_bytes is {0}: it must hold at least one whole body ({MAX_BODY_BYTES} bytes)"
+    )]
+    BodyBudget(usize),
     #[error("webhooks: could not build the HTTP client: {0}")]
     Http(String),
 }
@@ -95,6 +132,8 @@ pub struct Webhooks {
     pub ses: Option<ses::Ses>,
     pub sendgrid: Option<sendgrid::SendGrid>,
     pub postmark: Option<postmark::Postmark>,
+    /// Shared by the SES and SendGrid bodies read before their signature.
+    pub unverified_bodies: BodyBudget,
 }
 
 impl std::fmt::Debug for Webhooks {
@@ -110,12 +149,70 @@ impl std::fmt::Debug for Webhooks {
 
 impl Webhooks {
     pub fn from_config(config: &WebhooksConfig) -> Result<Self, ConfigError> {
+        if config.unverified_body_budget_bytes < MAX_BODY_BYTES {
+            return Err(ConfigError::BodyBudget(config.unverified_body_budget_bytes));
+        }
         Ok(Self {
             ses: ses::Ses::from_config(&config.ses)?,
             sendgrid: sendgrid::SendGrid::from_config(&config.sendgrid)?,
             postmark: postmark::Postmark::from_config(&config.postmark)?,
+            unverified_bodies: BodyBudget::new(config.unverified_body_budget_bytes),
         })
     }
+}
+
+/// The bytes that bodies not yet proven may hold together, in permits of
+/// [`BodyBudget::UNIT`] bytes: a request takes its share before a byte of
+/// its body is read and gives it back when it is answered.
+pub struct BodyBudget {
+    permits: Arc<Semaphore>,
+}
+
+impl BodyBudget {
+    pub const UNIT: usize = 1024;
+
+    pub fn new(bytes: usize) -> Self {
+        let permits = (bytes / Self::UNIT).min(Semaphore::MAX_PERMITS);
+        Self {
+            permits: Arc::new(Semaphore::new(permits)),
+        }
+    }
+
+    /// Room for a body of `declared` bytes (its Content-Length), or of
+    /// [`MAX_BODY_BYTES`] when it declares none. [`Error::TooLarge`] for a
+    /// body declared larger than that; [`Error::Busy`] when the budget is
+    /// spent (never waits: a waiting request would hold its connection).
+    pub fn reserve(&self, declared: Option<u64>) -> Result<OwnedSemaphorePermit, Error> {
+        let bytes = match declared {
+            Some(n) if n > MAX_BODY_BYTES as u64 => return Err(Error::TooLarge),
+            // Fits in usize: at most MAX_BODY_BYTES.
+            Some(n) => n as usize,
+            None => MAX_BODY_BYTES,
+        };
+        let units = bytes.div_ceil(Self::UNIT).max(1);
+        let units = u32::try_from(units).map_err(|_| Error::TooLarge)?;
+        self.permits
+            .clone()
+            .try_acquire_many_owned(units)
+            .map_err(|_| Error::Busy)
+    }
+}
+
+/// A header's text, trimmed, when it is there, is text and is not empty.
+pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// Seconds since the epoch (0 if the clock is before it).
+pub(crate) fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 /// One recipient's report, as the provider stated it.
@@ -137,8 +234,10 @@ pub enum Item {
     Ignore(String),
 }
 
-/// What herald did with a webhook request: the answer's JSON.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+/// What herald did with a webhook request. For the log only: the answer
+/// is the same whatever it holds (it would tell who subscribes), bar the
+/// `note` of an SNS confirmation, which does not depend on any reader.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
     /// Events recorded for a subscriber (first time seen).
     pub recorded: u32,
@@ -149,7 +248,6 @@ pub struct Summary {
     /// Entries not acted on: other event kinds, unknown or unparseable addresses.
     pub ignored: u32,
     /// For messages that are not reports (an SNS subscription confirmation).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
 

@@ -8,13 +8,19 @@
 //! timestamp further than `max_age_secs` from now is refused, so a
 //! captured request cannot be replayed later.
 //!
+//! Both headers are checked before the body is read
+//! ([`SendGrid::check_headers`]): present, the timestamp a number of
+//! seconds within `max_age_secs` of now, the signature base64 of at most
+//! the 72 bytes of a DER P-256 signature. Only then is the body read (within
+//! the shared budget of unverified bodies) and the signature checked.
+//!
 //! The body is a JSON array of events: `bounce` is a bounce (`type`
 //! `bounce`) or a soft bounce (`type` `blocked`), `dropped` with reason
 //! `Bounced Address` a bounce, `spamreport` a complaint, `deferred` a soft
 //! bounce; the rest (processed, delivered, open, click, …) are ignored.
 //! The reference is `sg_event_id`.
 
-use super::{apply, detail, ConfigError, Error, Item, RelayEvent, Summary};
+use super::{apply, detail, header, ConfigError, Error, Item, RelayEvent, Summary};
 use crate::config::SendGridWebhookConfig;
 use crate::startup::AppState;
 use crate::store::EventKind;
@@ -31,6 +37,17 @@ pub const TIMESTAMP_HEADER: &str = "x-twilio-email-event-webhook-timestamp";
 const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 /// secp256r1, also called prime256v1 or P-256.
 const P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+
+/// A DER ECDSA P-256 signature: SEQUENCE of two INTEGERs of up to 33 bytes.
+const MAX_SIGNATURE_BYTES: usize = 72;
+const MIN_SIGNATURE_BYTES: usize = 8;
+
+/// The headers of a request that may be SendGrid's, checked for form.
+pub struct SignedHeaders<'a> {
+    /// As sent: the signature covers this text.
+    timestamp: &'a str,
+    signature: Vec<u8>,
+}
 
 pub struct SendGrid {
     /// The uncompressed point (0x04 ‖ x ‖ y) ring verifies with.
@@ -54,37 +71,37 @@ impl SendGrid {
         }))
     }
 
-    /// Holds when the headers carry a fresh timestamp and a signature of
-    /// it and `body` by the configured key.
-    fn verify(&self, headers: &HeaderMap, body: &[u8], now_secs: u64) -> Result<(), Error> {
-        let header = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-        };
-        let (Some(signature), Some(timestamp)) =
-            (header(SIGNATURE_HEADER), header(TIMESTAMP_HEADER))
-        else {
+    /// An endpoint that verifies with `point` (the fuzz targets' own key).
+    #[cfg(test)]
+    pub(crate) fn for_tests(point: Vec<u8>, max_age_secs: u64) -> Self {
+        Self {
+            point,
+            max_age_secs,
+        }
+    }
+
+    /// What can be known before the body is read: both headers there, the
+    /// timestamp a number of seconds within `max_age_secs` of `now_secs`,
+    /// the signature base64 of something the size of a P-256 signature.
+    pub fn check_headers<'a>(
+        &self,
+        headers: &'a HeaderMap,
+        now_secs: i64,
+    ) -> Result<SignedHeaders<'a>, Error> {
+        let (Some(signature), Some(timestamp)) = (
+            header(headers, SIGNATURE_HEADER),
+            header(headers, TIMESTAMP_HEADER),
+        ) else {
             return Err(Error::Unauthorized(
                 "no X-Twilio-Email-Event-Webhook-Signature or -Timestamp".into(),
             ));
         };
-        let signed_at: u64 = timestamp
-            .parse()
-            .map_err(|_| Error::Unauthorized("the timestamp is not a number of seconds".into()))?;
-        let signature = base64::engine::general_purpose::STANDARD
-            .decode(signature)
-            .map_err(|_| Error::Unauthorized("the signature is not base64".into()))?;
-        let mut signed = Vec::with_capacity(timestamp.len() + body.len());
-        signed.extend_from_slice(timestamp.as_bytes());
-        signed.extend_from_slice(body);
-        UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &self.point)
-            .verify(&signed, &signature)
-            .map_err(|_| Error::Unauthorized("the SendGrid signature does not verify".into()))?;
-        // Checked after the signature, so that only SendGrid's own old
-        // requests are called stale.
+        let signed_at: i64 = Some(timestamp)
+            .filter(|t| t.len() <= 12 && t.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| {
+                Error::Unauthorized("the timestamp is not a number of seconds".into())
+            })?;
         let age_secs = now_secs.abs_diff(signed_at);
         if age_secs > self.max_age_secs {
             return Err(Error::Stale {
@@ -92,7 +109,33 @@ impl SendGrid {
                 max_age_secs: self.max_age_secs,
             });
         }
-        Ok(())
+        if signature.len() > MAX_SIGNATURE_BYTES.div_ceil(3) * 4 {
+            return Err(Error::Unauthorized("the signature is too long".into()));
+        }
+        let signature = base64::engine::general_purpose::STANDARD
+            .decode(signature)
+            .map_err(|_| Error::Unauthorized("the signature is not base64".into()))?;
+        if !(MIN_SIGNATURE_BYTES..=MAX_SIGNATURE_BYTES).contains(&signature.len()) {
+            return Err(Error::Unauthorized(
+                "the signature is not the size of a P-256 signature".into(),
+            ));
+        }
+        Ok(SignedHeaders {
+            timestamp,
+            signature,
+        })
+    }
+
+    /// Holds when the headers pass [`Self::check_headers`] and carry a
+    /// signature of the timestamp and `body` by the configured key.
+    pub fn verify(&self, headers: &HeaderMap, body: &[u8], now_secs: i64) -> Result<(), Error> {
+        let signed_headers = self.check_headers(headers, now_secs)?;
+        let mut signed = Vec::with_capacity(signed_headers.timestamp.len() + body.len());
+        signed.extend_from_slice(signed_headers.timestamp.as_bytes());
+        signed.extend_from_slice(body);
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &self.point)
+            .verify(&signed, &signed_headers.signature)
+            .map_err(|_| Error::Unauthorized("the SendGrid signature does not verify".into()))
     }
 }
 
@@ -135,19 +178,15 @@ pub async fn receive(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Resu
         .sendgrid
         .as_ref()
         .ok_or(Error::NotConfigured("SendGrid"))?;
-    let now_secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    sendgrid.verify(headers, body, now_secs)?;
+    sendgrid.verify(headers, body, super::now_secs())?;
+    Ok(apply(state, "sendgrid", items_of_body(body)?).await?)
+}
+
+/// The events of a verified body.
+pub(crate) fn items_of_body(body: &[u8]) -> Result<Vec<Item>, Error> {
     let events: Vec<Event> = serde_json::from_slice(body)
         .map_err(|e| Error::Malformed(format!("not a JSON array of SendGrid events: {e}")))?;
-    Ok(apply(
-        state,
-        "sendgrid",
-        events.iter().map(item_of_event).collect(),
-    )
-    .await?)
+    Ok(events.iter().map(item_of_event).collect())
 }
 
 #[derive(Debug, serde::Deserialize)]

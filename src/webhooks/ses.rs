@@ -11,24 +11,39 @@
 //! with the recipient, so SNS's retries count once.
 //!
 //! Anyone with an AWS account can subscribe herald's URL to a topic of
-//! their own, and SNS signs whatever they then publish. So herald confirms
-//! a subscription by itself only for a topic in `webhooks.ses.topic_arns`;
-//! without that list the operator confirms by hand (the log says how), and
-//! only topics the operator confirmed ever deliver.
+//! their own, and SNS signs whatever they then publish with the same
+//! regional certificate as herald's own topic: a valid signature says the
+//! message went through SNS, not that it is about herald's mail. So herald
+//! needs `webhooks.ses.topic_arns` to start with SES enabled, and accepts
+//! (and confirms subscriptions to) only those topics; and a message whose
+//! `Timestamp` is more than `webhooks.ses.max_age_secs` from now is refused,
+//! so an old signed message cannot be replayed.
+//!
+//! What can be checked before the body is read is checked first
+//! ([`Ses::check_headers`]): SNS's `x-amz-sns-message-type` header must
+//! name a type SNS sends, and its `x-amz-sns-topic-arn` header, when
+//! present, an accepted topic; the message must then agree with both.
 
-use super::sns::{self, Certificates, Envelope, SigningKey};
-use super::{apply, detail, ConfigError, Error, Item, RelayEvent, Summary};
+use super::sns::{self, Certificates, Envelope, MessageType, SigningKey, TopicArn};
+use super::{apply, detail, header, ConfigError, Error, Item, RelayEvent, Summary};
 use crate::config::SesWebhookConfig;
 use crate::startup::AppState;
 use crate::store::EventKind;
+use axum::http::HeaderMap;
 use std::time::Duration;
+
+/// SNS names the message's type and topic in headers as well as in the body.
+pub const MESSAGE_TYPE_HEADER: &str = "x-amz-sns-message-type";
+pub const TOPIC_ARN_HEADER: &str = "x-amz-sns-topic-arn";
 
 /// How long herald waits for AWS when fetching a certificate or
 /// confirming a subscription.
 const AWS_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Ses {
-    topic_arns: Vec<String>,
+    /// Never empty: [`Ses::from_config`] refuses that.
+    topic_arns: Vec<TopicArn>,
+    max_age_secs: u64,
     certificates: Certificates,
 }
 
@@ -37,6 +52,14 @@ impl Ses {
         if !config.enabled {
             return Ok(None);
         }
+        if config.topic_arns.is_empty() {
+            return Err(ConfigError::SesTopicArnsRequired);
+        }
+        let topic_arns = config
+            .topic_arns
+            .iter()
+            .map(|t| TopicArn::parse(t.trim()).map_err(ConfigError::SesTopicArn))
+            .collect::<Result<Vec<_>, _>>()?;
         let pinned = match &config.certificate_file {
             Some(path) => {
                 let pem = std::fs::read(path).map_err(|e| ConfigError::SesCertificate {
@@ -64,13 +87,88 @@ impl Ses {
             .map_err(|e| ConfigError::Http(e.to_string()))?
             .for_checked_host_names();
         Ok(Some(Self {
-            topic_arns: config.topic_arns.clone(),
+            topic_arns,
+            max_age_secs: config.max_age_secs,
             certificates: Certificates::new(pinned, http),
         }))
     }
 
+    /// An SES endpoint that verifies with `key` only (the fuzz targets).
+    #[cfg(test)]
+    pub(crate) fn pinned_for_tests(topic: &str, max_age_secs: u64, key: SigningKey) -> Self {
+        Self {
+            topic_arns: vec![TopicArn::parse(topic).unwrap()],
+            max_age_secs,
+            certificates: Certificates::new(Some(key), reqwest::Client::new()),
+        }
+    }
+
     fn topic_allowed(&self, topic_arn: &str) -> bool {
-        self.topic_arns.is_empty() || self.topic_arns.iter().any(|t| t == topic_arn)
+        self.topic_arns.iter().any(|t| t.as_str() == topic_arn)
+    }
+
+    /// What the headers say, checked before the body is read: an SNS
+    /// message type, and an accepted topic when the topic header is there.
+    pub fn check_headers(&self, headers: &HeaderMap) -> Result<MessageType, Error> {
+        let Some(kind) = header(headers, MESSAGE_TYPE_HEADER) else {
+            return Err(Error::Malformed(
+                "no x-amz-sns-message-type header: not an SNS delivery".into(),
+            ));
+        };
+        let kind = MessageType::parse(kind)?;
+        if let Some(topic) = header(headers, TOPIC_ARN_HEADER) {
+            if !self.topic_allowed(topic) {
+                return Err(Error::TopicNotAllowed);
+            }
+        }
+        Ok(kind)
+    }
+
+    /// The message in `body` when it has SNS's form, agrees with the
+    /// headers, comes from an accepted topic, is no older (or newer) than
+    /// `max_age_secs` at `now_secs`, and names an SNS certificate URL. Its
+    /// signature is not checked yet: that may need a certificate fetched.
+    pub fn check_message(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        now_secs: i64,
+    ) -> Result<Envelope, Error> {
+        let kind = self.check_headers(headers)?;
+        let envelope = Envelope::parse(body)?;
+        if envelope.kind != kind {
+            return Err(Error::Malformed(format!(
+                "the x-amz-sns-message-type header says {}, the message {}",
+                kind.as_str(),
+                envelope.kind.as_str()
+            )));
+        }
+        if header(headers, TOPIC_ARN_HEADER).is_some_and(|t| t != envelope.topic_arn.as_str()) {
+            return Err(Error::Malformed(
+                "the x-amz-sns-topic-arn header and the message's TopicArn differ".into(),
+            ));
+        }
+        if !self.topic_allowed(envelope.topic_arn.as_str()) {
+            return Err(Error::TopicNotAllowed);
+        }
+        let age_secs = now_secs.abs_diff(envelope.sent_at_secs);
+        if age_secs > self.max_age_secs {
+            return Err(Error::Stale {
+                age_secs,
+                max_age_secs: self.max_age_secs,
+            });
+        }
+        if envelope
+            .signing_cert_url
+            .as_deref()
+            .and_then(sns::signing_cert_url_if_sns)
+            .is_none()
+        {
+            return Err(Error::Unauthorized(
+                "SigningCertURL is not an https://sns.<region>.amazonaws.com/….pem URL".into(),
+            ));
+        }
+        Ok(envelope)
     }
 
     /// Visits the SubscribeURL of a verified confirmation, when the topic
@@ -90,11 +188,8 @@ impl Ses {
                 "subscription not confirmed ({why}): confirm it by hand"
             )))
         };
-        if self.topic_arns.is_empty() {
-            return by_hand("webhooks.ses.topic_arns is empty");
-        }
         let Some(url) = sns::subscribe_url_if_aws(raw) else {
-            return by_hand("the SubscribeURL is not an https URL on amazonaws.com");
+            return by_hand("the SubscribeURL is not an https URL on sns.<region>.amazonaws.com");
         };
         sns::fetch(self.certificates.http(), url, 64 * 1024)
             .await
@@ -105,29 +200,25 @@ impl Ses {
 }
 
 /// Verifies and acts on one SNS message.
-pub async fn receive(state: &AppState, body: &[u8]) -> Result<Summary, Error> {
+pub async fn receive(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Summary, Error> {
     let ses = state
         .webhooks
         .ses
         .as_ref()
         .ok_or(Error::NotConfigured("SES"))?;
-    let envelope: Envelope = serde_json::from_slice(body)
-        .map_err(|e| Error::Malformed(format!("not an SNS message: {e}")))?;
-    if !ses.topic_allowed(&envelope.topic_arn) {
-        return Err(Error::TopicNotAllowed);
-    }
+    let envelope = ses.check_message(headers, body, super::now_secs())?;
     let key = ses
         .certificates
         .key_for(envelope.signing_cert_url.as_deref())
         .await?;
     envelope.verify(&key)?;
-    match envelope.kind.as_str() {
-        "Notification" => {
+    match envelope.kind {
+        MessageType::Notification => {
             let items = items_of_notification(&envelope.message_id, &envelope.message);
             Ok(apply(state, "ses", items).await?)
         }
-        "SubscriptionConfirmation" => ses.confirm_subscription(&envelope).await,
-        _ => {
+        MessageType::SubscriptionConfirmation => ses.confirm_subscription(&envelope).await,
+        MessageType::UnsubscribeConfirmation => {
             tracing::info!(topic_arn = %envelope.topic_arn, "SNS unsubscribe confirmation: nothing to do");
             Ok(Summary::note("unsubscribe confirmation: nothing to do"))
         }
@@ -175,7 +266,7 @@ struct Recipient {
 }
 
 /// The events of one SES notification (the SNS `Message`).
-fn items_of_notification(message_id: &str, message: &str) -> Vec<Item> {
+pub(crate) fn items_of_notification(message_id: &str, message: &str) -> Vec<Item> {
     let notification: Notification = match serde_json::from_str(message) {
         Ok(n) => n,
         Err(e) => {
