@@ -18,6 +18,8 @@ struct Case {
     content_type: Option<&'static str>,
     body: Vec<u8>,
     api: bool,
+    /// A bearer token other than the API's (`/inbound`).
+    bearer: Option<&'static str>,
     status: u16,
     /// Text the answer must contain (page or JSON).
     says: &'static str,
@@ -39,6 +41,7 @@ fn case(
         content_type,
         body: body.into(),
         api: false,
+        bearer: None,
         status,
         says,
     }
@@ -47,6 +50,23 @@ fn case(
 fn api(mut c: Case) -> Case {
     c.api = true;
     c
+}
+
+const INBOUND_TOKEN: &str = "abuse-inbound-token";
+
+fn inbound(mut c: Case) -> Case {
+    c.bearer = Some(INBOUND_TOKEN);
+    c
+}
+
+/// A message nested `levels` deep in non-encoded message/rfc822 parts.
+fn nested_message(levels: usize) -> Vec<u8> {
+    let mut m = Vec::with_capacity(levels * 40 + 100);
+    for _ in 0..levels {
+        m.extend_from_slice(b"Content-Type: message/rfc822\r\n\r\n");
+    }
+    m.extend_from_slice(b"From: a@example.com\r\nSubject: x\r\n\r\nbody\r\n");
+    m
 }
 
 fn form(fields: &[(&str, &str)]) -> Vec<u8> {
@@ -425,6 +445,52 @@ fn cases() -> Vec<Case> {
             400,
             "",
         )),
+        // --- issue 16: mail, webhooks and articles that broke herald before
+        inbound(case(
+            "300,000 nested message/rfc822 parts (overflowed the stack)",
+            "POST",
+            "/inbound",
+            Some("message/rfc822"),
+            nested_message(300_000),
+            200,
+            "unparseable",
+        )),
+        inbound(case(
+            "an out-of-office reply to the bounce address",
+            "POST",
+            "/inbound",
+            Some("message/rfc822"),
+            b"From: reader@example.com\r\nTo: bounces+1.AAAAAAAAAAAAAAAAAAAAAA@herald.test\r\nAuto-Submitted: auto-replied\r\nSubject: Out of office\r\n\r\nI am away.\r\n".to_vec(),
+            200,
+            "auto_reply",
+        )),
+        case(
+            "a Postmark webhook without its credentials, body promised",
+            "POST",
+            "/webhooks/postmark",
+            Some(JSON),
+            br#"{"RecordType":"Bounce","Email":"reader@example.com"}"#.to_vec(),
+            401,
+            "",
+        ),
+        api(case(
+            "article link, image and author carrying herald's old placeholders",
+            "POST",
+            "/api/articles",
+            Some(JSON),
+            br#"{"title":"t %%HERALD_UNSUBSCRIBE_URL%%","url":"https://evil.example/s?u=%%HERALD_UNSUBSCRIBE_URL%%","image_url":"https://evil.example/t.gif?t=%%HERALD_UNSUBSCRIBE_URL%%","author":"%%HERALD_ARCHIVE_URL%%","html":"<p>x</p>"}"#.to_vec(),
+            201,
+            "created",
+        )),
+        api(case(
+            "article title with U+FFFF and an escape sequence",
+            "POST",
+            "/api/articles",
+            Some(JSON),
+            "{\"title\":\"a\u{ffff}b\\u001b[2Jc\",\"url\":\"https://news.example.com/ffff\",\"html\":\"<p>x</p>\"}".as_bytes().to_vec(),
+            201,
+            "created",
+        )),
         api(case(
             "digest id that is not a number",
             "GET",
@@ -439,7 +505,12 @@ fn cases() -> Vec<Case> {
 }
 
 async fn hostile_inputs_get_clear_answers_and_nothing_is_stored_or_sent(backend: Backend) {
-    let app = spawn_app_with(backend, SmtpSink::start(&[]), |_| {}).await;
+    let app = spawn_app_with(backend, SmtpSink::start(&[]), |c| {
+        c.inbound.token = Some(INBOUND_TOKEN.into());
+        c.webhooks.postmark.username = Some("postmark".into());
+        c.webhooks.postmark.password = Some("a long random password".into());
+    })
+    .await;
     let mut failures = Vec::new();
     for c in cases() {
         let method = reqwest::Method::from_bytes(c.method.as_bytes()).unwrap();
@@ -452,6 +523,9 @@ async fn hostile_inputs_get_clear_answers_and_nothing_is_stored_or_sent(backend:
         }
         if c.api {
             req = req.bearer_auth(API_TOKEN);
+        }
+        if let Some(token) = c.bearer {
+            req = req.bearer_auth(token);
         }
         let r = req.body(c.body.clone()).send().await;
         let Ok(r) = r else {
@@ -500,6 +574,14 @@ async fn hostile_inputs_get_clear_answers_and_nothing_is_stored_or_sent(backend:
         .await
         .unwrap();
     assert!(!articles.contains("javascript:"), "{articles}");
+    assert!(
+        !articles.contains('\u{ffff}') && !articles.contains("\\uffff"),
+        "{articles}"
+    );
+    assert!(
+        !articles.contains('\u{1b}') && !articles.contains("\\u001b"),
+        "{articles}"
+    );
     assert!(!articles.contains("data:text"), "{articles}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(app.sink.messages().is_empty(), "mail was sent");

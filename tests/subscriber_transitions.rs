@@ -69,7 +69,13 @@ async fn arrange_state(app: &TestApp, id: i64, state: &str) {
         .execute(pool)
         .await
         .map(drop)
-        .unwrap()
+        .unwrap();
+        // The resend limit also counts per receiving mailbox.
+        sqlx::query("UPDATE confirmation_mailboxes SET last_sent_at = 0")
+            .execute(pool)
+            .await
+            .map(drop)
+            .unwrap()
     });
 }
 
