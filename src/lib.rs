@@ -13,6 +13,8 @@ pub mod digest;
 pub mod doctor;
 pub mod domain;
 pub mod feeds;
+#[cfg(test)]
+mod fuzz_cases;
 pub mod inbound;
 pub mod mail;
 pub mod outgoing;

@@ -20,17 +20,6 @@ use crate::store::{ArticleRow, NewArticle};
 use proptest::prelude::*;
 use std::time::Instant;
 
-fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(64);
-    ProptestConfig {
-        cases,
-        ..ProptestConfig::default()
-    }
-}
-
 const FEED_URL: &str = "https://feeds.example/feed.xml";
 
 /// URLs as feeds write them, hostile ones included.
@@ -325,7 +314,7 @@ fn assert_digest_lines(articles: &[NewArticle]) {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(crate::fuzz_cases::config())]
 
     #[test]
     fn fuzz_rss_items_come_out_safe_or_not_at_all(

@@ -12,17 +12,6 @@ use super::classify::{classify, Mailboxes, Report};
 use proptest::prelude::*;
 use std::time::{Duration, Instant};
 
-fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(64);
-    ProptestConfig {
-        cases,
-        ..ProptestConfig::default()
-    }
-}
-
 /// Bounce-channel token, unsubscribe-channel token, one in a returned copy.
 const BOUNCE_T: &str = "11.BBBBBBBBBBBBBBBBBBBBBB";
 const UNSUB_T: &str = "22.UUUUUUUUUUUUUUUUUUUUUU";
@@ -97,7 +86,7 @@ fn message() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(crate::fuzz_cases::config())]
 
     #[test]
     fn fuzz_inbound_classification_keeps_each_token_on_its_channel(raw in message()) {

@@ -27,17 +27,6 @@ use ring::signature::{self, EcdsaKeyPair, KeyPair, RsaKeyPair};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(64);
-    ProptestConfig {
-        cases,
-        ..ProptestConfig::default()
-    }
-}
-
 /// Longer than this for one case is a failure (a request is handled inline).
 const CASE_TIME_LIMIT: Duration = Duration::from_secs(1);
 
@@ -316,7 +305,7 @@ fn genuine_sns() -> impl Strategy<Value = GenuineSns> {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(crate::fuzz_cases::config())]
 
     /// An SNS message is accepted only with the signed fields its signer
     /// gave it: a mutation survives only if it left them as they were.
