@@ -734,7 +734,8 @@ async fn doctor(config: Config, resolver: Option<String>) -> anyhow::Result<()> 
         None => None,
     };
     let timeout = std::time::Duration::from_secs(config.doctor.timeout_secs.clamp(1, 60));
-    let findings = crate::doctor::check(&config, resolver, timeout).await?;
+    let mut findings = crate::doctor::check(&config, resolver, timeout).await?;
+    findings.extend(crate::doctor::seen_by_herald(&config).await);
     if !crate::doctor::print(&findings) {
         std::process::exit(1);
     }

@@ -332,6 +332,44 @@ fn aligned(what: &str, domain: &str, from_domain: &str, fix: &str) -> Finding {
     }
 }
 
+/// What the running herald saw that the configuration does not cover: a
+/// peer that sent `X-Forwarded-For` without being a trusted proxy (the web
+/// process records it, once per run). Nothing when there is no database yet.
+pub async fn seen_by_herald(config: &Config) -> Vec<Finding> {
+    let Ok(store) = crate::store::Store::open_existing(&config.database_url()).await else {
+        return Vec::new();
+    };
+    let seen = store
+        .setting(crate::web::rate_limit::UNTRUSTED_FORWARDING_SETTING)
+        .await
+        .ok()
+        .flatten();
+    store.close().await;
+    let Some(seen) = seen else {
+        return Vec::new();
+    };
+    let peer = seen.split_whitespace().next().unwrap_or_default();
+    let now_trusted = peer.parse::<std::net::IpAddr>().is_ok_and(|ip| {
+        config
+            .signup
+            .trusted_proxies
+            .iter()
+            .any(|p| p.0.contains(&ip))
+    });
+    if now_trusted {
+        return Vec::new();
+    }
+    vec![Finding {
+        verdict: Verdict::Warn,
+        what: format!(
+            "requests from {seen} carried X-Forwarded-For, but {peer} is not in signup.trusted_proxies: if it is your reverse proxy, every reader behind it shares one signup allowance"
+        ),
+        fix: Some(format!(
+            "list the proxy in signup.trusted_proxies = [\"{peer}\"] (HERALD_SIGNUP__TRUSTED_PROXIES)"
+        )),
+    }]
+}
+
 /// Settings that are not DNS: checked without the network.
 fn settings(config: &Config, mailer: &crate::mail::Mailer) -> Vec<Finding> {
     let mut out = Vec::new();

@@ -175,3 +175,68 @@ async fn doctor_without_a_reachable_dns_says_so_instead_of_hanging() {
     assert!(text.contains("[ok  ] postal_address is set"), "{text}");
     drop(silent);
 }
+
+/// Issue 17, item 11: a reverse proxy that the web process saw sending
+/// `X-Forwarded-For` without being in `signup.trusted_proxies` is named by
+/// `herald doctor` with the setting to change; once it is listed, or when
+/// there is no database at all, doctor says nothing of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_names_a_reverse_proxy_left_out_of_trusted_proxies() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), &[], true);
+    // No database yet: nothing to say, and none is created.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let resolver = silent.local_addr().unwrap().to_string();
+    let text = stdout(&doctor(dir.path(), &config, &resolver).await);
+    assert!(!text.contains("trusted_proxies"), "{text}");
+    assert!(
+        !dir.path().join("herald.db").exists(),
+        "doctor created a database"
+    );
+
+    let migrated = Command::new(HERALD)
+        .env_clear()
+        .env("HERALD_DATA_DIR", dir.path())
+        .env("HERALD_LOG", "error")
+        .arg("--config")
+        .arg(&config)
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(migrated.status.success(), "{}", stdout(&migrated));
+    let store = herald::store::Store::open_existing(&format!(
+        "sqlite://{}",
+        dir.path().join("herald.db").display()
+    ))
+    .await
+    .unwrap();
+    store
+        .set_setting(
+            herald::web::rate_limit::UNTRUSTED_FORWARDING_SETTING,
+            "10.0.0.5 at 2026-12-06T20:00:00Z",
+        )
+        .await
+        .unwrap();
+    store.close().await;
+    let text = stdout(&doctor(dir.path(), &config, &resolver).await);
+    assert!(
+        text.contains("[warn] requests from 10.0.0.5 at 2026-12-06T20:00:00Z carried X-Forwarded-For, but 10.0.0.5 is not in signup.trusted_proxies"),
+        "{text}"
+    );
+    assert!(
+        text.contains("signup.trusted_proxies = [\"10.0.0.5\"]"),
+        "{text}"
+    );
+
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n[signup]\ntrusted_proxies = [\"10.0.0.0/8\"]\n",
+            std::fs::read_to_string(&config).unwrap()
+        ),
+    )
+    .unwrap();
+    let text = stdout(&doctor(dir.path(), &config, &resolver).await);
+    assert!(!text.contains("trusted_proxies"), "{text}");
+    drop(silent);
+}

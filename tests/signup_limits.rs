@@ -321,7 +321,70 @@ async fn sub_addresses_of_one_mailbox_get_one_confirmation_mail(backend: Backend
     app.shutdown().await;
 }
 
+/// Issue 17, item 11: behind a reverse proxy left out of
+/// `signup.trusted_proxies`, every reader is the proxy and the site shares
+/// one allowance. The first request that carries `X-Forwarded-For` from a
+/// peer that is not trusted is recorded (with a warning in the log) for
+/// `herald doctor`; a trusted proxy's requests are not. Tried: a form post
+/// with the header from 127.0.0.1 untrusted, a second one (recorded once),
+/// a post without the header, and the same from 127.0.0.1 trusted.
+async fn a_reverse_proxy_left_out_of_trusted_proxies_is_named_for_the_operator(backend: Backend) {
+    use herald::web::rate_limit::UNTRUSTED_FORWARDING_SETTING;
+    let app = spawn_app_with(backend, SmtpSink::start(&[]), |_| {}).await;
+    let resp = post_form(&app, "email=plain%40example.com", None).await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(
+        app.store
+            .setting(UNTRUSTED_FORWARDING_SETTING)
+            .await
+            .unwrap(),
+        None
+    );
+    for i in 0..2 {
+        let body = format!("email=behind{i}%40example.com");
+        let resp = post_form(&app, &body, Some("198.51.100.7")).await;
+        assert_eq!(resp.status(), 303);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let seen = loop {
+        if let Some(seen) = app
+            .store
+            .setting(UNTRUSTED_FORWARDING_SETTING)
+            .await
+            .unwrap()
+        {
+            break seen;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the proxy was never recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(seen.starts_with("127.0.0.1 at 20"), "{seen}");
+    app.shutdown().await;
+
+    let trusted = spawn_app_with(backend, SmtpSink::start(&[]), |c| {
+        c.signup.trusted_proxies = vec!["127.0.0.0/8".to_string().try_into().unwrap()];
+    })
+    .await;
+    let resp = post_form(&trusted, "email=behind%40example.com", Some("198.51.100.7")).await;
+    assert_eq!(resp.status(), 303);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        trusted
+            .store
+            .setting(UNTRUSTED_FORWARDING_SETTING)
+            .await
+            .unwrap(),
+        None,
+        "a trusted proxy is not reported"
+    );
+    trusted.shutdown().await;
+}
+
 both_backends!(
+    a_reverse_proxy_left_out_of_trusted_proxies_is_named_for_the_operator,
     sub_addresses_of_one_mailbox_get_one_confirmation_mail,
     subscribe_is_rate_limited_per_client_ip,
     forwarded_for_names_the_client_behind_a_trusted_proxy,

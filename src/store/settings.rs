@@ -19,6 +19,18 @@ impl Store {
         })
     }
 
+    /// Stores `value` for `key`, replacing what was there.
+    pub async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        with_pool!(self, pool => {
+            sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+                .bind(key)
+                .bind(value)
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
+    }
+
     /// The stored value for `key`, if any; never writes.
     pub async fn setting(&self, key: &str) -> Result<Option<String>> {
         with_pool!(self, pool => {

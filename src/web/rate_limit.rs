@@ -19,6 +19,7 @@ use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -27,7 +28,14 @@ type PerClient = RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, DefaultCloc
 pub struct SignupLimiter {
     per_client: Option<PerClient>,
     trusted: Vec<TrustedProxy>,
+    /// Set by the first request whose `X-Forwarded-For` came from a peer
+    /// that is not a trusted proxy: said once per process.
+    saw_untrusted_forwarding: AtomicBool,
 }
+
+/// Where herald keeps the last untrusted peer that sent `X-Forwarded-For`,
+/// for `herald doctor`: `IP at RFC 3339 time`.
+pub const UNTRUSTED_FORWARDING_SETTING: &str = "untrusted_forwarded_for";
 
 impl std::fmt::Debug for SignupLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -47,6 +55,7 @@ impl SignupLimiter {
         let limiter = Arc::new(Self {
             per_client,
             trusted: config.trusted_proxies.clone(),
+            saw_untrusted_forwarding: AtomicBool::new(false),
         });
         if limiter.per_client.is_some() {
             tokio::spawn(forget_quiet_clients(Arc::downgrade(&limiter)));
@@ -56,6 +65,28 @@ impl SignupLimiter {
 
     fn is_trusted(&self, ip: IpAddr) -> bool {
         self.trusted.iter().any(|p| p.0.contains(&ip))
+    }
+
+    /// The first time a request carries `X-Forwarded-For` from a peer that
+    /// is not a trusted proxy: that peer, after a warning that names the
+    /// setting. Behind a reverse proxy left out of `signup.trusted_proxies`
+    /// every reader is the proxy, and the whole site shares one allowance.
+    pub fn first_untrusted_forwarder(&self, peer: IpAddr, headers: &HeaderMap) -> Option<IpAddr> {
+        let peer = peer.to_canonical();
+        if !headers.contains_key("x-forwarded-for")
+            || self.is_trusted(peer)
+            || self.saw_untrusted_forwarding.swap(true, Ordering::Relaxed)
+        {
+            return None;
+        }
+        tracing::warn!(
+            %peer,
+            "requests from {peer} carry X-Forwarded-For, but {peer} is not in signup.trusted_proxies: \
+             if it is your reverse proxy, every reader behind it shares one signup allowance \
+             (signup.per_ip_per_minute); list it in signup.trusted_proxies \
+             (HERALD_SIGNUP__TRUSTED_PROXIES='[\"{peer}\"]'). Said once per process."
+        );
+        Some(peer)
     }
 
     /// The address the request came from, as far as it can be trusted.

@@ -119,6 +119,24 @@ fn validate(
     Ok((email, name))
 }
 
+/// Keeps the untrusted proxy for `herald doctor` (in the background: the
+/// signup does not wait for it, and a failure is only logged).
+fn remember_untrusted_forwarder(state: &AppState, proxy: std::net::IpAddr) {
+    let store = state.store.clone();
+    let value = format!(
+        "{proxy} at {}",
+        crate::domain::time::format_rfc3339(crate::domain::time::now_millis())
+    );
+    tokio::spawn(async move {
+        if let Err(e) = store
+            .set_setting(super::rate_limit::UNTRUSTED_FORWARDING_SETTING, &value)
+            .await
+        {
+            tracing::warn!(error = %e, "could not record the untrusted proxy for herald doctor");
+        }
+    });
+}
+
 /// Form posts get a 303 to the thanks page, JSON gets 202. The answer is
 /// the same for new, pending and confirmed addresses, so the form cannot be
 /// used to find out who subscribes; and the same when the honeypot field is
@@ -131,6 +149,12 @@ pub async fn submit(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let kind = content_kind(&headers);
+    if let Some(proxy) = state
+        .signup_limiter
+        .first_untrusted_forwarder(peer.ip(), &headers)
+    {
+        remember_untrusted_forwarder(&state, proxy);
+    }
     let client = state.signup_limiter.client_ip(peer.ip(), &headers);
     if let Err(wait) = state.signup_limiter.check(client) {
         return too_many(&state, kind.unwrap_or(Kind::Form), wait);
