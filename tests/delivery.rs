@@ -56,6 +56,93 @@ async fn permanent_rejection_fails_the_recipient_with_the_server_reply(backend: 
     app.shutdown().await;
 }
 
+/// Issue 17, item 14: "550 5.1.1 User unknown" at RCPT is beyond doubt:
+/// the address is bounced at once (bounce_threshold left at its default of
+/// 3) and the bounce is in the digest's report and the subscriber's events,
+/// as a DSN's would be. The other reader gets the digest.
+async fn an_unknown_recipient_is_bounced_at_once_and_reported(backend: Backend) {
+    let server = common::faulty_smtp::start(0, "gone").await;
+    let (app, id) = app_with_digest(
+        backend,
+        SmtpSink::start(&[]),
+        &["gone@example.com", "here@example.com"],
+        |c| {
+            c.smtp_url = Some(format!("smtp://127.0.0.1:{}", server.port));
+        },
+    )
+    .await;
+    assert_eq!(app.config.delivery.bounce_threshold, 3);
+    app.start_worker();
+    let status = app.wait_digest_done(id, Duration::from_secs(20)).await;
+    assert_eq!(status["counts"]["failed"], 1, "{status}");
+    assert_eq!(status["counts"]["sent"], 1, "{status}");
+    assert_eq!(
+        app.subscriber_status("gone@example.com").await.as_deref(),
+        Some("bounced")
+    );
+    assert_eq!(
+        app.subscriber_status("here@example.com").await.as_deref(),
+        Some("confirmed")
+    );
+    assert_eq!(status["reports"]["bounces"], 1, "{status}");
+    let events = app.api_get("/api/subscriber-events?kind=bounce").await;
+    let events = events["events"].as_array().expect("events").clone();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let text = events[0].to_string();
+    assert!(
+        text.contains("gone@example.com") && text.contains("5.1.1"),
+        "{text}"
+    );
+    app.shutdown().await;
+}
+
+/// Issue 17, item 14: a permanent reply that is not beyond doubt (552 5.2.2
+/// mailbox full) counts towards bounce_threshold, but only in a row: a
+/// delivered copy in between starts the count again. Threshold 2: fail,
+/// deliver, fail leaves the reader confirmed (the old count reached 2).
+async fn a_delivered_copy_resets_the_count_of_ambiguous_failures(backend: Backend) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let full = Arc::new(AtomicBool::new(true));
+    let server = common::faulty_smtp::start_with(common::faulty_smtp::Faults {
+        mailbox_full: Some(full.clone()),
+        ..Default::default()
+    })
+    .await;
+    let (app, first) = app_with_digest(backend, SmtpSink::start(&[]), &["full@example.com"], |c| {
+        c.smtp_url = Some(format!("smtp://127.0.0.1:{}", server.port));
+        c.delivery.bounce_threshold = 2;
+    })
+    .await;
+    app.start_worker();
+    let status = app.wait_digest_done(first, Duration::from_secs(20)).await;
+    assert_eq!(status["counts"]["failed"], 1, "{status}");
+    assert_eq!(
+        app.subscriber_status("full@example.com").await.as_deref(),
+        Some("confirmed")
+    );
+
+    full.store(false, Ordering::Relaxed);
+    app.add_article("Second", "https://news.example.com/second/", "<p>Two.</p>")
+        .await;
+    let second = app.send_digest_now().await;
+    let status = app.wait_digest_done(second, Duration::from_secs(20)).await;
+    assert_eq!(status["counts"]["sent"], 1, "{status}");
+
+    full.store(true, Ordering::Relaxed);
+    app.add_article("Third", "https://news.example.com/third/", "<p>Three.</p>")
+        .await;
+    let third = app.send_digest_now().await;
+    let status = app.wait_digest_done(third, Duration::from_secs(20)).await;
+    assert_eq!(status["counts"]["failed"], 1, "{status}");
+    assert_eq!(
+        app.subscriber_status("full@example.com").await.as_deref(),
+        Some("confirmed"),
+        "two failures with a delivery between are not two in a row"
+    );
+    app.shutdown().await;
+}
+
 async fn temporary_rejection_is_retried_until_the_server_accepts(backend: Backend) {
     let (mut app, id) = app_with_digest(
         backend,
@@ -202,6 +289,8 @@ async fn cancel_while_copies_are_in_flight_leaves_nothing_queued(backend: Backen
 }
 
 both_backends!(
+    an_unknown_recipient_is_bounced_at_once_and_reported,
+    a_delivered_copy_resets_the_count_of_ambiguous_failures,
     cancel_while_copies_are_in_flight_leaves_nothing_queued,
     permanent_rejection_fails_the_recipient_with_the_server_reply,
     temporary_rejection_is_retried_until_the_server_accepts,

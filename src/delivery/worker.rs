@@ -610,9 +610,13 @@ async fn send_digest_copy(
         Routed::NotAttempted => DeliveryOutcome::Released,
         Routed::Failed(SendError::Permanent(error)) => {
             tracing::warn!(digest_id = c.digest_id, subscriber_id = c.subscriber_id, %error, "recipient rejected permanently");
-            DeliveryOutcome::Failed {
-                error,
-                is_permanent: true,
+            if crate::mail::names_an_unknown_recipient(&error) {
+                DeliveryOutcome::Bounced { error }
+            } else {
+                DeliveryOutcome::Failed {
+                    error,
+                    is_permanent: true,
+                }
             }
         }
         Routed::Failed(SendError::Throttled(error)) => DeliveryOutcome::Retry {

@@ -17,6 +17,7 @@ pub use template::{
     sample_digest, sample_digest_bodies, slotted, time_body_hash, time_per_copy,
     time_per_signed_copy, DigestTemplate, SAMPLE_UNSUBSCRIBE_MARKER,
 };
+pub use transaction::names_an_unknown_recipient;
 
 use crate::config::{Config, SmtpServerConfig};
 use lettre::address::Envelope;

@@ -172,6 +172,43 @@ fn is_about_the_recipient(text: &str) -> bool {
     }
 }
 
+/// Whether a permanent reply to RCPT says the recipient does not exist or
+/// takes no mail at all, beyond doubt: enhanced status 5.1.1 (no such
+/// mailbox), 5.1.10 (null MX) or 5.2.1 (mailbox disabled), or a bare 550
+/// whose text says there is no such user. Such an address is bounced at
+/// once; any other permanent reply about the recipient (a full mailbox, a
+/// 5.1.x or 5.2.x of another kind, "550 mailbox unavailable", which servers
+/// also say for policy reasons) only counts towards `bounce_threshold`.
+/// `text` is lettre's "permanent error (550): 5.1.1 …".
+pub fn names_an_unknown_recipient(text: &str) -> bool {
+    let Some((head, reply)) = text.split_once("): ") else {
+        return false;
+    };
+    let code = head.rsplit('(').next().unwrap_or("");
+    let enhanced = reply.split_whitespace().next().unwrap_or("");
+    let has_enhanced = enhanced.split('.').count() == 3
+        && enhanced
+            .split('.')
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+    if has_enhanced {
+        return matches!(enhanced, "5.1.1" | "5.1.10" | "5.2.1");
+    }
+    let reply = reply.to_ascii_lowercase();
+    code == "550"
+        && [
+            "no such user",
+            "user unknown",
+            "unknown user",
+            "no such mailbox",
+            "no such recipient",
+            "recipient unknown",
+            "unknown recipient",
+            "does not exist",
+        ]
+        .iter()
+        .any(|phrase| reply.contains(phrase))
+}
+
 /// Commands already formatted, CRLF included.
 struct Raw<'a>(&'a str);
 
@@ -236,6 +273,34 @@ pub(super) fn classify_error(e: lettre::transport::smtp::Error) -> SendError {
 
 #[cfg(test)]
 mod tests {
+    /// Tried: each definitive form with and without an enhanced status,
+    /// and replies that are about the recipient but not beyond doubt, or
+    /// not about the recipient at all.
+    #[test]
+    fn only_replies_beyond_doubt_name_an_unknown_recipient() {
+        for yes in [
+            "permanent error (550): 5.1.1 <a@x.example>: Recipient address rejected: User unknown",
+            "permanent error (550): 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found",
+            "permanent error (550): 5.2.1 The email account that you tried to reach is disabled",
+            "permanent error (550): No such user here",
+            "permanent error (550): <a@x.example>: User unknown in virtual mailbox table",
+            "permanent error (550): Requested action not taken: mailbox does not exist",
+        ] {
+            assert!(super::names_an_unknown_recipient(yes), "{yes}");
+        }
+        for no in [
+            "permanent error (552): 5.2.2 Mailbox full",
+            "permanent error (550): 5.1.2 Bad destination system address",
+            "permanent error (550): Requested action not taken: mailbox unavailable",
+            "permanent error (554): 5.7.1 Relay access denied",
+            "permanent error (553): sorry, that domain isn't in my list of allowed rcpthosts",
+            "permanent error (550): 5.7.1 No such user here? Policy says no",
+            "no parenthesis at all: user unknown",
+        ] {
+            assert!(!super::names_an_unknown_recipient(no), "{no}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -25,7 +25,12 @@ pub enum DeliveryOutcome {
         is_throttled: bool,
     },
     /// Gave up: a permanent (5xx) reply, or too many temporary failures.
+    /// A permanent one counts towards `bounce_threshold`.
     Failed { error: String, is_permanent: bool },
+    /// The server said the recipient does not exist (5.1.1, 5.1.10, 5.2.1,
+    /// a bare "550 no such user"): the address is bounced at once and the
+    /// bounce recorded as an event of the digest, as a DSN's would be.
+    Bounced { error: String },
     /// Not attempted (shutdown): back to the queue, the attempt not counted.
     Released,
 }
@@ -190,12 +195,28 @@ impl Store {
                    AND deliveries.lease_owner = v.owner AND deliveries.status = v.held"
             }
         };
+        // A delivered copy ends a run of ambiguous permanent failures: only
+        // consecutive ones mark an address bounced.
+        let reset_sql = match self {
+            Store::Sqlite(_) => {
+                "UPDATE subscribers SET hard_bounces = 0
+                 WHERE hard_bounces > 0 AND id IN (SELECT json_extract(value, '$.subscriber_id') FROM json_each($1))"
+            }
+            Store::Postgres(_) => {
+                "UPDATE subscribers SET hard_bounces = 0
+                 WHERE hard_bounces > 0 AND id IN (SELECT r.subscriber_id FROM json_to_recordset($1::json) AS r(subscriber_id BIGINT))"
+            }
+        };
         in_write_tx!(self, tx => {
             if sent_json != "[]" {
                 sqlx::query(sent_sql)
                     .bind(now)
                     .bind(&sent_json)
                     .bind(owner)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(reset_sql)
+                    .bind(&sent_json)
                     .execute(&mut *tx)
                     .await?;
             }
@@ -215,7 +236,7 @@ impl Store {
                     .bind(next_attempt_at)
                     .bind(error)
                     .bind(i64::from(*is_throttled)),
-                    DeliveryOutcome::Failed { error, .. } => sqlx::query(
+                    DeliveryOutcome::Failed { error, .. } | DeliveryOutcome::Bounced { error } => sqlx::query(
                         "UPDATE deliveries SET status = 'failed', last_error = $4, lease_owner = NULL, lease_until = NULL
                          WHERE digest_id = $1 AND subscriber_id = $2 AND lease_owner = $3 AND status = 'sending'",
                     )
@@ -239,6 +260,29 @@ impl Store {
                 };
                 let written = q.execute(&mut *tx).await?.rows_affected();
                 if written > 0 {
+                    if let DeliveryOutcome::Bounced { error } = outcome {
+                        sqlx::query(
+                            "UPDATE subscribers SET hard_bounces = hard_bounces + 1,
+                             status = CASE WHEN status = 'confirmed' THEN 'bounced' ELSE status END
+                             WHERE id = $1",
+                        )
+                        .bind(subscriber_id)
+                        .execute(&mut *tx)
+                        .await?;
+                        let detail: String = crate::domain::single_line(error).chars().take(1000).collect();
+                        sqlx::query(
+                            "INSERT INTO subscriber_events (subscriber_id, digest_id, kind, source, detail, reference, created_at)
+                             VALUES ($1, $2, 'bounce', 'smtp', $3, $4, $5)
+                             ON CONFLICT (reference, subscriber_id, kind) DO NOTHING",
+                        )
+                        .bind(subscriber_id)
+                        .bind(digest_id)
+                        .bind(&detail)
+                        .bind(format!("smtp-rcpt:digest-{digest_id}"))
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
                     if let DeliveryOutcome::Failed { is_permanent: true, .. } = outcome {
                         sqlx::query(
                             "UPDATE subscribers SET hard_bounces = hard_bounces + 1,

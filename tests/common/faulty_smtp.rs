@@ -41,6 +41,9 @@ pub struct Faults {
     pub every_rcpt_reply: Option<&'static str>,
     /// Every new connection waits this long for its greeting.
     pub slow_greeting: Option<Duration>,
+    /// While this is true, addresses containing "full" get
+    /// "552 5.2.2 Mailbox full": about the recipient, but not beyond doubt.
+    pub mailbox_full: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 pub struct FaultySmtp {
@@ -68,6 +71,7 @@ pub async fn start_with(faults: Faults) -> FaultySmtp {
         stall_data_until,
         every_rcpt_reply,
         slow_greeting,
+        mailbox_full,
     } = faults;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
@@ -80,6 +84,7 @@ pub async fn start_with(faults: Faults) -> FaultySmtp {
                 return;
             };
             let record = shared.clone();
+            let mailbox_full = mailbox_full.clone();
             let mut state = seed.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
             record.connections.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(async move {
@@ -131,6 +136,13 @@ pub async fn start_with(faults: Faults) -> FaultySmtp {
                         if let Some(reply) = every_rcpt_reply {
                             record.permanent_rejections.fetch_add(1, Ordering::Relaxed);
                             format!("{reply}\r\n")
+                        } else if addr.contains("full")
+                            && mailbox_full
+                                .as_ref()
+                                .is_some_and(|f| f.load(Ordering::Relaxed))
+                        {
+                            record.permanent_rejections.fetch_add(1, Ordering::Relaxed);
+                            format!("552 5.2.2 <{addr}>: Mailbox full\r\n")
                         } else if reject_marker.is_some_and(|m| addr.contains(m)) {
                             record.permanent_rejections.fetch_add(1, Ordering::Relaxed);
                             format!(
