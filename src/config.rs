@@ -7,6 +7,9 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+mod base_url;
+pub use base_url::{BaseUrl, BaseUrlError};
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -17,8 +20,9 @@ pub struct Config {
     /// Address the web server listens on.
     pub bind: String,
     /// Public URL of this herald, used in every link in mail and pages;
-    /// default: `http://{bind}`.
-    pub base_url: Option<String>,
+    /// default: `http://{bind}`. Absolute http(s), without query or
+    /// fragment: anything else stops every command at start.
+    pub base_url: Option<BaseUrl>,
     /// Shown on pages and in mail.
     pub site_name: String,
     /// Link back to the news site, shown in mail and pages.
@@ -532,9 +536,39 @@ impl Config {
         let figment = figment
             .merge(crate::config_env::TextEnv::new())
             .merge(overrides);
+        check_base_url(&figment)?;
         let mut config: Config = figment.extract_lossy().map_err(LoadError::from_figment)?;
         config.resolve_paths_from_files(&figment);
+        config.warn_if_links_are_plain_http();
         Ok(config)
+    }
+
+    /// Links sent over plain http to readers elsewhere can be read and
+    /// changed on the way, and mailbox providers distrust http unsubscribe
+    /// links. Loopback (the default `http://127.0.0.1:8080`) is fine.
+    fn warn_if_links_are_plain_http(&self) {
+        let effective = match &self.base_url {
+            Some(url) => url.clone(),
+            None => match BaseUrl::parse(&self.base_url()) {
+                Ok(url) => url,
+                Err(_) => return,
+            },
+        };
+        if effective.is_https() || effective.is_loopback() {
+            return;
+        }
+        if self.base_url.is_some() {
+            tracing::warn!(
+                base_url = %effective,
+                "base_url is not https: readers' links to confirm and unsubscribe go over plain http; serve herald over https and write base_url = \"https://…\""
+            );
+        } else {
+            tracing::warn!(
+                base_url = %effective,
+                "base_url is not set, so every link in mail and pages starts with http://{}; write base_url = \"https://…\" with herald's public address",
+                self.bind
+            );
+        }
     }
 
     /// A relative path written in a configuration file is relative to that
@@ -585,11 +619,10 @@ impl Config {
     }
 
     pub fn base_url(&self) -> String {
-        let url = match &self.base_url {
-            Some(url) => url.clone(),
-            None => format!("http://{}", self.bind),
-        };
-        url.trim_end_matches('/').to_string()
+        match &self.base_url {
+            Some(url) => url.as_str().trim_end_matches('/').to_string(),
+            None => format!("http://{}", self.bind.trim_end_matches('/')),
+        }
     }
 
     pub fn outbox_dir(&self) -> PathBuf {
@@ -597,6 +630,36 @@ impl Config {
             .clone()
             .unwrap_or_else(|| self.data_dir.join("outbox"))
     }
+}
+
+/// `base_url` read before the rest, so that a wrong value is refused with
+/// a message of its own (the key, the value, where it was written and what
+/// to write), not figment's generic one.
+fn check_base_url(figment: &Figment) -> Result<(), LoadError> {
+    let Ok(value) = figment.find_value("base_url") else {
+        return Ok(());
+    };
+    let Some(raw) = value.as_str() else {
+        return Ok(());
+    };
+    let Err(error) = BaseUrl::parse(raw) else {
+        return Ok(());
+    };
+    // The defaults never hold a bad value: it came from a file, the
+    // environment, or the --base-url flag (the only other layer).
+    let source = match figment.find_metadata("base_url") {
+        Some(metadata) => match &metadata.source {
+            Some(figment::Source::File(file)) => format!(" in {}", file.display()),
+            _ if metadata.name.contains("environment") => " from HERALD_BASE_URL".into(),
+            _ => " from --base-url".into(),
+        },
+        None => String::new(),
+    };
+    Err(LoadError(format!(
+        "base_url = {:?}{source} is refused: {error}; write base_url = {:?}",
+        crate::redact::mask_url(raw),
+        error.suggestion(raw),
+    )))
 }
 
 /// Limits on `POST /subscribe` and on the confirmation mail it causes.
@@ -736,5 +799,95 @@ name = "relay-b"
             .collect();
         assert_eq!(proxies, ["127.0.0.1/32", "10.0.0.0/8"]);
         assert!(bad.is_err());
+    }
+
+    /// Issue 17, item 10: a `base_url` that would break every link stops
+    /// loading with a message naming the key, the value, the file and
+    /// what to write. Hostile values tried: no scheme, a bare
+    /// `host:port`, ftp, javascript, a query, a fragment, credentials,
+    /// empty, blank, a scheme without a host. Before, each was accepted.
+    #[test]
+    fn a_base_url_that_would_break_every_link_is_refused_with_what_to_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.toml");
+        for (bad, write) in [
+            ("news.example.com", "https://news.example.com"),
+            (
+                "news.example.com/newsletter",
+                "https://news.example.com/newsletter",
+            ),
+            ("localhost:8080", "https://localhost:8080"),
+            ("ftp://news.example.com/n", "https://news.example.com/n"),
+            ("javascript:alert(1)", "https://news.example.com/newsletter"),
+            ("http://x/?a=1", "http://x"),
+            ("https://x/#f", "https://x"),
+            ("https://u:hunter2@x/n", "https://x/n"),
+            ("", "https://news.example.com/newsletter"),
+            ("   ", "https://news.example.com/newsletter"),
+            ("https://", "https://news.example.com/newsletter"),
+        ] {
+            std::fs::write(&path, format!("base_url = {bad:?}\n")).unwrap();
+            let message = Config::load(Some(&path), Figment::new())
+                .err()
+                .unwrap_or_else(|| panic!("base_url = {bad:?} was accepted"))
+                .to_string();
+            let shown = bad.replace("hunter2", "***");
+            assert!(
+                message.starts_with(&format!("base_url = {shown:?} in {}", path.display())),
+                "{bad:?}: {message}"
+            );
+            assert!(
+                message.ends_with(&format!("; write base_url = {write:?}")),
+                "{bad:?}: {message}"
+            );
+            assert!(!message.contains("hunter2"), "{message}");
+        }
+
+        // The same check for the environment and the command-line flag.
+        std::env::set_var("HERALD_BASE_URL", "ftp://news.example.com/");
+        let from_env = Config::load(None, Figment::new());
+        std::env::remove_var("HERALD_BASE_URL");
+        let message = from_env.unwrap_err().to_string();
+        assert!(
+            message.contains("base_url = \"ftp://news.example.com/\""),
+            "{message}"
+        );
+        assert!(message.contains(" from HERALD_BASE_URL "), "{message}");
+        let flag = Figment::from(Serialized::defaults(serde_json::json!({
+            "base_url": "news.example.com"
+        })));
+        let message = Config::load(None, flag).unwrap_err().to_string();
+        assert!(
+            message.starts_with("base_url = \"news.example.com\" from --base-url is refused"),
+            "{message}"
+        );
+        assert!(
+            message.contains("write base_url = \"https://news.example.com\""),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn an_https_base_url_with_a_path_is_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.toml");
+        for (good, links) in [
+            (
+                "https://news.example.com/newsletter",
+                "https://news.example.com/newsletter",
+            ),
+            (
+                "https://news.example.com/newsletter/",
+                "https://news.example.com/newsletter",
+            ),
+            ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ] {
+            std::fs::write(&path, format!("base_url = {good:?}\n")).unwrap();
+            let config = Config::load(Some(&path), Figment::new()).unwrap();
+            assert_eq!(config.base_url(), links);
+        }
+        let config = Config::load(Some(&path), Figment::new()).unwrap();
+        assert!(config.base_url.as_ref().unwrap().is_loopback());
+        assert_eq!(Config::default().base_url(), "http://127.0.0.1:8080");
     }
 }

@@ -160,7 +160,7 @@ impl Application {
                 .local_addr()
                 .map_err(|e| Error::Bind(bind.clone(), e))?;
             if config.base_url.is_none() {
-                config.base_url = Some(format!("http://{addr}"));
+                config.base_url = Some(crate::config::BaseUrl::http(addr));
             }
             (Some(listener), Some(addr))
         };

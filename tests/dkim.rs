@@ -370,3 +370,151 @@ async fn a_bad_key_file_stops_herald_at_start() {
         assert!(message.contains(&path.display().to_string()), "{message}");
     }
 }
+
+/// `herald dkim generate` as an operator runs it: only the variables given.
+fn dkim_generate_command(data_dir: &Path) -> Command {
+    let mut cmd = Command::new(HERALD);
+    cmd.env_clear()
+        .env("HERALD_LOG", "warn")
+        .env("HERALD_DATA_DIR", data_dir)
+        .current_dir(data_dir)
+        .args(["dkim", "generate", "--selector", "s1"]);
+    cmd
+}
+
+fn files_in(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(files_in(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// Issue 17, item 13: with no `--domain`, herald's default From
+/// (`herald@localhost`) and every other local From domain are refused
+/// with a message that says to pass `--domain`, and nothing is written.
+/// Before, a key and a record for `localhost` were written without a word.
+/// From domains tried: localhost, a single label, .local, .localhost,
+/// .test, .invalid, .example, upper case (an IP literal From is
+/// refused earlier, as an invalid From address; the unit test
+/// `local_and_reserved_domains_are_not_public` covers IP literals).
+#[test]
+fn dkim_generate_without_a_domain_refuses_a_local_from_domain_and_writes_nothing() {
+    for from in [
+        None,
+        Some("News <news@newsletter>"),
+        Some("news@host.local"),
+        Some("news@mail.localhost"),
+        Some("news@news.test"),
+        Some("news@news.invalid"),
+        Some("news@news.example"),
+        Some("news@NEWS.Test"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let out_file = dir.path().join("key.pem");
+        for explicit_out in [false, true] {
+            let mut cmd = dkim_generate_command(dir.path());
+            cmd.env("HERALD_DATA_DIR", &data);
+            if let Some(from) = from {
+                cmd.env("HERALD_FROM", from);
+            }
+            if explicit_out {
+                cmd.arg("--out").arg(&out_file);
+            }
+            let out = cmd.output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !out.status.success(),
+                "From {from:?}: a key for a local domain was made: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+            assert!(
+                stderr.contains("no --domain given")
+                    && stderr.contains("pass the domain your mail is sent from, e.g. --domain"),
+                "From {from:?}: {stderr}"
+            );
+            assert!(
+                files_in(dir.path()).is_empty(),
+                "From {from:?}: {:?}",
+                files_in(dir.path())
+            );
+        }
+    }
+}
+
+/// Issue 17, item 13: the default key is RSA-2048 (every receiver
+/// verifies it), with `--domain` or a public From domain. Before, the
+/// default was Ed25519, which many large receivers do not verify yet.
+#[test]
+fn dkim_generate_makes_an_rsa_2048_key_by_default() {
+    for (from, domain) in [
+        (None, Some("news.example.com")),
+        (Some("News <news@news.example.com>"), None),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key.pem");
+        let mut cmd = dkim_generate_command(dir.path());
+        if let Some(from) = from {
+            cmd.env("HERALD_FROM", from);
+        }
+        if let Some(domain) = domain {
+            cmd.args(["--domain", domain]);
+        }
+        let out = cmd.arg("--out").arg(&path).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("Publish this TXT record at s1._domainkey.news.example.com:"),
+            "{stdout}"
+        );
+        let record = stdout
+            .lines()
+            .find(|l| l.starts_with("v=DKIM1;"))
+            .unwrap_or_else(|| panic!("no record: {stdout}"));
+        assert!(record.starts_with("v=DKIM1; k=rsa; p=MII"), "{record}");
+        let pem = std::fs::read_to_string(&path).unwrap();
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"), "{pem}");
+        let text = Command::new("openssl")
+            .args(["pkey", "-noout", "-text", "-in"])
+            .arg(&path)
+            .output()
+            .expect("openssl runs");
+        let text = String::from_utf8_lossy(&text.stdout);
+        assert!(
+            text.contains("Private-Key: (2048 bit"),
+            "openssl: {}",
+            text.lines().next().unwrap_or("")
+        );
+    }
+}
+
+/// The command's --help says why RSA is the default and how to sign with
+/// both algorithms.
+#[test]
+fn dkim_generate_help_explains_the_rsa_default_and_dual_signing() {
+    let out = Command::new(HERALD)
+        .args(["dkim", "generate", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{help}");
+    for needed in [
+        "The default key is RSA-2048 because every receiver verifies RSA",
+        "Ed25519 (RFC 8463) yet",
+        "list both under [[dkim.keys]]",
+        "--algorithm ed25519",
+        "[default: rsa]",
+    ] {
+        assert!(help.contains(needed), "{needed:?} not in:\n{help}");
+    }
+}

@@ -490,6 +490,62 @@ fn bad_configuration_is_reported_not_ignored() {
     assert!(stderr.contains("604800"), "{stderr}");
 }
 
+/// Issue 17, item 10: a `base_url` without http(s), or with a query or
+/// fragment, stops every command at start, before any database is
+/// touched, with the key, the value and what to write; an http base_url
+/// that is not loopback is accepted with a warning, loopback http without
+/// one. Before, `news.example.com` and `ftp://…` were accepted.
+#[test]
+fn a_bad_base_url_stops_every_command_and_plain_http_is_warned_about() {
+    let data = tempfile::tempdir().unwrap();
+    for (bad, write) in [
+        ("news.example.com", "https://news.example.com"),
+        ("ftp://news.example.com/n", "https://news.example.com/n"),
+        ("http://x/?a=1", "http://x"),
+        ("https://x/#f", "https://x"),
+    ] {
+        for command in [
+            &["migrate"][..],
+            &["feed", "list"],
+            &["digest", "status", "1"],
+            &["serve"],
+        ] {
+            let out = herald("sqlite://x.db", data.path())
+                .env("HERALD_BIND", "127.0.0.1:0")
+                .env("HERALD_BASE_URL", bad)
+                .args(command)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{command:?} ran with base_url {bad}");
+            assert!(
+                stderr.contains(&format!("base_url = {bad:?}"))
+                    && stderr.contains(&format!("write base_url = {write:?}")),
+                "{command:?}: {stderr}"
+            );
+            assert!(
+                !data.path().join("x.db").exists(),
+                "{command:?} made a database"
+            );
+        }
+    }
+    for (url, warned) in [
+        ("http://news.example.com/n", true),
+        ("http://127.0.0.1:8080/n", false),
+        ("https://news.example.com/n", false),
+    ] {
+        let out = run(herald("sqlite://x.db", data.path())
+            .env("HERALD_BASE_URL", url)
+            .arg("migrate"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            stderr.contains("base_url is not https"),
+            warned,
+            "{url}: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn worker_threads_from_the_environment() {
     let data = tempfile::tempdir().unwrap();

@@ -11,14 +11,35 @@ use std::path::PathBuf;
 pub enum DkimCommand {
     /// Write a new private key (mode 0600) and print the TXT record to
     /// publish at SELECTOR._domainkey.DOMAIN and the configuration to add.
+    ///
+    /// The default key is RSA-2048 because every receiver verifies RSA
+    /// signatures, while many large mailbox providers do not verify
+    /// Ed25519 (RFC 8463) yet: mail signed with Ed25519 alone is unsigned
+    /// to them.
+    ///
+    /// To sign each message twice (RSA for everyone, Ed25519 for receivers
+    /// that check it), generate both keys with two selectors, publish both
+    /// records, and list both under [[dkim.keys]] in herald.toml:
+    ///
+    ///   herald dkim generate --selector herald-rsa --domain news.example.com
+    ///   herald dkim generate --selector herald-ed --domain news.example.com --algorithm ed25519
+    ///
+    /// The domain must be one receivers look up: with no --domain, the From
+    /// address's domain is used, and a local one (localhost, a single
+    /// label, .local, .localhost, .test, .invalid, .example, an IP address)
+    /// is refused.
+    #[command(verbatim_doc_comment)]
     Generate {
         /// The record's name: SELECTOR._domainkey.DOMAIN (e.g. herald2026).
         #[arg(long)]
         selector: String,
-        /// Default: the From address's domain.
+        /// The domain mail is sent from (the From address's, or a parent
+        /// of it), e.g. news.example.com. Default: the From address's
+        /// domain, unless that is local.
         #[arg(long)]
         domain: Option<String>,
-        #[arg(long, value_enum, default_value_t = KeyAlgorithm::Ed25519)]
+        /// rsa (2048 bits, verified by every receiver) or ed25519.
+        #[arg(long, value_enum, default_value_t = KeyAlgorithm::Rsa)]
         algorithm: KeyAlgorithm,
         /// Where to write the key (never overwritten); default:
         /// DATA_DIR/dkim-SELECTOR-ALGORITHM.pem.
@@ -49,12 +70,17 @@ pub fn run(config: &Config, cmd: DkimCommand) -> anyhow::Result<()> {
                 KeyAlgorithm::Ed25519 => Algorithm::Ed25519,
             };
             let domain = match domain {
-                Some(d) => d,
-                None => crate::mail::parse_from(&config.from)?
-                    .email
-                    .domain()
-                    .to_string(),
+                Some(d) => {
+                    if let Some(why) = dkim::why_not_public(&d) {
+                        // Given on purpose (a test zone, a lab): said, not refused.
+                        tracing::warn!(domain = %d, "--domain {d} is {why}: receivers on the internet will not find this record");
+                    }
+                    d
+                }
+                None => from_domain(config)?,
             };
+            // Checked before a key is made, so a bad name writes nothing.
+            dkim::check_names(&selector, &domain)?;
             let path = match out {
                 Some(p) => p,
                 None => {
@@ -65,8 +91,6 @@ pub fn run(config: &Config, cmd: DkimCommand) -> anyhow::Result<()> {
                         .join(format!("dkim-{selector}-{}.pem", algorithm.key_type()))
                 }
             };
-            // Checked before a key is made, so a bad name writes nothing.
-            dkim::check_names(&selector, &domain)?;
             dkim::generate(algorithm, &path)?;
             let key = DkimKey::load(&path, &selector, &domain)?;
             let record = key.dns_record()?;
@@ -95,4 +119,21 @@ pub fn run(config: &Config, cmd: DkimCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The From address's domain, when it is one receivers look up. herald's
+/// default From is `herald@localhost`: a record for it would be published
+/// nowhere and leave every message unsigned in practice.
+fn from_domain(config: &Config) -> anyhow::Result<String> {
+    let from = crate::mail::parse_from(&config.from)?;
+    let domain = from.email.domain().to_string();
+    if let Some(why) = dkim::why_not_public(&domain) {
+        anyhow::bail!(
+            "no --domain given, and the From address's domain {domain:?} (from = {:?}) is {why}; \
+pass the domain your mail is sent from, e.g. --domain news.example.com, \
+and set from = \"Your site <news@news.example.com>\" in herald.toml so that signatures match the From address",
+            config.from
+        );
+    }
+    Ok(domain)
 }

@@ -527,6 +527,30 @@ pub fn check_names(selector: &str, domain: &str) -> Result<(), DkimError> {
     Ok(())
 }
 
+/// Why `domain` cannot carry a DKIM record that receivers will look up,
+/// if it cannot: `localhost` (herald's default From), a single label, a
+/// name under a suffix reserved for local or test use (RFC 6761, RFC 6762:
+/// `.local`, `.localhost`, `.test`, `.invalid`, `.example`), or an IP
+/// literal. `None`: a public-looking name.
+pub fn why_not_public(domain: &str) -> Option<&'static str> {
+    let d = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+    if d.starts_with('[') || d.parse::<std::net::IpAddr>().is_ok() {
+        return Some("an IP address, which has no DNS zone to publish a DKIM record in");
+    }
+    if d == "localhost" || d.ends_with(".localhost") {
+        return Some("this machine's own name, which no receiver can look up");
+    }
+    if !d.contains('.') {
+        return Some("a single label, not a domain receivers can look up");
+    }
+    for suffix in ["local", "test", "invalid", "example"] {
+        if d.rsplit('.').next() == Some(suffix) {
+            return Some("under a suffix reserved for local networks, tests and examples, which no receiver looks up");
+        }
+    }
+    None
+}
+
 /// Writes a new private key: PKCS#8 PEM (v1 for Ed25519), mode 0600.
 pub fn generate(algorithm: Algorithm, path: &Path) -> Result<(), DkimError> {
     let key_error = |reason: String| DkimError::Key {
@@ -700,5 +724,33 @@ mod tests {
             dns_name("domain", "News.Example.com").unwrap(),
             "news.example.com"
         );
+    }
+
+    #[test]
+    fn local_and_reserved_domains_are_not_public() {
+        for local in [
+            "localhost",
+            "LOCALHOST.",
+            "mail.localhost",
+            "newsletter",
+            "host.local",
+            "news.test",
+            "x.invalid",
+            "news.example",
+            "[127.0.0.1]",
+            "192.0.2.1",
+            "[IPv6:2001:db8::1]",
+            "::1",
+        ] {
+            assert!(why_not_public(local).is_some(), "{local}");
+        }
+        for public in [
+            "news.example.com",
+            "example.org",
+            "mail.testing.io",
+            "local.news",
+        ] {
+            assert_eq!(why_not_public(public), None, "{public}");
+        }
     }
 }

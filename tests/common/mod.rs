@@ -383,7 +383,11 @@ pub async fn spawn_app_under_path(backend: Backend) -> (TestApp, u16) {
     let port = free_port();
     let app = spawn_app_with(backend, SmtpSink::start(&[]), |c| {
         c.bind = format!("127.0.0.1:{port}");
-        c.base_url = Some(format!("http://127.0.0.1:{port}/newsletter"));
+        c.base_url = Some(
+            format!("http://127.0.0.1:{port}/newsletter")
+                .parse()
+                .unwrap(),
+        );
     })
     .await;
     (app, port)
