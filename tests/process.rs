@@ -934,3 +934,30 @@ async fn a_reader_that_closes_the_pipe_ends_the_listing_quietly(backend: Backend
 }
 
 both_backends!(a_reader_that_closes_the_pipe_ends_the_listing_quietly);
+
+/// `herald subscribers list > file` on a full disk (here /dev/full, which
+/// refuses every write with ENOSPC): the error is said on stderr with
+/// status 1, never a panic. Tried: the first line already refused.
+async fn a_stdout_that_refuses_writes_is_an_error_not_a_panic(backend: Backend) {
+    let (db, store, _) = seeded(backend, 3).await;
+    let data = tempfile::tempdir().unwrap();
+    run(herald(&db.url, data.path()).arg("migrate"));
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = herald(&db.url, data.path())
+        .args(["subscribers", "list"])
+        .stdout(full)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{:?}: {stderr}", out.status);
+    assert_eq!(
+        stderr.trim(),
+        "herald: writing to stdout: No space left on device (os error 28)"
+    );
+    store.close().await;
+}
+
+both_backends!(a_stdout_that_refuses_writes_is_an_error_not_a_panic);
