@@ -16,8 +16,11 @@ use figment::Figment;
 use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
 
-mod dkim;
+// First, so that its `println!` (a closed pipe ends the command quietly)
+// replaces std's in this file and in every module declared below.
+#[macro_use]
 mod out;
+mod dkim;
 mod smtp;
 
 use out::shown;
@@ -276,7 +279,18 @@ pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(log_colour(
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            std::env::var_os("NO_COLOR"),
+        ))
         .try_init();
+}
+
+/// Log lines are coloured only for a person: when stderr is a terminal and
+/// `NO_COLOR` (<https://no-color.org>) is unset or empty. A file, a pipe or
+/// journald gets plain text.
+fn log_colour(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {

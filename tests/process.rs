@@ -869,3 +869,151 @@ async fn inbound_never_initialises_a_database(backend: Backend) {
 }
 
 both_backends!(inbound_never_initialises_a_database);
+
+/// Runs `args` with every log line switched on (`HERALD_LOG=debug`: sqlx
+/// logs each statement), stdout and stderr both pipes.
+fn run_chatty(db_url: &str, data_dir: &Path, args: &[&str]) -> Output {
+    run(herald(db_url, data_dir)
+        .env("HERALD_LOG", "debug")
+        .args(args))
+}
+
+/// A command's stdout holds its output and nothing else; log lines go to
+/// stderr, and a pipe gets them without colour codes. Tried: `migrate` and
+/// `subscribers list` with every debug line on, `NO_COLOR` unset (a pipe
+/// is never coloured, whatever the environment says).
+async fn cli_output_on_stdout_plain_logs_on_stderr(backend: Backend) {
+    let (db, store, _) = seeded(backend, 3).await;
+    let data = tempfile::tempdir().unwrap();
+    let out = run_chatty(&db.url, data.path(), &["migrate"]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let name = match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    assert_eq!(stdout, format!("migrations applied ({name})\n"));
+    let out = run_chatty(&db.url, data.path(), &["subscribers", "list"]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{stdout}");
+    assert_eq!(lines[0], "confirmed: 3");
+    for (i, line) in lines[1..].iter().enumerate() {
+        assert!(
+            line.contains(&format!("confirmed     reader{i:05}@example.com")),
+            "{line:?} in {stdout}"
+        );
+    }
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.lines().filter(|l| l.contains("DEBUG")).count() >= 2,
+        "the log lines should be on stderr: {stderr}"
+    );
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "colour codes in logs written to a pipe: {stderr:?}"
+    );
+    store.close().await;
+}
+
+both_backends!(cli_output_on_stdout_plain_logs_on_stderr);
+
+/// On a terminal (a pseudo-terminal from util-linux's `script`) log lines
+/// are coloured, unless `NO_COLOR` holds any non-empty value; an empty
+/// `NO_COLOR` counts as unset (https://no-color.org).
+#[test]
+fn logs_are_coloured_on_a_terminal_unless_no_color() {
+    let data = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/herald.db?mode=rwc", data.path().display());
+    let on_a_terminal = |no_color: Option<&str>| {
+        let mut cmd = Command::new("script");
+        cmd.args(["-qec", &format!("{HERALD} migrate"), "/dev/null"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("SHELL", "/bin/sh")
+            .env("HERALD_DATABASE_URL", &url)
+            .env("HERALD_DATA_DIR", data.path())
+            .env("HERALD_LOG", "debug")
+            .current_dir(data.path())
+            .stdin(Stdio::null());
+        if let Some(v) = no_color {
+            cmd.env("NO_COLOR", v);
+        }
+        let out = run(&mut cmd);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            text.contains("DEBUG"),
+            "no log line on the terminal: {text}"
+        );
+        text.contains('\u{1b}')
+    };
+    assert!(on_a_terminal(None), "no colour on a terminal");
+    assert!(
+        on_a_terminal(Some("")),
+        "an empty NO_COLOR turned colour off"
+    );
+    for value in ["1", "0", "false", "yes"] {
+        assert!(!on_a_terminal(Some(value)), "colour with NO_COLOR={value}");
+    }
+}
+
+/// `herald subscribers list | head -1`: the reader closes the pipe after
+/// one line while herald still has thousands to print. herald ends with
+/// 141 (128 + SIGPIPE, what a shell reports for `seq 100000 | head -1`),
+/// no panic and nothing at all on stderr. Tried: 6,000 rows (far past a
+/// 64 KiB pipe buffer), the reader gone after the first line.
+async fn a_reader_that_closes_the_pipe_ends_the_listing_quietly(backend: Backend) {
+    use std::io::BufRead as _;
+    let (db, store, _) = seeded(backend, 6_000).await;
+    let data = tempfile::tempdir().unwrap();
+    run(herald(&db.url, data.path()).arg("migrate"));
+    let mut child = herald(&db.url, data.path())
+        .args(["subscribers", "list", "--limit", "6000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    reader.read_line(&mut first).unwrap();
+    drop(reader);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        first,
+        "confirmed: 6000\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.is_empty(), "stderr: {stderr}");
+    assert_eq!(out.status.code(), Some(141), "{:?}", out.status);
+    store.close().await;
+}
+
+both_backends!(a_reader_that_closes_the_pipe_ends_the_listing_quietly);
+
+/// `herald subscribers list > file` on a full disk (here /dev/full, which
+/// refuses every write with ENOSPC): the error is said on stderr with
+/// status 1, never a panic. Tried: the first line already refused.
+async fn a_stdout_that_refuses_writes_is_an_error_not_a_panic(backend: Backend) {
+    let (db, store, _) = seeded(backend, 3).await;
+    let data = tempfile::tempdir().unwrap();
+    run(herald(&db.url, data.path()).arg("migrate"));
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = herald(&db.url, data.path())
+        .args(["subscribers", "list"])
+        .stdout(full)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{:?}: {stderr}", out.status);
+    assert_eq!(
+        stderr.trim(),
+        "herald: writing to stdout: No space left on device (os error 28)"
+    );
+    store.close().await;
+}
+
+both_backends!(a_stdout_that_refuses_writes_is_an_error_not_a_panic);

@@ -4,6 +4,49 @@
 //! terminal, where `ESC[2J` would clear the screen and `ESC]0;…BEL` retitle
 //! the window. Stored text is already cleaned where it enters; this is for
 //! rows stored before that, and for text that never passed a type.
+//!
+//! Every line a command prints goes through [`line`], by way of the
+//! `println!` defined here: `#[macro_use] mod out;` comes first in cli.rs, so
+//! it replaces std's `println!` in cli.rs and in every module declared after
+//! it (cli/dkim.rs, cli/smtp.rs, any later one). std's `println!` panics when
+//! the reader has gone (`herald subscribers list | head -3`); this one ends
+//! the command quietly instead.
+
+use std::io::Write as _;
+
+/// Exit status when the reader of stdout has gone: 128 + SIGPIPE, what a
+/// shell reports for `seq 100000 | head -1` too, so a script with
+/// `set -o pipefail` can tell that the listing was cut short.
+pub const EXIT_READER_GONE: i32 = 141;
+
+/// Prints like std's `println!`, through [`line`].
+macro_rules! println {
+    () => {
+        $crate::cli::out::line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::out::line(format_args!($($arg)*))
+    };
+}
+
+/// Writes `args` and a newline to stdout. A closed pipe ends the process
+/// with [`EXIT_READER_GONE`] and no message: the reader has what it asked
+/// for. Any other write error (a full disk under `> file`) ends it with the
+/// error on stderr and status 1, never a panic.
+pub fn line(args: std::fmt::Arguments<'_>) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_fmt(args)
+        .and_then(|()| stdout.write_all(b"\n"))
+    {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(EXIT_READER_GONE);
+        }
+        // No `eprintln!`: stderr may be gone too, and that must not panic.
+        let _ = writeln!(std::io::stderr(), "herald: writing to stdout: {e}");
+        std::process::exit(1);
+    }
+}
 
 /// `text` with every control character (C0, DEL, C1) shown as U+FFFD.
 pub fn shown(text: &str) -> String {
