@@ -132,12 +132,13 @@ pub fn article_from_item(
         .as_deref()
         .and_then(|i| WebUrl::parse_with_base(i, Some(&link)).ok())
         .or(body.first_image);
-    // Missing date: first seen now. Future date: clamped to now.
-    let published_at = item
+    // Missing date: first seen now. Future date: clamped to now. Either
+    // way the date is not the item's own, and a later poll keeps the stored one.
+    let stated = item
         .published
         .map(|d| d.timestamp_millis())
-        .unwrap_or(ctx.now)
-        .min(ctx.now);
+        .filter(|ms| *ms <= ctx.now);
+    let published_at = stated.unwrap_or(ctx.now);
     // At the first poll, what the feed already carried (older than the
     // backfill window, or undated) is stored but held back.
     let held_back =
@@ -152,6 +153,7 @@ pub fn article_from_item(
         image_url,
         author: item.author.as_deref().and_then(AuthorName::cut),
         published_at,
+        date_stated: stated.is_some(),
         categories: text::categories(item.categories.iter().map(String::as_str)),
         held_back,
     })

@@ -35,6 +35,11 @@ pub struct NewArticle {
     pub image_url: Option<WebUrl>,
     pub author: Option<AuthorName>,
     pub published_at: Millis,
+    /// Whether the source stated `published_at` (a feed item's own date, not
+    /// in the future; an operator's `published_at`). When it did not, the
+    /// date is the time first seen, and an update keeps the stored one: an
+    /// undated item is not "changed" by being seen again later.
+    pub date_stated: bool,
     /// Stored as a JSON array of names.
     pub categories: Vec<Category>,
     /// Stored but never put in a digest (a feed's old items at first poll).
@@ -52,23 +57,51 @@ impl NewArticle {
     }
 }
 
+/// What [`Store::upsert_article`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArticleWrite {
+    /// A new article.
+    Inserted,
+    /// An article already stored whose content changed: it was rewritten.
+    Updated,
+    /// An article already stored with the same content: nothing written.
+    Unchanged,
+}
+
 pub(crate) const ARTICLE_COLUMNS: &str =
     "id, feed_id, guid, url, title, summary, html, image_url, author, published_at, created_at, categories, held_back";
 
 impl Store {
     /// Inserts the article, or updates the one with the same guid from the
-    /// same source (an edited article is updated, never duplicated).
-    /// Returns the id and whether it was new. Two polls of one feed at once
-    /// (the poller and `POST /api/feeds/{id}/poll`, or two herald processes
-    /// on PostgreSQL) may both find no row; the insert then does nothing for
-    /// the second one, which updates the row the first one wrote.
-    pub async fn upsert_article(&self, a: &NewArticle, now: Millis) -> Result<(i64, bool)> {
+    /// same source (an edited article is updated, never duplicated), or
+    /// leaves it alone when nothing the reader sees changed. What happened
+    /// is the database's answer: the insert returns a row only when it
+    /// inserted, the update only when a stored column differed (`IS
+    /// DISTINCT FROM` over the content columns, on both backends), so an
+    /// unchanged item is neither written nor reported as updated.
+    ///
+    /// Two polls of one feed at once (the poller and `POST
+    /// /api/feeds/{id}/poll`, or two herald processes on PostgreSQL) may
+    /// both find no row; the insert then does nothing for the second one,
+    /// which updates the row the first one wrote only if its content differs.
+    pub async fn upsert_article(&self, a: &NewArticle, now: Millis) -> Result<(i64, ArticleWrite)> {
         const FIND: &str =
             "SELECT id FROM articles WHERE COALESCE(feed_id, 0) = COALESCE($1, 0) AND guid = $2";
+        // One statement: a row is written (and returned) only when one of
+        // the content columns differs. `published_at` is replaced only by a
+        // date the source stated ($9 is NULL otherwise: the first-seen
+        // date stays). Neither the poll time nor `held_back` counts.
+        const UPDATE_IF_CHANGED: &str = "UPDATE articles SET url = $3, title = $4, summary = $5, html = $6, image_url = $7,
+             author = $8, published_at = COALESCE($9, published_at), categories = $10, updated_at = $11
+             WHERE COALESCE(feed_id, 0) = COALESCE($1, 0) AND guid = $2
+               AND (url, title, summary, html, image_url, author, published_at, categories)
+                   IS DISTINCT FROM ($3, $4, $5, $6, $7, $8, COALESCE($9, published_at), $10)
+             RETURNING id";
         let (guid, url, title) = (a.guid.as_str(), a.url.as_str(), a.title.as_str());
         let image_url = a.image_url.as_ref().map(WebUrl::as_str);
         let author = a.author.as_ref().map(AuthorName::as_str);
         let categories = a.categories_json();
+        let stated_date = a.date_stated.then_some(a.published_at);
         in_write_tx!(self, tx => {
             let existing: Option<i64> = sqlx::query_scalar(FIND)
                 .bind(a.feed_id)
@@ -97,35 +130,37 @@ impl Store {
                 .fetch_optional(&mut *tx)
                 .await?,
             };
-            let result = match (inserted, existing) {
-                (Some(id), _) => (id, true),
-                (None, existing) => {
-                    let id: i64 = match existing {
-                        Some(id) => id,
-                        // Written by a concurrent poll since our SELECT.
-                        None => sqlx::query_scalar(FIND)
-                            .bind(a.feed_id)
-                            .bind(guid)
-                            .fetch_one(&mut *tx)
-                            .await?,
-                    };
-                    sqlx::query(
-                        "UPDATE articles SET url = $2, title = $3, summary = $4, html = $5, image_url = $6,
-                         author = $7, published_at = $8, updated_at = $9, categories = $10 WHERE id = $1",
-                    )
-                    .bind(id)
-                    .bind(url)
-                    .bind(title)
-                    .bind(&a.summary)
-                    .bind(&a.html)
-                    .bind(image_url)
-                    .bind(author)
-                    .bind(a.published_at)
-                    .bind(now)
-                    .bind(&categories)
-                    .execute(&mut *tx)
-                    .await?;
-                    (id, false)
+            let result = match inserted {
+                Some(id) => (id, ArticleWrite::Inserted),
+                None => {
+                    let updated: Option<i64> = sqlx::query_scalar(UPDATE_IF_CHANGED)
+                        .bind(a.feed_id)
+                        .bind(guid)
+                        .bind(url)
+                        .bind(title)
+                        .bind(&a.summary)
+                        .bind(&a.html)
+                        .bind(image_url)
+                        .bind(author)
+                        .bind(stated_date)
+                        .bind(&categories)
+                        .bind(now)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    match (updated, existing) {
+                        (Some(id), _) => (id, ArticleWrite::Updated),
+                        (None, Some(id)) => (id, ArticleWrite::Unchanged),
+                        // Written by a concurrent poll since our SELECT, with
+                        // the same content.
+                        (None, None) => {
+                            let id = sqlx::query_scalar(FIND)
+                                .bind(a.feed_id)
+                                .bind(guid)
+                                .fetch_one(&mut *tx)
+                                .await?;
+                            (id, ArticleWrite::Unchanged)
+                        }
+                    }
                 }
             };
             tx.commit().await?;
