@@ -58,6 +58,9 @@ pub struct PollReport {
     pub feed_id: i64,
     pub not_modified: bool,
     pub new_articles: usize,
+    /// Items already stored whose content changed (title, link, text, image,
+    /// author, categories or stated date). An item seen again unchanged is
+    /// not counted, and not written.
     pub updated_articles: usize,
     pub held_back: usize,
     /// Items refused (see `articles::limits::Refusal`), and the latest reason.
