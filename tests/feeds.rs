@@ -445,10 +445,12 @@ async fn broken_feeds_get_a_clear_error_and_stop_nothing(backend: Backend) {
 async fn two_polls_of_one_feed_at_once_store_each_article_once(backend: Backend) {
     let site: Shared = Arc::new(Mutex::new(Site::default()));
     let now = rfc822(chrono::Utc::now());
-    site.lock().unwrap().items = (1..=5).map(|n| old_item(n, &now)).collect();
-    let server = fixture_server(site).await;
+    let server = fixture_server(site.clone()).await;
     let app = spawn_app_with(backend, SmtpSink::start(&[]), |c| c.feeds.backfill_days = 7).await;
     for round in 0..10 {
+        // Items of their own each round: the same link or guid would be
+        // the same article, whichever feed it came through.
+        site.lock().unwrap().items = (1..=5).map(|n| old_item(round * 10 + n, &now)).collect();
         // A new feed each round (the query string makes the URL new).
         let id = add_feed(&app, &format!("{server}/wordpress.xml?round={round}")).await;
         let (a, b) = tokio::join!(poll(&app, id), poll(&app, id));
@@ -570,7 +572,68 @@ async fn an_unchanged_item_is_not_updated_on_every_poll(backend: Backend) {
     app.shutdown().await;
 }
 
+/// The same guid or link is the same article, whichever feed it came
+/// through: a feed removed and added again, or a second feed of the same
+/// site, adds no second copy. Hostile inputs tried: two items without a
+/// link (both stand in with the site's link, yet stay two articles), an
+/// item with a bare guid (`42`, known by its link), items with URI guids
+/// (`https://…/?p=N`, `urn:…`), the full WordPress item.
+async fn a_feed_removed_and_added_again_stores_each_article_once(backend: Backend) {
+    let site: Shared = Arc::new(Mutex::new(Site::default()));
+    let now = rfc822(chrono::Utc::now());
+    site.lock().unwrap().items = vec![
+        seed_item(),
+        old_item(1, &now),
+        format!("<item><title>Bare guid</title><link>https://news.example.com/bare/</link><guid isPermaLink=\"false\">42</guid><pubDate>{now}</pubDate><description>Known by its link.</description></item>"),
+        format!("<item><title>Linkless A</title><guid isPermaLink=\"false\">urn:news-example:a</guid><pubDate>{now}</pubDate><description>First.</description></item>"),
+        format!("<item><title>Linkless B</title><guid isPermaLink=\"false\">urn:news-example:b</guid><pubDate>{now}</pubDate><description>Second.</description></item>"),
+    ];
+    let server = fixture_server(site.clone()).await;
+    let app = spawn_app_with(backend, SmtpSink::start(&[]), |c| c.feeds.backfill_days = 7).await;
+    let url = format!("{server}/wordpress.xml");
+    let first = add_feed(&app, &url).await;
+    let report = poll(&app, first).await;
+    assert_eq!(report["new_articles"], 5, "{report}");
+    let titles = |articles: Vec<herald::store::ArticleRow>| {
+        let mut t: Vec<String> = articles.into_iter().map(|a| a.title).collect();
+        t.sort();
+        t
+    };
+    let before = titles(app.store.list_articles(100).await.unwrap());
+    assert_eq!(before.len(), 5, "two linkless items stay two: {before:?}");
+
+    // Removed and added again: the same five articles, now the new feed's.
+    let resp = app
+        .api(reqwest::Method::DELETE, &format!("/api/feeds/{first}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let again = add_feed(&app, &url).await;
+    assert_ne!(again, first);
+    let report = poll(&app, again).await;
+    assert!(report["error"].is_null(), "{report}");
+    assert_eq!(report["new_articles"], 0, "{report}");
+    assert_eq!(report["held_back"], 0, "{report}");
+    assert_eq!(report["updated_articles"], 0, "{report}");
+    assert_eq!(titles(app.store.list_articles(100).await.unwrap()), before);
+    assert_eq!(
+        titles(app.store.articles_of_feed(again).await.unwrap()),
+        before,
+        "the re-added feed lists its articles"
+    );
+
+    // A second feed of the same site carrying the same items.
+    let category = add_feed(&app, &format!("{url}?category=world")).await;
+    let report = poll(&app, category).await;
+    assert_eq!(report["new_articles"], 0, "{report}");
+    assert_eq!(report["held_back"], 0, "{report}");
+    assert_eq!(titles(app.store.list_articles(100).await.unwrap()), before);
+    app.shutdown().await;
+}
+
 both_backends!(
+    a_feed_removed_and_added_again_stores_each_article_once,
     an_unchanged_item_is_not_updated_on_every_poll,
     a_wordpress_feed_becomes_a_digest_once,
     backfill_window_lets_recent_items_into_the_first_digest,

@@ -151,6 +151,7 @@ pub async fn add_article(store: &Store, input: ArticleInput) -> Result<(i64, boo
         published_at,
         // Adding the same URL again without a date keeps the stored one.
         date_stated: input.published_at.is_some(),
+        url_is_own: true,
         categories: Vec::new(),
         held_back: false,
     };

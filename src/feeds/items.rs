@@ -111,11 +111,12 @@ pub fn article_from_item(
     guid: ItemGuid,
     ctx: &PollContext,
 ) -> Result<NewArticle, Refusal> {
-    let link = match item.link.as_deref() {
-        Some(raw) => {
-            WebUrl::parse_with_base(raw, Some(&ctx.feed_url)).map_err(|_| Refusal::LinkNotWeb)?
-        }
-        None => link_fallback(ctx).clone(),
+    let (link, url_is_own) = match item.link.as_deref() {
+        Some(raw) => (
+            WebUrl::parse_with_base(raw, Some(&ctx.feed_url)).map_err(|_| Refusal::LinkNotWeb)?,
+            true,
+        ),
+        None => (link_fallback(ctx).clone(), false),
     };
     let raw_title = item.title.as_deref().and_then(plain_title::<ArticleTitle>);
     let title_text = raw_title.as_ref().map(ArticleTitle::as_str).unwrap_or("");
@@ -154,6 +155,7 @@ pub fn article_from_item(
         author: item.author.as_deref().and_then(AuthorName::cut),
         published_at,
         date_stated: stated.is_some(),
+        url_is_own,
         categories: text::categories(item.categories.iter().map(String::as_str)),
         held_back,
     })
