@@ -9,7 +9,7 @@ pub mod limits;
 use crate::domain::text::{ArticleTitle, AuthorName, ItemGuid, Summary};
 use crate::domain::time::{now_millis, Millis};
 use crate::domain::{DomainError, WebUrl};
-use crate::store::{NewArticle, Store};
+use crate::store::{ArticleWrite, NewArticle, Store};
 use limits::Refusal;
 
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +79,8 @@ fn refusal_message(r: &Refusal) -> &'static str {
     }
 }
 
-/// Validates, cleans and stores an article. Returns its id and whether it is new.
+/// Validates, cleans and stores an article. Returns its id and whether it
+/// is new (an article added again unchanged is neither new nor rewritten).
 pub async fn add_article(store: &Store, input: ArticleInput) -> Result<(i64, bool), Error> {
     let title = ArticleTitle::parse(&input.title)
         .map_err(invalid)?
@@ -148,8 +149,12 @@ pub async fn add_article(store: &Store, input: ArticleInput) -> Result<(i64, boo
         image_url: image_url.or(body.first_image),
         author,
         published_at,
+        // Adding the same URL again without a date keeps the stored one.
+        date_stated: input.published_at.is_some(),
+        url_is_own: true,
         categories: Vec::new(),
         held_back: false,
     };
-    Ok(store.upsert_article(&article, now).await?)
+    let (id, write) = store.upsert_article(&article, now).await?;
+    Ok((id, write == ArticleWrite::Inserted))
 }

@@ -111,11 +111,12 @@ pub fn article_from_item(
     guid: ItemGuid,
     ctx: &PollContext,
 ) -> Result<NewArticle, Refusal> {
-    let link = match item.link.as_deref() {
-        Some(raw) => {
-            WebUrl::parse_with_base(raw, Some(&ctx.feed_url)).map_err(|_| Refusal::LinkNotWeb)?
-        }
-        None => link_fallback(ctx).clone(),
+    let (link, url_is_own) = match item.link.as_deref() {
+        Some(raw) => (
+            WebUrl::parse_with_base(raw, Some(&ctx.feed_url)).map_err(|_| Refusal::LinkNotWeb)?,
+            true,
+        ),
+        None => (link_fallback(ctx).clone(), false),
     };
     let raw_title = item.title.as_deref().and_then(plain_title::<ArticleTitle>);
     let title_text = raw_title.as_ref().map(ArticleTitle::as_str).unwrap_or("");
@@ -132,12 +133,13 @@ pub fn article_from_item(
         .as_deref()
         .and_then(|i| WebUrl::parse_with_base(i, Some(&link)).ok())
         .or(body.first_image);
-    // Missing date: first seen now. Future date: clamped to now.
-    let published_at = item
+    // Missing date: first seen now. Future date: clamped to now. Either
+    // way the date is not the item's own, and a later poll keeps the stored one.
+    let stated = item
         .published
         .map(|d| d.timestamp_millis())
-        .unwrap_or(ctx.now)
-        .min(ctx.now);
+        .filter(|ms| *ms <= ctx.now);
+    let published_at = stated.unwrap_or(ctx.now);
     // At the first poll, what the feed already carried (older than the
     // backfill window, or undated) is stored but held back.
     let held_back =
@@ -152,6 +154,8 @@ pub fn article_from_item(
         image_url,
         author: item.author.as_deref().and_then(AuthorName::cut),
         published_at,
+        date_stated: stated.is_some(),
+        url_is_own,
         categories: text::categories(item.categories.iter().map(String::as_str)),
         held_back,
     })

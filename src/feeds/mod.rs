@@ -16,7 +16,7 @@ use crate::domain::text::ItemGuid;
 use crate::domain::time::{now_millis, Millis};
 use crate::domain::web_url::FeedUrl;
 use crate::domain::{DomainError, WebUrl};
-use crate::store::{FeedRow, PollSuccess, Store};
+use crate::store::{ArticleWrite, FeedRow, PollSuccess, Store};
 use fetch::{FetchError, Fetched};
 use rand::Rng;
 use std::collections::HashSet;
@@ -58,6 +58,9 @@ pub struct PollReport {
     pub feed_id: i64,
     pub not_modified: bool,
     pub new_articles: usize,
+    /// Items already stored whose content changed (title, link, text, image,
+    /// author, categories or stated date). An item seen again unchanged is
+    /// not counted, and not written.
     pub updated_articles: usize,
     pub held_back: usize,
     /// Items refused (see `articles::limits::Refusal`), and the latest reason.
@@ -311,11 +314,14 @@ impl Poller {
                     continue;
                 }
             };
-            let (_, created) = self.store.upsert_article(&article, ctx.now).await?;
-            match (created, article.held_back) {
-                (true, true) => report.held_back += 1,
-                (true, false) => report.new_articles += 1,
-                (false, _) => report.updated_articles += 1,
+            // The counts are what the store did: an item seen again
+            // unchanged is neither written nor counted.
+            let (_, write) = self.store.upsert_article(&article, ctx.now).await?;
+            match (write, article.held_back) {
+                (ArticleWrite::Inserted, true) => report.held_back += 1,
+                (ArticleWrite::Inserted, false) => report.new_articles += 1,
+                (ArticleWrite::Updated, _) => report.updated_articles += 1,
+                (ArticleWrite::Unchanged, _) => {}
             }
         }
         self.store

@@ -35,6 +35,14 @@ pub struct NewArticle {
     pub image_url: Option<WebUrl>,
     pub author: Option<AuthorName>,
     pub published_at: Millis,
+    /// Whether the source stated `published_at` (a feed item's own date, not
+    /// in the future; an operator's `published_at`). When it did not, the
+    /// date is the time first seen, and an update keeps the stored one: an
+    /// undated item is not "changed" by being seen again later.
+    pub date_stated: bool,
+    /// Whether `url` is the item's own link (not the feed's site link
+    /// standing in for a missing one): only an own link identifies it.
+    pub url_is_own: bool,
     /// Stored as a JSON array of names.
     pub categories: Vec<Category>,
     /// Stored but never put in a digest (a feed's old items at first poll).
@@ -52,68 +60,98 @@ impl NewArticle {
     }
 }
 
+/// What [`Store::upsert_article`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArticleWrite {
+    /// A new article.
+    Inserted,
+    /// An article already stored whose content changed: it was rewritten.
+    Updated,
+    /// An article already stored with the same content: nothing written.
+    Unchanged,
+}
+
 pub(crate) const ARTICLE_COLUMNS: &str =
     "id, feed_id, guid, url, title, summary, html, image_url, author, published_at, created_at, categories, held_back";
 
+/// The same guid from the same source: the key the database enforces.
+const SAME_FEED_AND_GUID: &str =
+    "SELECT id FROM articles WHERE COALESCE(feed_id, 0) = COALESCE($1, 0) AND guid = $2";
+/// The same link, whichever feed (or operator) brought it.
+const SAME_URL: &str = "SELECT id FROM articles WHERE url = $1 ORDER BY id LIMIT 1";
+/// The same globally unique guid, whichever feed brought it.
+const SAME_GUID: &str = "SELECT id FROM articles WHERE guid = $1 ORDER BY id LIMIT 1";
+
+/// A guid that is an absolute URI (`https://…/?p=42`, `urn:…`, `tag:…`) is
+/// unique by construction, whichever feed carries it; a bare one such as
+/// `42` identifies an item only within its feed.
+fn guid_is_global(guid: &ItemGuid) -> bool {
+    url::Url::parse(guid.as_str()).is_ok()
+}
+
 impl Store {
     /// Inserts the article, or updates the one with the same guid from the
-    /// same source (an edited article is updated, never duplicated).
-    /// Returns the id and whether it was new. Two polls of one feed at once
-    /// (the poller and `POST /api/feeds/{id}/poll`, or two herald processes
-    /// on PostgreSQL) may both find no row; the insert then does nothing for
-    /// the second one, which updates the row the first one wrote.
-    pub async fn upsert_article(&self, a: &NewArticle, now: Millis) -> Result<(i64, bool)> {
-        const FIND: &str =
-            "SELECT id FROM articles WHERE COALESCE(feed_id, 0) = COALESCE($1, 0) AND guid = $2";
+    /// same source (an edited article is updated, never duplicated), or
+    /// leaves it alone when nothing the reader sees changed. What happened
+    /// is the database's answer: the insert returns a row only when it
+    /// inserted, the update only when a stored column differed (`IS
+    /// DISTINCT FROM` over the content columns, on both backends), so an
+    /// unchanged item is neither written nor reported as updated.
+    ///
+    /// Two polls of one feed at once (the poller and `POST
+    /// /api/feeds/{id}/poll`, or two herald processes on PostgreSQL) may
+    /// both find no row; the insert then does nothing for the second one,
+    /// which updates the row the first one wrote only if its content differs.
+    pub async fn upsert_article(&self, a: &NewArticle, now: Millis) -> Result<(i64, ArticleWrite)> {
+        // One statement: a row is written (and returned) only when one of
+        // the content columns differs. `published_at` is replaced only by a
+        // date the source stated ($8 is NULL otherwise: the first-seen
+        // date stays). Neither the poll time nor `held_back` counts.
+        const UPDATE_IF_CHANGED: &str = "UPDATE articles SET url = $2, title = $3, summary = $4, html = $5, image_url = $6,
+             author = $7, published_at = COALESCE($8, published_at), categories = $9, updated_at = $10
+             WHERE id = $1
+               AND (url, title, summary, html, image_url, author, published_at, categories)
+                   IS DISTINCT FROM ($2, $3, $4, $5, $6, $7, COALESCE($8, published_at), $9)
+             RETURNING id";
+        // An article found through a feed that was removed since belongs
+        // to the feed that carries it now (unless that feed already has
+        // another article under the same guid).
+        const ADOPT: &str = "UPDATE articles SET feed_id = $2
+             WHERE id = $1 AND feed_id IS NOT NULL AND feed_id <> $2
+               AND NOT EXISTS (SELECT 1 FROM feeds f WHERE f.id = articles.feed_id)
+               AND NOT EXISTS (SELECT 1 FROM articles b WHERE b.feed_id = $2 AND b.guid = articles.guid)";
         let (guid, url, title) = (a.guid.as_str(), a.url.as_str(), a.title.as_str());
         let image_url = a.image_url.as_ref().map(WebUrl::as_str);
         let author = a.author.as_ref().map(AuthorName::as_str);
         let categories = a.categories_json();
+        let stated_date = a.date_stated.then_some(a.published_at);
         in_write_tx!(self, tx => {
-            let existing: Option<i64> = sqlx::query_scalar(FIND)
+            // How an article is recognised, in order: its guid within its
+            // source; its own link anywhere (not a site link standing in for
+            // a missing one); its guid anywhere when that is an absolute URI.
+            // So a feed removed and added again, or two feeds of one site,
+            // store each article once.
+            let mut existing: Option<i64> = sqlx::query_scalar(SAME_FEED_AND_GUID)
                 .bind(a.feed_id)
                 .bind(guid)
                 .fetch_optional(&mut *tx)
                 .await?;
-            let inserted: Option<i64> = match existing {
-                Some(_) => None,
-                None => sqlx::query_scalar(
-                    "INSERT INTO articles (feed_id, guid, url, title, summary, html, image_url, author, published_at, created_at, updated_at, categories, held_back)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12)
-                     ON CONFLICT DO NOTHING RETURNING id",
-                )
-                .bind(a.feed_id)
-                .bind(guid)
-                .bind(url)
-                .bind(title)
-                .bind(&a.summary)
-                .bind(&a.html)
-                .bind(image_url)
-                .bind(author)
-                .bind(a.published_at)
-                .bind(now)
-                .bind(&categories)
-                .bind(i64::from(a.held_back))
-                .fetch_optional(&mut *tx)
-                .await?,
-            };
-            let result = match (inserted, existing) {
-                (Some(id), _) => (id, true),
-                (None, existing) => {
-                    let id: i64 = match existing {
-                        Some(id) => id,
-                        // Written by a concurrent poll since our SELECT.
-                        None => sqlx::query_scalar(FIND)
-                            .bind(a.feed_id)
-                            .bind(guid)
-                            .fetch_one(&mut *tx)
-                            .await?,
-                    };
-                    sqlx::query(
-                        "UPDATE articles SET url = $2, title = $3, summary = $4, html = $5, image_url = $6,
-                         author = $7, published_at = $8, updated_at = $9, categories = $10 WHERE id = $1",
+            if existing.is_none() && a.url_is_own {
+                existing = sqlx::query_scalar(SAME_URL).bind(url).fetch_optional(&mut *tx).await?;
+            }
+            if existing.is_none() && guid_is_global(&a.guid) {
+                existing = sqlx::query_scalar(SAME_GUID).bind(guid).fetch_optional(&mut *tx).await?;
+            }
+            let id: i64 = match existing {
+                Some(id) => id,
+                None => {
+                    let inserted: Option<i64> = sqlx::query_scalar(
+                        "INSERT INTO articles (feed_id, guid, url, title, summary, html, image_url, author, published_at, created_at, updated_at, categories, held_back)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12)
+                         ON CONFLICT DO NOTHING RETURNING id",
                     )
-                    .bind(id)
+                    .bind(a.feed_id)
+                    .bind(guid)
                     .bind(url)
                     .bind(title)
                     .bind(&a.summary)
@@ -123,13 +161,41 @@ impl Store {
                     .bind(a.published_at)
                     .bind(now)
                     .bind(&categories)
-                    .execute(&mut *tx)
+                    .bind(i64::from(a.held_back))
+                    .fetch_optional(&mut *tx)
                     .await?;
-                    (id, false)
+                    match inserted {
+                        Some(id) => {
+                            tx.commit().await?;
+                            return Ok((id, ArticleWrite::Inserted));
+                        }
+                        // Written by a concurrent poll since our lookup.
+                        None => sqlx::query_scalar(SAME_FEED_AND_GUID)
+                            .bind(a.feed_id)
+                            .bind(guid)
+                            .fetch_one(&mut *tx)
+                            .await?,
+                    }
                 }
             };
+            if let Some(feed_id) = a.feed_id {
+                sqlx::query(ADOPT).bind(id).bind(feed_id).execute(&mut *tx).await?;
+            }
+            let updated: Option<i64> = sqlx::query_scalar(UPDATE_IF_CHANGED)
+                .bind(id)
+                .bind(url)
+                .bind(title)
+                .bind(&a.summary)
+                .bind(&a.html)
+                .bind(image_url)
+                .bind(author)
+                .bind(stated_date)
+                .bind(&categories)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
             tx.commit().await?;
-            Ok(result)
+            Ok((id, if updated.is_some() { ArticleWrite::Updated } else { ArticleWrite::Unchanged }))
         })
     }
 
