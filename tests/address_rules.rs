@@ -19,7 +19,8 @@ async fn post_json(app: &common::TestApp, email: &str) -> reqwest::Response {
 
 /// Tried: a TLD with a digit and a hyphen (`bad.tld-2`), `--` in positions
 /// 3–4 typed in ASCII and in full-width hyphens (U+FF0D, which UTS 46 maps
-/// to `-`), a label ending in a hyphen, an `xn--` label that does not
+/// to `-`), U+2010 HYPHEN (which stays itself and IDNA2008 refuses), a
+/// label ending in a hyphen, an `xn--` label that does not
 /// decode, reverse DNS under `.arpa`, and an internationalised local part
 /// (RFC 6531), through the form and the JSON body: each is refused with a
 /// message that says why, and nothing is stored or sent.
@@ -34,6 +35,10 @@ async fn addresses_breaking_label_rules_are_refused_with_a_reason(backend: Backe
         (
             "me@yy\u{FF0D}\u{FF0D}0.tld",
             "two hyphens as its third and fourth characters",
+        ),
+        (
+            "me@yy\u{2010}\u{2010}0.tld",
+            "internationalised domain names cannot contain",
         ),
         ("me@bad-.example.org", "cannot start or end with a hyphen"),
         (

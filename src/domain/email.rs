@@ -167,8 +167,9 @@ fn check_local_part(local: &str) -> Result<(), DomainError> {
 /// upper case): so `yy－－0.tld` is judged as the `yy--0.tld` it becomes.
 /// Each label is letters, digits and hyphens, at most 63 octets, with no
 /// hyphen first or last; `--` in positions 3–4 marks an A-label, so it is
-/// allowed only in an `xn--` label that decodes to a valid U-label and
-/// encodes back to itself. The top-level label is letters only or an
+/// allowed only in an `xn--` label that decodes to a valid U-label (of
+/// the letters, marks and digits IDNA2008 allows) and encodes back to
+/// itself. The top-level label is letters only or an
 /// A-label (every delegated TLD is one or the other, and a numeric one is
 /// an IP address in disguise). Special-use names that cannot receive mail
 /// from the internet (`.arpa`, `.invalid`, `.localhost`, `.onion`) are
@@ -260,6 +261,11 @@ fn check_label(label: &str) -> Result<(), DomainError> {
         // `-ü.example` is refused as `-x.example` is.
         let (unicode, _) = idna::domain_to_unicode(label);
         check_hyphens(&unicode)?;
+        if !unicode.chars().all(is_idna2008_letter_or_digit) {
+            return Err(DomainError::Invalid(
+                "The domain after the @ has a character that internationalised domain names cannot contain (a symbol, emoji or punctuation).",
+            ));
+        }
         if !is_valid_a_label(label) {
             return Err(DomainError::Invalid(NOT_AN_A_LABEL));
         }
@@ -285,6 +291,46 @@ fn check_hyphens(label: &str) -> Result<(), DomainError> {
         ));
     }
     Ok(())
+}
+
+/// Whether a character of a U-label is one IDNA2008 allows (RFC 5892):
+/// ASCII letters, digits and hyphen, and otherwise letters, combining marks
+/// and decimal digits (`LetterDigits`), with the exceptions of its section
+/// 2.6. UTS 46, which `idna` follows, also lets through symbols, emoji and
+/// punctuation (`☃`, U+2010 HYPHEN) that no registry under IDNA2008 takes,
+/// so an address under such a name can never be delivered. The characters
+/// RFC 5892 allows only in context (U+00B7, Greek keraia, Hebrew geresh
+/// and gershayim, KATAKANA MIDDLE DOT, the joiners) are let through here;
+/// `idna` checks the joiners' context.
+fn is_idna2008_letter_or_digit(c: char) -> bool {
+    use icu_properties::props::GeneralCategory as Gc;
+    const ALLOWED: &[char] = &[
+        '\u{00DF}', '\u{03C2}', '\u{06FD}', '\u{06FE}', '\u{0F0B}', '\u{3007}', // PVALID
+        '\u{00B7}', '\u{0375}', '\u{05F3}', '\u{05F4}', '\u{30FB}', // CONTEXTO
+        '\u{200C}', '\u{200D}', // CONTEXTJ
+    ];
+    const REFUSED: &[char] = &[
+        '\u{0640}', '\u{07FA}', '\u{302E}', '\u{302F}', '\u{3031}', '\u{3032}', '\u{3033}',
+        '\u{3034}', '\u{3035}', '\u{303B}',
+    ];
+    if c.is_ascii() {
+        return c.is_ascii_alphanumeric() || c == '-';
+    }
+    if ALLOWED.contains(&c) {
+        return true;
+    }
+    if REFUSED.contains(&c) {
+        return false;
+    }
+    matches!(
+        icu_properties::CodePointMapData::<Gc>::new().get(c),
+        Gc::LowercaseLetter
+            | Gc::OtherLetter
+            | Gc::ModifierLetter
+            | Gc::NonspacingMark
+            | Gc::SpacingMark
+            | Gc::DecimalNumber
+    )
 }
 
 /// Whether an `xn--` label decodes to a U-label that RFC 5891 allows (not
@@ -400,6 +446,10 @@ mod tests {
             ("me@xn--u-ccb.example", "xn--"),
             ("me@-\u{fc}.example", "start or end with a hyphen"),
             ("me@\u{fc}x--y.example", "third and fourth"),
+            ("me@yy\u{2010}\u{2010}0.example", "cannot contain"),
+            ("me@\u{2603}.example", "cannot contain"),
+            ("me@xn--ls8h.example", "cannot contain"),
+            ("me@a\u{2665}b.example", "cannot contain"),
             (long_label.as_str(), "at most 63 characters"),
             ("me@x.arpa", ".arpa"),
             ("me@1.0.0.127.in-addr.arpa", ".arpa"),
@@ -430,6 +480,16 @@ mod tests {
             ("a@1a.example", "a@1a.example"),
             ("a@\u{fc}--x.example", "a@xn----x-goa.example"),
             ("a@example.xn--p1ai", "a@example.xn--p1ai"),
+            ("a@stra\u{df}e.example", "a@xn--strae-oqa.example"),
+            (
+                "a@\u{4f8b}\u{3048}.\u{30c6}\u{30b9}\u{30c8}",
+                "a@xn--r8jz45g.xn--zckzah",
+            ),
+            (
+                "a@\u{0645}\u{062b}\u{0627}\u{0644}.example",
+                "a@xn--mgbh0fb.example",
+            ),
+            ("a@\u{0924}\u{094d}\u{092f}.example", "a@xn--h2bw3g.example"),
             (
                 "a@\u{43f}\u{440}\u{438}\u{43c}\u{435}\u{440}.\u{440}\u{444}",
                 "a@xn--e1afmkfd.xn--p1ai",
