@@ -13,9 +13,12 @@ use super::DomainError;
 /// literals and numeric domains (`user@[127.0.0.1]`, `a@127.0.0.1`,
 /// `a@1.2`), single-label domains (`a@localhost`), empty or dotted-edge
 /// labels and local parts (`a..b@example.com`, `.a@example.com`,
-/// `a@example..com`), quoted or non-ASCII local parts (deliverable only
-/// through SMTPUTF8 relays, which herald cannot count on), control
-/// characters, and anything over 254 characters.
+/// `a@example..com`), domain labels that break the rules of RFC 1035 and
+/// RFC 5891 after normalisation (see `ascii_domain`: `a@bad.tld-2`,
+/// `a@yy--0.example`, `a@x-.example`), special-use names (`.arpa`),
+/// quoted local parts, non-ASCII local parts (deliverable only through
+/// SMTPUTF8 relays, which herald cannot count on), control characters, and
+/// anything over 254 characters.
 ///
 /// The identity of an address is [`SubscriberEmail::key`], not its text.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -129,7 +132,17 @@ fn is_atext(c: char) -> bool {
     c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c)
 }
 
+/// Why an internationalised local part (RFC 6531: `jürgen@example.org`) is
+/// refused rather than kept: mail to it needs SMTPUTF8 on every hop, and
+/// herald sends through whatever relay the operator has, which may not offer
+/// it; such a reader would be confirmed and then never get a digest. The
+/// domain is another matter: it has an ASCII form, kept instead.
+const INTERNATIONAL_LOCAL_PART: &str = "Addresses with letters outside ASCII before the @ cannot be used yet: herald sends through relays that may not support SMTPUTF8. Please use the ASCII address your provider gives you.";
+
 fn check_local_part(local: &str) -> Result<(), DomainError> {
+    if !local.is_ascii() {
+        return Err(DomainError::Invalid(INTERNATIONAL_LOCAL_PART));
+    }
     if local.is_empty() || !local.chars().all(|c| c == '.' || is_atext(c)) {
         return Err(DomainError::Invalid(NOT_AN_ADDRESS));
     }
@@ -147,17 +160,42 @@ fn check_local_part(local: &str) -> Result<(), DomainError> {
 }
 
 /// The domain as IDNA ASCII, lower-cased, or why it cannot receive mail.
+///
+/// The rules are those of a host name in DNS (RFC 1035, RFC 1123) and of an
+/// internationalised one (RFC 5891), applied to the ASCII form, after UTS 46
+/// mapping has normalised what was typed (full-width letters and hyphens,
+/// upper case): so `yy－－0.tld` is judged as the `yy--0.tld` it becomes.
+/// Each label is letters, digits and hyphens, at most 63 octets, with no
+/// hyphen first or last; `--` in positions 3–4 marks an A-label, so it is
+/// allowed only in an `xn--` label that decodes to a valid U-label (of
+/// the letters, marks and digits IDNA2008 allows) and encodes back to
+/// itself. The top-level label is letters only or an
+/// A-label (every delegated TLD is one or the other, and a numeric one is
+/// an IP address in disguise). Special-use names that cannot receive mail
+/// from the internet (`.arpa`, `.invalid`, `.localhost`, `.onion`) are
+/// refused; `.example` and `.test` are kept for documentation and tests.
+/// Last, `idna`'s strict UTS 46 check (CheckHyphens, STD3 rules, DNS
+/// lengths) must agree, so a rule missed here cannot let a name through.
 fn ascii_domain(domain: &str) -> Result<String, DomainError> {
     const LITERAL: &str =
         "Please use an address with a domain name: addresses at an IP address cannot get our mail.";
+    const NOT_A_DOMAIN: &str = "The domain after the @ is not a valid domain name.";
     if domain.is_empty() {
         return Err(DomainError::Invalid(NOT_AN_ADDRESS));
     }
     if domain.starts_with('[') || domain.parse::<std::net::IpAddr>().is_ok() {
         return Err(DomainError::Invalid(LITERAL));
     }
-    let ascii = idna::domain_to_ascii(domain)
-        .map_err(|_| DomainError::Invalid("The domain after the @ is not a valid domain name."))?;
+    let ascii = idna::domain_to_ascii(domain).map_err(|_| {
+        let claims_a_label = domain
+            .split('.')
+            .any(|l| l.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("xn--")));
+        DomainError::Invalid(if claims_a_label {
+            NOT_AN_A_LABEL
+        } else {
+            NOT_A_DOMAIN
+        })
+    })?;
     let labels: Vec<&str> = ascii.split('.').collect();
     if labels.iter().any(|l| l.is_empty()) {
         return Err(DomainError::Invalid(
@@ -169,26 +207,144 @@ fn ascii_domain(domain: &str) -> Result<String, DomainError> {
             "That does not look like an email address: the domain needs a dot, as in example.com.",
         ));
     }
-    let is_ldh = |l: &str| {
-        l.len() <= MAX_LABEL_LEN
-            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-    };
-    if !labels.iter().all(|l| is_ldh(l)) {
+    for label in &labels {
+        check_label(label)?;
+    }
+    let tld = labels.last().copied().unwrap_or_default();
+    // A numeric top-level label is an IP address in disguise (`a@1.2`,
+    // `a@10.0.0.5`): no top-level domain is all digits.
+    if tld.chars().all(|c| c.is_ascii_digit()) {
+        return Err(DomainError::Invalid(LITERAL));
+    }
+    if !(tld.chars().all(|c| c.is_ascii_alphabetic()) || tld.starts_with("xn--")) {
+        return Err(DomainError::Invalid(
+            "The domain after the @ does not end in a top-level domain: those are letters only, as in .com or .org.",
+        ));
+    }
+    if SPECIAL_USE_TLDS.contains(&tld) {
+        return Err(DomainError::Invalid(
+            "The domain after the @ is reserved (.arpa, .invalid, .localhost or .onion) and cannot get our mail.",
+        ));
+    }
+    let strict = idna::uts46::Uts46::new().to_ascii(
+        ascii.as_bytes(),
+        idna::uts46::AsciiDenyList::STD3,
+        idna::uts46::Hyphens::Check,
+        idna::uts46::DnsLength::Verify,
+    );
+    if !strict.is_ok_and(|s| s == ascii) {
+        return Err(DomainError::Invalid(NOT_A_DOMAIN));
+    }
+    Ok(ascii)
+}
+
+/// Top-level names set aside for special use (RFC 6761, RFC 7686, RFC 3172)
+/// that no mail from the internet can reach.
+const SPECIAL_USE_TLDS: &[&str] = &["arpa", "invalid", "localhost", "onion"];
+
+/// One label of a domain in its ASCII form: RFC 1035's letters, digits and
+/// hyphens, RFC 5891's rules on hyphens and A-labels.
+fn check_label(label: &str) -> Result<(), DomainError> {
+    if label.len() > MAX_LABEL_LEN {
+        return Err(DomainError::Invalid(
+            "A part of the domain after the @ is too long: at most 63 characters between dots.",
+        ));
+    }
+    if !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
         return Err(DomainError::Invalid(
             "The domain after the @ is not a valid domain name.",
         ));
     }
-    // A numeric top-level label is an IP address in disguise (`a@1.2`,
-    // `a@10.0.0.5`): no top-level domain is all digits.
-    if labels
-        .last()
-        .is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit()))
-    {
-        return Err(DomainError::Invalid(LITERAL));
+    check_hyphens(label)?;
+    if label.starts_with("xn--") {
+        // The rules hold for the name as typed too (RFC 5891, 4.2.3.1):
+        // `-ü.example` is refused as `-x.example` is.
+        let (unicode, _) = idna::domain_to_unicode(label);
+        check_hyphens(&unicode)?;
+        if !unicode.chars().all(is_idna2008_letter_or_digit) {
+            return Err(DomainError::Invalid(
+                "The domain after the @ has a character that internationalised domain names cannot contain (a symbol, emoji or punctuation).",
+            ));
+        }
+        if !is_valid_a_label(label) {
+            return Err(DomainError::Invalid(NOT_AN_A_LABEL));
+        }
     }
-    Ok(ascii)
+    Ok(())
+}
+
+const NOT_AN_A_LABEL: &str =
+    "A part of the domain after the @ starts with xn-- but is not a valid internationalised name.";
+
+/// No hyphen first or last, and none in both the third and fourth
+/// positions except in the `xn--` that marks an A-label.
+fn check_hyphens(label: &str) -> Result<(), DomainError> {
+    if label.starts_with('-') || label.ends_with('-') {
+        return Err(DomainError::Invalid(
+            "A part of the domain after the @ cannot start or end with a hyphen.",
+        ));
+    }
+    let third_and_fourth: String = label.chars().skip(2).take(2).collect();
+    if third_and_fourth == "--" && !label.starts_with("xn--") {
+        return Err(DomainError::Invalid(
+            "A part of the domain after the @ cannot have two hyphens as its third and fourth characters.",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a character of a U-label is one IDNA2008 allows (RFC 5892):
+/// ASCII letters, digits and hyphen, and otherwise letters, combining marks
+/// and decimal digits (`LetterDigits`), with the exceptions of its section
+/// 2.6. UTS 46, which `idna` follows, also lets through symbols, emoji and
+/// punctuation (`☃`, U+2010 HYPHEN) that no registry under IDNA2008 takes,
+/// so an address under such a name can never be delivered. The characters
+/// RFC 5892 allows only in context (U+00B7, Greek keraia, Hebrew geresh
+/// and gershayim, KATAKANA MIDDLE DOT, the joiners) are let through here;
+/// `idna` checks the joiners' context.
+fn is_idna2008_letter_or_digit(c: char) -> bool {
+    use icu_properties::props::GeneralCategory as Gc;
+    const ALLOWED: &[char] = &[
+        '\u{00DF}', '\u{03C2}', '\u{06FD}', '\u{06FE}', '\u{0F0B}', '\u{3007}', // PVALID
+        '\u{00B7}', '\u{0375}', '\u{05F3}', '\u{05F4}', '\u{30FB}', // CONTEXTO
+        '\u{200C}', '\u{200D}', // CONTEXTJ
+    ];
+    const REFUSED: &[char] = &[
+        '\u{0640}', '\u{07FA}', '\u{302E}', '\u{302F}', '\u{3031}', '\u{3032}', '\u{3033}',
+        '\u{3034}', '\u{3035}', '\u{303B}',
+    ];
+    if c.is_ascii() {
+        return c.is_ascii_alphanumeric() || c == '-';
+    }
+    if ALLOWED.contains(&c) {
+        return true;
+    }
+    if REFUSED.contains(&c) {
+        return false;
+    }
+    matches!(
+        icu_properties::CodePointMapData::<Gc>::new().get(c),
+        Gc::LowercaseLetter
+            | Gc::OtherLetter
+            | Gc::ModifierLetter
+            | Gc::NonspacingMark
+            | Gc::SpacingMark
+            | Gc::DecimalNumber
+    )
+}
+
+/// Whether an `xn--` label decodes to a U-label that RFC 5891 allows (not
+/// all ASCII, no hyphen first, last or in positions 3–4, NFC) and encodes
+/// back to exactly this label.
+fn is_valid_a_label(label: &str) -> bool {
+    let (unicode, decoded) = idna::uts46::Uts46::new().to_unicode(
+        label.as_bytes(),
+        idna::uts46::AsciiDenyList::STD3,
+        idna::uts46::Hyphens::Check,
+    );
+    decoded.is_ok()
+        && !unicode.is_ascii()
+        && idna::domain_to_ascii(&unicode).is_ok_and(|again| again == label)
 }
 
 impl std::fmt::Display for SubscriberEmail {
@@ -258,6 +414,97 @@ mod tests {
                     assert!(message.contains(says), "{bad:?}: {message}")
                 }
             }
+        }
+    }
+
+    /// Issue 17, item 18: the label rules of RFC 1035 and RFC 5891, judged
+    /// on the ASCII form after normalisation. Tried: a hyphen last in the
+    /// TLD's neighbourhood and in a label, `--` in positions 3–4 typed in
+    /// ASCII, full-width (U+FF0D) and mixed, upper-case `XN--`, A-labels
+    /// that do not decode or decode to ASCII, a U-label with a leading
+    /// hyphen or `--` in positions 3–4, a 64-octet label, TLDs with digits
+    /// or hyphens, `.arpa` (and reverse-DNS names under it), the other
+    /// special-use names, and an internationalised local part.
+    #[test]
+    fn domain_labels_follow_rfc_1035_and_5891() {
+        let long_label = format!("a@{}.example", "b".repeat(64));
+        for (bad, says) in [
+            ("me@bad.tld-2", "top-level domain"),
+            ("me@bad.t2", "top-level domain"),
+            ("me@bad-.example", "start or end with a hyphen"),
+            ("me@-bad.example", "start or end with a hyphen"),
+            ("me@bad.example-", "start or end with a hyphen"),
+            ("me@yy--0.tld", "third and fourth"),
+            ("me@yy\u{FF0D}\u{FF0D}0.tld", "third and fourth"),
+            ("me@yy-\u{FF0D}0.tld", "third and fourth"),
+            ("me@YY--0.example.org", "third and fourth"),
+            ("me@r4--sn-abc.example.com", "third and fourth"),
+            ("me@xn--a.example", "xn--"),
+            ("me@xn--abc.example", "xn--"),
+            ("me@XN--ZZ.example", "xn--"),
+            ("me@example.xn--zz", "xn--"),
+            ("me@xn--u-ccb.example", "xn--"),
+            ("me@-\u{fc}.example", "start or end with a hyphen"),
+            ("me@\u{fc}x--y.example", "third and fourth"),
+            ("me@yy\u{2010}\u{2010}0.example", "cannot contain"),
+            ("me@\u{2603}.example", "cannot contain"),
+            ("me@xn--ls8h.example", "cannot contain"),
+            ("me@a\u{2665}b.example", "cannot contain"),
+            (long_label.as_str(), "at most 63 characters"),
+            ("me@x.arpa", ".arpa"),
+            ("me@1.0.0.127.in-addr.arpa", ".arpa"),
+            ("me@ip6.ARPA", ".arpa"),
+            ("me@x.invalid", "reserved"),
+            ("me@x.localhost", "reserved"),
+            (
+                "me@duckduckgogg42xjoc72x3sjasowoarfbgcmvfimaftt6twagswzczad.onion",
+                "reserved",
+            ),
+            ("j\u{fc}rgen@example.org", "SMTPUTF8"),
+            ("\u{30E6}\u{30FC}\u{30B6}\u{30FC}@example.jp", "SMTPUTF8"),
+        ] {
+            match SubscriberEmail::parse(bad) {
+                Ok(e) => panic!("accepted {bad:?} as {e}"),
+                Err(DomainError::Invalid(message)) => {
+                    assert!(message.contains(says), "{bad:?}: {message}")
+                }
+            }
+        }
+        for (good, kept) in [
+            ("a@xn--bcher-kva.example", "a@xn--bcher-kva.example"),
+            ("a@XN--BCHER-KVA.example", "a@xn--bcher-kva.example"),
+            ("a@b\u{fc}cher.example", "a@xn--bcher-kva.example"),
+            ("a@sub-domain.example.org", "a@sub-domain.example.org"),
+            ("a@a1.co", "a@a1.co"),
+            ("a@a--b.example", "a@a--b.example"),
+            ("a@1a.example", "a@1a.example"),
+            ("a@\u{fc}--x.example", "a@xn----x-goa.example"),
+            ("a@example.xn--p1ai", "a@example.xn--p1ai"),
+            ("a@stra\u{df}e.example", "a@xn--strae-oqa.example"),
+            (
+                "a@\u{4f8b}\u{3048}.\u{30c6}\u{30b9}\u{30c8}",
+                "a@xn--r8jz45g.xn--zckzah",
+            ),
+            (
+                "a@\u{0645}\u{062b}\u{0627}\u{0644}.example",
+                "a@xn--mgbh0fb.example",
+            ),
+            ("a@\u{0924}\u{094d}\u{092f}.example", "a@xn--h2bw3g.example"),
+            (
+                "a@\u{43f}\u{440}\u{438}\u{43c}\u{435}\u{440}.\u{440}\u{444}",
+                "a@xn--e1afmkfd.xn--p1ai",
+            ),
+            ("a@sub\u{FF0D}domain.example", "a@sub-domain.example"),
+            (
+                &format!("a@{}.example", "b".repeat(63)),
+                &format!("a@{}.example", "b".repeat(63)),
+            ),
+        ] {
+            assert_eq!(
+                SubscriberEmail::parse(good).map(|e| e.as_str().to_string()),
+                Ok(kept.to_string()),
+                "{good:?}"
+            );
         }
     }
 
