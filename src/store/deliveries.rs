@@ -269,7 +269,7 @@ impl Store {
                         .bind(subscriber_id)
                         .execute(&mut *tx)
                         .await?;
-                        let detail: String = crate::domain::single_line(error).chars().take(1000).collect();
+                        let detail = super::events::event_detail(error);
                         sqlx::query(
                             "INSERT INTO subscriber_events (subscriber_id, digest_id, kind, source, detail, reference, created_at)
                              VALUES ($1, $2, 'bounce', 'smtp', $3, $4, $5)

@@ -71,6 +71,17 @@ pub struct DigestEventCounts {
     pub unsubscribes_by_mail: i64,
 }
 
+/// An event's detail as stored: text from outside (a Diagnostic-Code, a
+/// relay's reason, an SMTP reply) kept as one line of at most 1000
+/// characters without control characters, so that no terminal escape or
+/// log line break reaches an operator from here.
+pub(super) fn event_detail(text: &str) -> String {
+    crate::domain::single_line(text)
+        .chars()
+        .take(1000)
+        .collect()
+}
+
 impl Store {
     /// Records `event` once (by reference, subscriber and kind) and acts on
     /// it: a bounce counts towards `bounce_threshold`, a complaint or an
@@ -80,13 +91,7 @@ impl Store {
         event: &NewEvent<'_>,
         bounce_threshold: i64,
     ) -> Result<EventOutcome> {
-        // Text from outside (a Diagnostic-Code, a relay's reason) is kept
-        // as one line without control characters, so that no terminal
-        // escape or log line break reaches an operator from here.
-        let detail: String = crate::domain::single_line(event.detail)
-            .chars()
-            .take(1000)
-            .collect();
+        let detail = event_detail(event.detail);
         let source = crate::domain::single_line(event.source);
         in_write_tx!(self, tx => {
             let digest_id: Option<i64> = sqlx::query_scalar(
