@@ -375,6 +375,12 @@ async fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
+    if config.site_name_derived {
+        tracing::warn!(
+            site_name = %config.site_name,
+            "no site_name configured (HERALD_SITE_NAME): pages and mail call the site by this name; set site_name to the name readers know"
+        );
+    }
     if config
         .postal_address
         .as_deref()
@@ -569,12 +575,44 @@ async fn feed(config: Config, cmd: FeedCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The configuration a digest is rendered with from this shell: the
+/// look `herald serve` recorded when it started, so a digest created here
+/// looks like one the server creates (`config::mail_look`). Says on stderr
+/// which of this shell's settings differ.
+async fn servers_look(state: &AppState) -> anyhow::Result<Config> {
+    use crate::config::mail_look::{MailLook, SETTING};
+    let mut config = (*state.config).clone();
+    let Some(json) = state.store.setting(SETTING).await? else {
+        return Ok(config);
+    };
+    let server: MailLook = match serde_json::from_str(&json) {
+        Ok(look) => look,
+        Err(e) => {
+            tracing::warn!(error = %e, "the server's recorded mail settings could not be read; using this command's");
+            return Ok(config);
+        }
+    };
+    let differences = MailLook::of(&config).differences(&server);
+    if !differences.is_empty() {
+        eprintln!(
+            "note: this command's configuration differs from the one `herald serve` last started with; the digest is rendered with the server's, so it looks the same whoever creates it:"
+        );
+        for d in &differences {
+            eprintln!("  {d}");
+        }
+        eprintln!("  (to change how mail looks, change the server's configuration and restart it)");
+    }
+    server.apply_to(&mut config);
+    Ok(config)
+}
+
 async fn digest_cmd(config: Config, cmd: DigestCommand) -> anyhow::Result<()> {
     let state = state(config).await?;
     let store = &state.store;
     match cmd {
         DigestCommand::Preview { html, text } => {
-            let Some(preview) = digest::preview(store, &state.config, now_millis()).await? else {
+            let look = servers_look(&state).await?;
+            let Some(preview) = digest::preview(store, &look, now_millis()).await? else {
                 println!("no new articles since the last digest: nothing would be sent");
                 return Ok(());
             };
@@ -621,7 +659,8 @@ async fn digest_cmd(config: Config, cmd: DigestCommand) -> anyhow::Result<()> {
                 };
                 (schedule.slot_name(at), at.timestamp_millis())
             };
-            match digest::create(store, &state.config, &slot, up_to).await? {
+            let look = servers_look(&state).await?;
+            match digest::create(store, &look, &slot, up_to).await? {
                 CreateOutcome::Created(id) => {
                     let d = store.digest_by_id(id).await?;
                     let recipients = d.map(|d| d.recipients).unwrap_or(0);

@@ -28,6 +28,8 @@ pub struct ArticleInput {
     /// HTML, or plain text with blank lines between paragraphs.
     #[serde(default)]
     pub html: String,
+    /// RFC 3339, like every time in herald's API (default: now).
+    #[serde(default, deserialize_with = "crate::domain::time::rfc3339::de_option")]
     pub published_at: Option<Millis>,
     pub author: Option<String>,
     pub image_url: Option<String>,
@@ -108,7 +110,7 @@ pub async fn add_article(store: &Store, input: ArticleInput) -> Result<(i64, boo
     let published_at = match input.published_at {
         Some(ms) if !(0..=MAX_PUBLISHED_AT).contains(&ms) => {
             return Err(Error::Invalid(
-                "published_at must be milliseconds since 1970-01-01 UTC, from 0 to 253402300799999 (year 9999)",
+                "published_at must be a time from 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z",
             ))
         }
         Some(ms) => ms.min(now),

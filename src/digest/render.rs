@@ -265,9 +265,16 @@ fn fold_long_lines(body: &str) -> String {
         let mut rest = line;
         while rest.len() > FOLD_AT {
             // The last space within the limit, else the first after it.
-            let cut = rest[..FOLD_AT]
+            // The limit is a byte count: it is moved back to the start of
+            // the character it falls in, so a line of non-ASCII text (a
+            // Greek or Persian title) is never cut inside a character.
+            let mut limit = FOLD_AT;
+            while !rest.is_char_boundary(limit) {
+                limit -= 1;
+            }
+            let cut = rest[..limit]
                 .rfind(' ')
-                .or_else(|| rest[FOLD_AT..].find(' ').map(|i| i + FOLD_AT));
+                .or_else(|| rest[limit..].find(' ').map(|i| i + limit));
             match cut {
                 Some(at) if at > 0 => {
                     out.push_str(&rest[..at]);
@@ -345,5 +352,28 @@ mod tests {
             );
         }
         assert!(folded.contains(&"u".repeat(700)), "a URL is never split");
+    }
+
+    /// Inputs tried: lines of two-, three- and four-byte characters whose
+    /// 600th byte falls inside a character, with and without spaces.
+    #[test]
+    fn long_lines_of_non_ascii_text_fold_without_cutting_a_character() {
+        for unit in [
+            "\u{e9}",
+            "\u{3b1}\u{3b2} ",
+            "\u{627}\u{644}\u{62e} ",
+            "\u{1f4f0}",
+            "a\u{e9} ",
+        ] {
+            for shift in 0..4 {
+                let body = format!("{}{}", "x".repeat(shift), unit.repeat(700));
+                let folded = fold_long_lines(&body);
+                assert_eq!(
+                    folded.replace('\n', " "),
+                    body.replace('\n', " "),
+                    "{unit:?} {shift}"
+                );
+            }
+        }
     }
 }

@@ -67,6 +67,7 @@ pub struct PollReport {
     pub refused_items: usize,
     pub last_refusal: Option<String>,
     pub error: Option<String>,
+    #[serde(serialize_with = "crate::domain::time::rfc3339::ser")]
     pub next_poll_at: Millis,
 }
 

@@ -14,10 +14,31 @@ pub struct ArticleRow {
     pub html: String,
     pub image_url: Option<String>,
     pub author: Option<String>,
+    #[serde(serialize_with = "crate::domain::time::rfc3339::ser")]
     pub published_at: Millis,
+    #[serde(serialize_with = "crate::domain::time::rfc3339::ser")]
     pub created_at: Millis,
+    /// A JSON array of names as stored; the API shows it as an array.
+    #[serde(serialize_with = "categories_array")]
     pub categories: Option<String>,
+    #[serde(serialize_with = "as_bool")]
     pub held_back: i64,
+}
+
+fn categories_array<S: serde::Serializer>(
+    stored: &Option<String>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    use serde::Serialize;
+    stored
+        .as_deref()
+        .and_then(|j| serde_json::from_str::<Vec<String>>(j).ok())
+        .unwrap_or_default()
+        .serialize(s)
+}
+
+fn as_bool<S: serde::Serializer>(n: &i64, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_bool(*n != 0)
 }
 
 /// An article whose fields were already parsed and cleaned (see

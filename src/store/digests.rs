@@ -5,7 +5,9 @@ use crate::domain::time::Millis;
 pub struct DigestRow {
     pub id: i64,
     pub slot: String,
+    #[serde(serialize_with = "crate::domain::time::rfc3339::ser")]
     pub window_start: Millis,
+    #[serde(serialize_with = "crate::domain::time::rfc3339::ser")]
     pub window_end: Millis,
     pub subject: String,
     #[serde(skip)]
@@ -18,7 +20,9 @@ pub struct DigestRow {
     pub body_slots: Option<String>,
     pub status: String,
     pub recipients: i64,
+    #[serde(serialize_with = "crate::domain::time::rfc3339::ser")]
     pub created_at: Millis,
+    #[serde(serialize_with = "crate::domain::time::rfc3339::ser_option")]
     pub finished_at: Option<Millis>,
 }
 

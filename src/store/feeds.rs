@@ -17,13 +17,18 @@ pub struct FeedRow {
     pub last_modified: Option<String>,
     pub poll_interval_secs: i64,
     pub backfill_days: i64,
+    #[serde(serialize_with = "crate::domain::time::rfc3339::ser")]
     pub created_at: Millis,
+    #[serde(serialize_with = "crate::domain::time::rfc3339::ser_option")]
     pub first_polled_at: Option<Millis>,
+    #[serde(serialize_with = "crate::domain::time::rfc3339::ser_option")]
     pub last_polled_at: Option<Millis>,
+    #[serde(serialize_with = "crate::domain::time::rfc3339::ser_option")]
     pub last_success_at: Option<Millis>,
     pub last_status: Option<String>,
     pub last_error: Option<String>,
     pub consecutive_failures: i64,
+    #[serde(serialize_with = "crate::domain::time::rfc3339::ser")]
     pub next_poll_at: Millis,
     /// Items the last poll that read the feed refused (too large, nested
     /// too deep, too slow to clean, a link that is not http(s)).
