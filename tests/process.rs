@@ -323,7 +323,8 @@ async fn cli_adds_the_seed_article_previews_and_queues_a_digest(backend: Backend
     let out = run(herald(&db.url, data.path()).args(["digest", "preview"]));
     let preview = String::from_utf8_lossy(&out.stdout);
     assert!(
-        preview.contains("Subject: herald: Tensions Elevate Between Iran And Azerbaijan"),
+        // With no site_name and no site_url the site is "the newsletter", never "herald".
+        preview.contains("Subject: the newsletter: Tensions Elevate Between Iran And Azerbaijan"),
         "{preview}"
     );
     assert!(preview.contains(
@@ -630,7 +631,10 @@ async fn zero_configuration_serves_on_sqlite_and_writes_mail_to_the_outbox() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let raw = std::fs::read(&eml).unwrap();
     let msg = mail_parser::MessageParser::default().parse(&raw).unwrap();
-    assert_eq!(msg.subject(), Some("Confirm your subscription to herald"));
+    assert_eq!(
+        msg.subject(),
+        Some("Confirm your subscription to the newsletter")
+    );
     assert!(msg
         .body_text(0)
         .unwrap()
