@@ -183,6 +183,27 @@ async fn feed_add_refuses_what_is_not_a_feed_and_says_why(backend: Backend) {
         "{body}"
     );
     assert_eq!(app.store.list_feeds().await.unwrap().len(), 2);
+
+    // Releasing through the API: nothing held back here; an unknown feed
+    // is 404, a day count out of range 400.
+    let id = body["id"].as_i64().unwrap();
+    for (path, days, status) in [
+        (format!("/api/feeds/{id}/backfill"), 7, 200),
+        ("/api/feeds/999/backfill".to_string(), 7, 404),
+        (format!("/api/feeds/{id}/backfill"), 0, 400),
+    ] {
+        let resp = app
+            .api(reqwest::Method::POST, &path)
+            .json(&serde_json::json!({ "days": days }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), status, "{path} {days}");
+        if status == 200 {
+            let released: serde_json::Value = resp.json().await.unwrap();
+            assert_eq!(released["released"], 0, "{released}");
+        }
+    }
     app.shutdown().await;
 }
 
