@@ -401,10 +401,17 @@ async fn cli_follows_polls_lists_and_removes_a_feed(backend: Backend) {
     let url = format!("http://{addr}/feed.xml");
     // Only serve and migrate create a database.
     run(herald(&db.url, data.path()).arg("migrate"));
-    let out = run(herald(&db.url, data.path()).args(["feed", "add", &url, "--backfill-days", "1"]));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        format!("following feed 1: {url}")
+    // Added: fetched once, and what it holds stored at once.
+    let out = run(herald(&db.url, data.path())
+        .args(["feed", "add", &url, "--backfill-days", "1"])
+        .env(
+            common::feed_server::ALLOW_FEED_HOST_ENV.0,
+            common::feed_server::ALLOW_FEED_HOST_ENV.1,
+        ));
+    let added = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        added.starts_with(&format!("following feed 1: {url} (CLI feed)\n1 items found: 1 go into the next digest, 0 held back")),
+        "{added}"
     );
     let out = run(herald(&db.url, data.path())
         .args(["feed", "poll", "--now"])
@@ -414,7 +421,7 @@ async fn cli_follows_polls_lists_and_removes_a_feed(backend: Backend) {
         )
         .env("HERALD_FEEDS__BACKFILL_DAYS", "1"));
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("feed 1: 1 new, 0 updated, 0 held back"),
+        String::from_utf8_lossy(&out.stdout).contains("feed 1: 0 new, 0 updated, 0 held back"),
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );

@@ -127,10 +127,13 @@ impl Store {
         // One statement: a row is written (and returned) only when one of
         // the content columns differs. `published_at` is replaced only by a
         // date the source stated ($8 is NULL otherwise: the first-seen
-        // date stays). Neither the poll time nor `held_back` counts.
+        // date stays). Neither the poll time nor `held_back` counts. A
+        // removed article is not rewritten: the feed that still carries it
+        // does not bring it back.
         const UPDATE_IF_CHANGED: &str = "UPDATE articles SET url = $2, title = $3, summary = $4, html = $5, image_url = $6,
              author = $7, published_at = COALESCE($8, published_at), categories = $9, updated_at = $10
              WHERE id = $1
+               AND removed_at IS NULL
                AND (url, title, summary, html, image_url, author, published_at, categories)
                    IS DISTINCT FROM ($2, $3, $4, $5, $6, $7, COALESCE($8, published_at), $9)
              RETURNING id";
@@ -199,8 +202,17 @@ impl Store {
                     }
                 }
             };
-            if let Some(feed_id) = a.feed_id {
-                sqlx::query(ADOPT).bind(id).bind(feed_id).execute(&mut *tx).await?;
+            match a.feed_id {
+                Some(feed_id) => {
+                    sqlx::query(ADOPT).bind(id).bind(feed_id).execute(&mut *tx).await?;
+                }
+                // The operator adding it again brings a removed article back.
+                None => {
+                    sqlx::query("UPDATE articles SET removed_at = NULL WHERE id = $1 AND removed_at IS NOT NULL")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
             }
             let updated: Option<i64> = sqlx::query_scalar(UPDATE_IF_CHANGED)
                 .bind(id)
@@ -222,7 +234,7 @@ impl Store {
 
     pub async fn list_articles(&self, limit: i64) -> Result<Vec<ArticleRow>> {
         let sql = format!(
-            "SELECT {ARTICLE_COLUMNS} FROM articles ORDER BY published_at DESC, id DESC LIMIT $1"
+            "SELECT {ARTICLE_COLUMNS} FROM articles WHERE removed_at IS NULL ORDER BY published_at DESC, id DESC LIMIT $1"
         );
         with_pool!(self, pool => {
             Ok(sqlx::query_as(&sql).bind(limit).fetch_all(pool).await?)
@@ -240,13 +252,135 @@ impl Store {
     ) -> Result<Vec<ArticleRow>> {
         let sql = format!(
             "SELECT {ARTICLE_COLUMNS} FROM articles a
-             WHERE a.published_at > $1 AND a.published_at <= $2 AND a.held_back = 0
+             WHERE a.published_at > $1 AND a.published_at <= $2 AND a.held_back = 0 AND a.removed_at IS NULL
                AND NOT EXISTS (SELECT 1 FROM digest_articles da JOIN digests d ON d.id = da.digest_id
                                WHERE da.article_id = a.id AND d.status <> 'cancelled')
              ORDER BY a.published_at DESC, a.id DESC LIMIT $3"
         );
         with_pool!(self, pool => {
             Ok(sqlx::query_as(&sql).bind(oldest).bind(up_to).bind(limit).fetch_all(pool).await?)
+        })
+    }
+}
+
+/// Why no article is waiting for the next digest, in numbers: what
+/// `digest::Quiet` says to the operator.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WaitingArticles {
+    /// Articles stored and not removed, sent or not.
+    pub stored: i64,
+    /// Held back and in no digest, per feed (feed id, count), most first.
+    pub held_back: Vec<(Option<i64>, i64)>,
+    /// Neither held back nor in a digest, but published before `oldest`
+    /// (older than `digest.max_article_age_days`).
+    pub too_old: i64,
+}
+
+/// Why an article cannot be removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removal {
+    Removed,
+    NotFound,
+    /// It is in this digest (not cancelled): the digest went out, or is
+    /// going out, with it.
+    InDigest {
+        digest_id: i64,
+        status: String,
+    },
+}
+
+impl Store {
+    /// The numbers behind "nothing new": see [`WaitingArticles`].
+    pub async fn waiting_articles(&self, oldest: Millis) -> Result<WaitingArticles> {
+        const NOT_IN_A_DIGEST: &str =
+            "NOT EXISTS (SELECT 1 FROM digest_articles da JOIN digests d ON d.id = da.digest_id
+                                  WHERE da.article_id = a.id AND d.status <> 'cancelled')";
+        with_pool!(self, pool => {
+            let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM articles WHERE removed_at IS NULL")
+                .fetch_one(pool)
+                .await?;
+            let held_back: Vec<(Option<i64>, i64)> = sqlx::query_as(&format!(
+                "SELECT a.feed_id, COUNT(*) FROM articles a
+                 WHERE a.held_back = 1 AND a.removed_at IS NULL AND {NOT_IN_A_DIGEST}
+                 GROUP BY a.feed_id ORDER BY COUNT(*) DESC, a.feed_id"
+            ))
+            .fetch_all(pool)
+            .await?;
+            let too_old: i64 = sqlx::query_scalar(&format!(
+                "SELECT COUNT(*) FROM articles a
+                 WHERE a.held_back = 0 AND a.removed_at IS NULL AND a.published_at <= $1 AND {NOT_IN_A_DIGEST}"
+            ))
+            .bind(oldest)
+            .fetch_one(pool)
+            .await?;
+            Ok(WaitingArticles { stored, held_back, too_old })
+        })
+    }
+
+    /// Held-back articles per feed (not removed, in no digest).
+    pub async fn held_back_by_feed(&self) -> Result<std::collections::HashMap<i64, i64>> {
+        let rows: Vec<(i64, i64)> = with_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT feed_id, COUNT(*) FROM articles
+                 WHERE held_back = 1 AND removed_at IS NULL AND feed_id IS NOT NULL GROUP BY feed_id",
+            )
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Lets the feed's held-back articles published at or after `since` go
+    /// into the next digest. Returns the publication times of those released.
+    pub async fn release_held_back(
+        &self,
+        feed_id: i64,
+        since: Millis,
+        now: Millis,
+    ) -> Result<Vec<Millis>> {
+        with_pool!(self, pool => {
+            Ok(sqlx::query_scalar(
+                "UPDATE articles SET held_back = 0, updated_at = $3
+                 WHERE feed_id = $1 AND held_back = 1 AND removed_at IS NULL AND published_at >= $2
+                 RETURNING published_at",
+            )
+            .bind(feed_id)
+            .bind(since)
+            .bind(now)
+            .fetch_all(pool)
+            .await?)
+        })
+    }
+
+    /// Removes an article that is in no digest (a cancelled one aside). The
+    /// row stays, marked, so that its feed does not bring it back; a digest
+    /// that carried it keeps it, and so does the archive.
+    pub async fn remove_article(&self, id: i64, now: Millis) -> Result<Removal> {
+        in_write_tx!(self, tx => {
+            let found: Option<i64> = sqlx::query_scalar("SELECT id FROM articles WHERE id = $1 AND removed_at IS NULL")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if found.is_none() {
+                return Ok(Removal::NotFound);
+            }
+            let digest: Option<(i64, String)> = sqlx::query_as(
+                "SELECT d.id, d.status FROM digest_articles da JOIN digests d ON d.id = da.digest_id
+                 WHERE da.article_id = $1 AND d.status <> 'cancelled' ORDER BY d.id LIMIT 1",
+            )
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some((digest_id, status)) = digest {
+                return Ok(Removal::InDigest { digest_id, status });
+            }
+            sqlx::query("UPDATE articles SET removed_at = $2 WHERE id = $1")
+                .bind(id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(Removal::Removed)
         })
     }
 }

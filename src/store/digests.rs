@@ -188,6 +188,15 @@ impl Store {
     }
 
     /// End of the newest digest's window that was not cancelled.
+    /// When the newest digest that was not cancelled was made.
+    pub async fn last_digest_created_at(&self) -> Result<Option<Millis>> {
+        with_pool!(self, pool => {
+            Ok(sqlx::query_scalar("SELECT MAX(created_at) FROM digests WHERE status <> 'cancelled'")
+                .fetch_one(pool)
+                .await?)
+        })
+    }
+
     pub async fn last_window_end(&self) -> Result<Option<Millis>> {
         with_pool!(self, pool => {
             Ok(sqlx::query_scalar("SELECT MAX(window_end) FROM digests WHERE status <> 'cancelled'")
