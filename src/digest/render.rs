@@ -61,8 +61,13 @@ pub struct ArticleView {
     pub url: WebUrl,
     pub summary: String,
     pub image_url: Option<WebUrl>,
+    /// The width, in pixels, the article declares for its image.
+    pub image_width: Option<u32>,
     pub author: Option<AuthorName>,
 }
+
+/// Width of the digest's card image, in pixels: the template's column.
+pub const CARD_WIDTH: u32 = 544;
 
 /// A digest of at most this many articles shows a longer excerpt of each
 /// ([`LONG_EXCERPT_CHARS`]): a digest of one story and its picture reads
@@ -89,9 +94,25 @@ impl ArticleView {
             summary: Summary::cut(long_excerpt.as_deref().unwrap_or(&a.summary))
                 .map(Summary::into_string)
                 .unwrap_or_default(),
-            image_url: a.image_url.as_deref().and_then(|u| WebUrl::parse(u).ok()),
+            // A row stored before pixels were judged may name a
+            // statistics beacon: no image then.
+            image_url: a
+                .image_url
+                .as_deref()
+                .and_then(|u| WebUrl::parse(u).ok())
+                .filter(|u| !crate::articles::images::is_statistics_url(u.as_url())),
+            image_width: a
+                .image_width
+                .and_then(|w| u32::try_from(w).ok())
+                .filter(|w| *w > 0),
             author: a.author.as_deref().and_then(AuthorName::cut),
         })
+    }
+
+    /// How wide the card shows the image: its declared width when that is
+    /// smaller than the card (never scaled up), else the card's.
+    pub fn card_image_width(&self) -> u32 {
+        self.image_width.map_or(CARD_WIDTH, |w| w.min(CARD_WIDTH))
     }
 }
 
@@ -301,6 +322,7 @@ mod tests {
             image_url: Some(
                 WebUrl::parse("https://evil.example/t.gif?t=%%HERALD_UNSUBSCRIBE_URL%%").unwrap(),
             ),
+            image_width: None,
             author: AuthorName::cut(hostile),
         };
         let config = crate::config::Config::default();
