@@ -350,6 +350,57 @@ mod tests {
         assert!(first_unsubscribe > last_article);
     }
 
+    fn row(image_url: &str, image_width: Option<i64>) -> crate::store::ArticleRow {
+        crate::store::ArticleRow {
+            id: 1,
+            feed_id: None,
+            guid: "g".into(),
+            url: "https://news.example.com/a/".into(),
+            title: "A story".into(),
+            summary: "Text.".into(),
+            html: "<p>Text.</p>".into(),
+            image_url: Some(image_url.into()),
+            image_width,
+            author: None,
+            published_at: 0,
+            created_at: 0,
+            categories: None,
+            held_back: 0,
+        }
+    }
+
+    #[test]
+    fn the_card_never_shows_an_image_wider_than_declared() {
+        let width = |w| {
+            ArticleView::from_row(&row("https://news.example.com/a.jpg", w))
+                .unwrap()
+                .card_image_width()
+        };
+        assert_eq!(width(Some(300)), 300);
+        assert_eq!(width(Some(2000)), 544);
+        assert_eq!(width(None), 544);
+        assert_eq!(width(Some(0)), 544);
+        assert_eq!(width(Some(-5)), 544);
+        let (rendered, _) = render(
+            &crate::config::Config::default(),
+            &[ArticleView::from_row(&row("https://news.example.com/a.jpg", Some(300))).unwrap()],
+            "Monday",
+        )
+        .unwrap();
+        let html = rendered.bodies.html.fill(|_| "");
+        assert!(
+            html.contains(r#"width="300""#) && html.contains("max-width:300px"),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn a_stored_statistics_beacon_is_no_card_image() {
+        // A row stored before pixels were judged.
+        let view = ArticleView::from_row(&row("https://pixel.wp.com/b.gif?host=x", None)).unwrap();
+        assert_eq!(view.image_url, None);
+    }
+
     #[test]
     fn long_lines_are_folded_at_spaces_and_nothing_else_changes() {
         let words = "word ".repeat(400);

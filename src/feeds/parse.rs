@@ -249,6 +249,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_feeds_own_image_that_is_a_pixel_is_passed_over() {
+        // Inputs tried: a 1×1 media:content on the site's own host, a
+        // stats.wp.com media:content with no size, then the real picture
+        // (640 wide); an item whose only image is a statistics enclosure.
+        let rss = r#"<?xml version="1.0"?><rss version="2.0" xmlns:media="http://search.yahoo.com/mrss/"><channel><title>t</title>
+            <item><title>a</title><link>https://news.example.com/a/</link>
+              <media:content url="https://news.example.com/p.gif" medium="image" type="image/gif" width="1" height="1"/>
+              <media:content url="https://stats.wp.com/g.gif" medium="image" type="image/gif"/>
+              <media:content url="https://news.example.com/real.jpg" medium="image" type="image/jpeg" width="640" height="480"/>
+            </item>
+            <item><title>b</title><link>https://news.example.com/b/</link>
+              <enclosure url="https://pixel.wp.com/b.gif" type="image/gif" length="43"/>
+            </item></channel></rss>"#;
+        let feed = parse(rss.as_bytes(), "https://news.example.com/feed/").unwrap();
+        assert_eq!(
+            feed.items[0].image_url.as_deref(),
+            Some("https://news.example.com/real.jpg")
+        );
+        assert_eq!(feed.items[0].image_width, Some(640));
+        assert_eq!(feed.items[1].image_url, None);
+    }
+
+    #[test]
     fn deeply_nested_xml_is_refused_before_feed_rs_recurses() {
         // Inputs tried: 100,000 nested <media:group> (quick-xml's counter
         // overflowed before: a panic in debug builds), the same hidden
