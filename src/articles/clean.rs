@@ -118,9 +118,10 @@ pub fn clean_html(html: &str, base_url: Option<&url::Url>, title: &str) -> Strin
     remove_boilerplate(&sanitised, title)
 }
 
+/// `<image>` is read as `<img>` by the HTML parser.
 fn has_something_to_judge(html: &str) -> bool {
     let lower = html.to_ascii_lowercase();
-    ["<img", "class", "style", "hidden"]
+    ["<img", "<image", "class", "style", "hidden"]
         .iter()
         .any(|needle| memchr::memmem::find(lower.as_bytes(), needle.as_bytes()).is_some())
 }
@@ -282,6 +283,10 @@ mod tests {
             (
                 "inside a hidden div",
                 r#"<div style="display:none"><img src="/big.jpg"></div>"#,
+            ),
+            (
+                "image tag, 1x1",
+                r#"<image src="/pixel.gif" width=1 height=1>"#,
             ),
         ] {
             let html = format!(
