@@ -13,6 +13,8 @@ pub struct ArticleRow {
     pub summary: String,
     pub html: String,
     pub image_url: Option<String>,
+    /// The width, in pixels, the article declares for its image.
+    pub image_width: Option<i64>,
     pub author: Option<String>,
     #[serde(serialize_with = "crate::domain::time::rfc3339::ser")]
     pub published_at: Millis,
@@ -54,6 +56,9 @@ pub struct NewArticle {
     /// Sanitised HTML.
     pub html: String,
     pub image_url: Option<WebUrl>,
+    /// The width, in pixels, the article declares for `image_url`: the
+    /// digest never shows the image wider.
+    pub image_width: Option<u32>,
     pub author: Option<AuthorName>,
     pub published_at: Millis,
     /// Whether the source stated `published_at` (a feed item's own date, not
@@ -93,7 +98,7 @@ pub enum ArticleWrite {
 }
 
 pub(crate) const ARTICLE_COLUMNS: &str =
-    "id, feed_id, guid, url, title, summary, html, image_url, author, published_at, created_at, categories, held_back";
+    "id, feed_id, guid, url, title, summary, html, image_url, image_width, author, published_at, created_at, categories, held_back";
 
 /// The same guid from the same source: the key the database enforces.
 const SAME_FEED_AND_GUID: &str =
@@ -131,11 +136,12 @@ impl Store {
         // removed article is not rewritten: the feed that still carries it
         // does not bring it back.
         const UPDATE_IF_CHANGED: &str = "UPDATE articles SET url = $2, title = $3, summary = $4, html = $5, image_url = $6,
-             author = $7, published_at = COALESCE($8, published_at), categories = $9, updated_at = $10
+             author = $7, published_at = COALESCE($8, published_at), categories = $9, updated_at = $10,
+             image_width = $11
              WHERE id = $1
                AND removed_at IS NULL
-               AND (url, title, summary, html, image_url, author, published_at, categories)
-                   IS DISTINCT FROM ($2, $3, $4, $5, $6, $7, COALESCE($8, published_at), $9)
+               AND (url, title, summary, html, image_url, author, published_at, categories, image_width)
+                   IS DISTINCT FROM ($2, $3, $4, $5, $6, $7, COALESCE($8, published_at), $9, $11)
              RETURNING id";
         // An article found through a feed that was removed since belongs
         // to the feed that carries it now (unless that feed already has
@@ -146,6 +152,7 @@ impl Store {
                AND NOT EXISTS (SELECT 1 FROM articles b WHERE b.feed_id = $2 AND b.guid = articles.guid)";
         let (guid, url, title) = (a.guid.as_str(), a.url.as_str(), a.title.as_str());
         let image_url = a.image_url.as_ref().map(WebUrl::as_str);
+        let image_width = a.image_width.map(i64::from);
         let author = a.author.as_ref().map(AuthorName::as_str);
         let categories = a.categories_json();
         let stated_date = a.date_stated.then_some(a.published_at);
@@ -170,8 +177,8 @@ impl Store {
                 Some(id) => id,
                 None => {
                     let inserted: Option<i64> = sqlx::query_scalar(
-                        "INSERT INTO articles (feed_id, guid, url, title, summary, html, image_url, author, published_at, created_at, updated_at, categories, held_back)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12)
+                        "INSERT INTO articles (feed_id, guid, url, title, summary, html, image_url, author, published_at, created_at, updated_at, categories, held_back, image_width)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13)
                          ON CONFLICT DO NOTHING RETURNING id",
                     )
                     .bind(a.feed_id)
@@ -186,6 +193,7 @@ impl Store {
                     .bind(now)
                     .bind(&categories)
                     .bind(i64::from(a.held_back))
+                    .bind(image_width)
                     .fetch_optional(&mut *tx)
                     .await?;
                     match inserted {
@@ -225,6 +233,7 @@ impl Store {
                 .bind(stated_date)
                 .bind(&categories)
                 .bind(now)
+                .bind(image_width)
                 .fetch_optional(&mut *tx)
                 .await?;
             tx.commit().await?;
