@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::feed_server::{add_feed, now_rfc822, poll, serve};
+use common::feed_server::{add_feed_reporting, now_rfc822, serve};
 use common::{spawn_app_with, Backend, Received, SmtpSink, TestApp};
 use std::time::Duration;
 
@@ -81,8 +81,8 @@ async fn tracking_pixels_never_become_the_card_image_and_small_images_are_not_sc
     let server = serve(vec![("/feed/", feed)]).await;
     let app = spawn_app_with(backend, SmtpSink::start(&[]), |c| c.feeds.backfill_days = 1).await;
     app.import_confirmed(&["reader@example.com"]).await;
-    let feed_id = add_feed(&app, &format!("{server}/feed/")).await;
-    let report = poll(&app, feed_id).await;
+    // Adding a feed is its first poll.
+    let (_feed_id, report) = add_feed_reporting(&app, &format!("{server}/feed/")).await;
     assert_eq!(report["new_articles"], 2, "{report}");
     // Through the API: an image_url that is a statistics beacon stands
     // down for the body's first real image (declared 200 px wide).
@@ -175,8 +175,8 @@ async fn excerpts_keep_the_articles_shape_from_a_feed_and_from_the_api(backend: 
     let server = serve(vec![("/feed/", feed)]).await;
     let app = spawn_app_with(backend, SmtpSink::start(&[]), |c| c.feeds.backfill_days = 1).await;
     app.import_confirmed(&["reader@example.com"]).await;
-    let feed_id = add_feed(&app, &format!("{server}/feed/")).await;
-    let report = poll(&app, feed_id).await;
+    // Adding a feed is its first poll.
+    let (_feed_id, report) = add_feed_reporting(&app, &format!("{server}/feed/")).await;
     assert_eq!(report["new_articles"], 1, "{report}");
     app.add_article(
         "Budget passes, as the desk filed it",
