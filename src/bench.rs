@@ -14,6 +14,17 @@
 //! `bench enqueue` seeds N confirmed subscribers and times queueing one
 //! digest for all of them.
 
+/// Prints through the CLI's writer (`cli::out::line`): `herald bench … |
+/// head` ends quietly when the reader goes, as every other command does.
+macro_rules! println {
+    () => {
+        $crate::cli::out::line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::out::line(format_args!($($arg)*))
+    };
+}
+
 use crate::config::Config;
 use crate::digest::{self, CreateOutcome};
 use crate::domain::time::now_millis;

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 // First, so that its `println!` (a closed pipe ends the command quietly)
 // replaces std's in this file and in every module declared below.
 #[macro_use]
-mod out;
+pub(crate) mod out;
 mod article;
 mod dkim;
 mod feed;
