@@ -226,25 +226,91 @@ pub struct TestCertificates {
     _dir: TempDir,
 }
 
+/// Runs the openssl command in `dir`; its standard output.
+fn openssl(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("the openssl command is needed for these tests (scripts/test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A relay's self-signed certificate made the common way, with exactly
+/// `openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=relay.test`: it
+/// says CA:TRUE and names no 127.0.0.1.
+pub struct SelfSigned {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    _dir: TempDir,
+}
+
+impl SelfSigned {
+    pub fn make() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        openssl(
+            dir.path(),
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=relay.test",
+                "-keyout",
+                "relay.key",
+                "-out",
+                "relay.pem",
+            ],
+        );
+        Self {
+            cert: dir.path().join("relay.pem"),
+            key: dir.path().join("relay.key"),
+            _dir: dir,
+        }
+    }
+}
+
+/// The SHA-256 fingerprint of a PEM certificate as openssl prints it
+/// (upper-case hex pairs joined by colons).
+pub fn sha256_fingerprint(cert: &Path) -> String {
+    let dir = cert.parent().expect("a certificate in a directory");
+    let out = openssl(
+        dir,
+        &[
+            "x509",
+            "-in",
+            &cert.display().to_string(),
+            "-noout",
+            "-fingerprint",
+            "-sha256",
+        ],
+    );
+    out.trim()
+        .rsplit_once('=')
+        .map(|(_, f)| f.to_string())
+        .expect("openssl printed a fingerprint")
+}
+
 impl TestCertificates {
     pub fn make() -> Self {
+        Self::make_for("IP:127.0.0.1,DNS:localhost")
+    }
+
+    /// A private CA and a server certificate for `names` (a
+    /// subjectAltName value) signed by it.
+    pub fn make_for(names: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let p = |name: &str| dir.path().join(name);
         let openssl = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(dir.path())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .output()
-                .expect(
-                    "the openssl command is needed for these tests (scripts/test.sh installs it)",
-                );
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            openssl(dir.path(), args);
         };
         let ec = [
             "-newkey",
@@ -272,7 +338,9 @@ impl TestCertificates {
         openssl(&csr);
         std::fs::write(
             p("server.ext"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+            format!(
+                "subjectAltName={names}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
+            ),
         )
         .expect("write server.ext");
         openssl(&[
