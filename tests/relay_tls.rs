@@ -329,6 +329,19 @@ async fn a_stopped_relay_resumed_by_an_operator_gets_the_mail(backend: Backend) 
         .await
         .unwrap();
     assert_eq!(resumed.status(), 200);
+    let said: serde_json::Value = resumed.json().await.unwrap();
+    assert!(
+        said["configuration"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("not re-read") && c.contains("restarted")),
+        "{said}"
+    );
+    let unknown = app
+        .api(reqwest::Method::POST, "/api/smtp-servers/nosuch/resume")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
     // Resuming again: it is no longer stopped, so there is nothing to do.
     let again = app
         .api(
@@ -469,7 +482,8 @@ fn smtp_check(smtp_url: &str) -> (bool, String) {
 
 /// Each TLS problem herald can meet toward a relay gets its own hint
 /// naming what to do, through the real binary: not a CA herald trusts, a
-/// self-signed CA:TRUE certificate, the wrong name, another certificate
+/// self-signed CA:TRUE certificate, the wrong name, an expired
+/// certificate, another certificate
 /// than the pinned one, no STARTTLS offered, implicit TLS to a STARTTLS
 /// port. Before, every certificate problem said "give its CA with
 /// ca_file=…", and there was no command to try a relay without sending.
@@ -484,6 +498,7 @@ fn smtp_check_names_each_tls_problem_and_what_to_do() {
         ..AioOptions::default()
     });
     let private_ca_relay = relay_with(&private_ca.cert, &private_ca.key, false);
+    let expired_relay = relay_with(&private_ca.expired(), &private_ca.key, false);
     let other_name_relay = relay_with(&other_name.cert, &other_name.key, false);
     let self_signed_relay = relay_with(&self_signed.cert, &self_signed.key, false);
     let self_signed_implicit = relay_with(&self_signed.cert, &self_signed.key, true);
@@ -517,6 +532,14 @@ fn smtp_check_names_each_tls_problem_and_what_to_do() {
                 "relay.test".into(),
                 "not for 127.0.0.1".into(),
                 "write a name the certificate holds as the host".into(),
+            ],
+        ),
+        (
+            "an expired certificate",
+            relay_url(&expired_relay, false, &ca_param(&private_ca.ca)),
+            vec![
+                "it expired at 2020-01-02T00:00:00".into(),
+                "renew the relay's certificate".into(),
             ],
         ),
         (

@@ -369,6 +369,54 @@ impl TestCertificates {
     }
 }
 
+impl TestCertificates {
+    /// A certificate for the same key and names, signed by the same CA,
+    /// that was valid on 2020-01-01 only.
+    pub fn expired(&self) -> PathBuf {
+        let dir = self._dir.path();
+        openssl(
+            dir,
+            &[
+                "req",
+                "-new",
+                "-key",
+                "server.key",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-out",
+                "expired.csr",
+            ],
+        );
+        std::fs::write(
+            dir.join("ca.cnf"),
+            "[ca]\ndefault_ca = test\n[test]\ndatabase = index.txt\nnew_certs_dir = .\ncertificate = ca.pem\nprivate_key = ca.key\nserial = ca.srl\ndefault_md = sha256\npolicy = any\n[any]\ncommonName = supplied\n",
+        )
+        .expect("write ca.cnf");
+        std::fs::write(dir.join("index.txt"), "").expect("write index.txt");
+        openssl(
+            dir,
+            &[
+                "ca",
+                "-batch",
+                "-config",
+                "ca.cnf",
+                "-startdate",
+                "20200101000000Z",
+                "-enddate",
+                "20200102000000Z",
+                "-in",
+                "expired.csr",
+                "-extfile",
+                "server.ext",
+                "-notext",
+                "-out",
+                "expired.pem",
+            ],
+        );
+        dir.join("expired.pem")
+    }
+}
+
 /// The server's URL for herald, with `query` (e.g. "tls=required").
 pub fn url(scheme_and_credentials: &str, port: u16, query: &str) -> String {
     let query = if query.is_empty() {
