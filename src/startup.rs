@@ -27,7 +27,7 @@ pub enum Error {
     Feeds(#[from] crate::feeds::Error),
     #[error(transparent)]
     Webhooks(#[from] crate::webhooks::ConfigError),
-    #[error("could not listen on {0}: {1}")]
+    #[error("bind = {0:?}: cannot listen there ({1}); write an address and port this machine has, such as \"127.0.0.1:8080\"")]
     Bind(String, std::io::Error),
 }
 

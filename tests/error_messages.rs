@@ -305,6 +305,52 @@ const CASES: &[Case] = &[
         forbid: &[],
     },
     Case {
+        what: "a feed poll interval out of range",
+        toml: None,
+        env: &[("HERALD_FEEDS__POLL_INTERVAL_SECS", "5")],
+        args: &["digest", "status"],
+        expect: &[
+            "reading the [feeds] settings",
+            "feeds.poll_interval_secs = 5 is refused",
+            "from 60 to 604800",
+        ],
+        forbid: &[],
+    },
+    Case {
+        what: "a From that is not an address",
+        toml: None,
+        env: &[("HERALD_FROM", "the newsletter")],
+        args: &["digest", "status"],
+        expect: &[
+            "reading the mail settings",
+            "from = \"the newsletter\" is not an email address",
+            "Newsletter <news@example.com>",
+        ],
+        forbid: &[],
+    },
+    Case {
+        what: "a bounce address without a domain",
+        toml: None,
+        env: &[("HERALD_INBOUND__BOUNCE_ADDRESS", "bounces")],
+        args: &["digest", "status"],
+        expect: &[
+            "inbound.bounce_address = \"bounces\" is not an email address",
+            "bounces@example.com",
+        ],
+        forbid: &["From address"],
+    },
+    Case {
+        what: "a bind address that is not one",
+        toml: None,
+        env: &[("HERALD_BIND", "localhost")],
+        args: &["serve"],
+        expect: &[
+            "bind = \"localhost\": cannot listen there",
+            "\"127.0.0.1:8080\"",
+        ],
+        forbid: &[],
+    },
+    Case {
         what: "a DKIM key without a selector",
         toml: Some("[[dkim.keys]]\nprivate_key_file = \"dkim.pem\"\n"),
         env: &[],

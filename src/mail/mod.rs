@@ -36,8 +36,9 @@ pub enum Error {
     SmtpUrl(String),
     #[error("invalid SMTP server configuration: {0}")]
     SmtpServers(String),
-    #[error("invalid From address {0:?}: {1}")]
-    From(String, String),
+    /// The setting, its value, and why.
+    #[error("{0} = {1:?} is not an email address ({2}); write one such as \"Newsletter <news@example.com>\" for from, or \"bounces@example.com\" for an [inbound] address")]
+    From(&'static str, String, String),
     #[error("could not create the outbox directory {0}: {1}")]
     OutboxDir(PathBuf, std::io::Error),
     #[error("could not build the message: {0}")]
@@ -386,14 +387,15 @@ fn rate_limit(
 }
 
 /// An operator's address, as local part and domain.
-fn split_address(setting: &str, address: &str) -> Result<(String, String), Error> {
+fn split_address(setting: &'static str, address: &str) -> Result<(String, String), Error> {
     let parsed: lettre::Address = address
         .parse()
-        .map_err(|e| Error::From(address.to_string(), format!("{setting}: {e}")))?;
+        .map_err(|e: lettre::address::AddressError| {
+            Error::From(setting, address.to_string(), e.to_string())
+        })?;
     Ok((parsed.user().to_string(), parsed.domain().to_string()))
 }
 
-/// The configured DKIM keys, read once at start so a bad key stops herald.
 /// The configured SMTP servers (`smtp_servers`, or the one `smtp_url`),
 /// each with its name (`name`, default `host:port`) and parsed URL. Empty:
 /// mail goes to the outbox directory.
@@ -470,6 +472,7 @@ pub async fn check_servers(
     Ok(checked)
 }
 
+/// The configured DKIM keys, read once at start so a bad key stops herald.
 fn load_dkim(config: &Config, from: &Mailbox) -> Result<Option<Arc<dkim::Dkim>>, Error> {
     if config.dkim.keys.is_empty() {
         return Ok(None);
@@ -488,7 +491,7 @@ fn load_dkim(config: &Config, from: &Mailbox) -> Result<Option<Arc<dkim::Dkim>>,
 
 pub fn parse_from(from: &str) -> Result<Mailbox, Error> {
     from.parse::<Mailbox>()
-        .map_err(|e| Error::From(from.to_string(), e.to_string()))
+        .map_err(|e| Error::From("from", from.to_string(), e.to_string()))
 }
 
 #[cfg(test)]

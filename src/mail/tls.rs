@@ -9,8 +9,8 @@
 //! (`openssl req -x509` makes one with `CA:TRUE`, which chain validation
 //! refuses as a server's certificate) works when given there. `tls_pin=`
 //! trusts exactly the certificates in that file and nothing else: no public
-//! root, no name check, only the relay that holds the pinned certificate's
-//! key.
+//! root, no name or date check, only the relay that holds the pinned
+//! certificate's key (the handshake's signature proves it).
 //!
 //! Implicit TLS runs herald's verifier in the handshake. lettre's STARTTLS
 //! takes no custom verifier, so with `ca_file=` or `tls_pin=` it is told to
