@@ -515,6 +515,7 @@ async fn herald_run(
         .await?;
     let mut config = Config {
         database_url: Some(url.clone()),
+        site_name: "herald".into(),
         ..Config::default()
     };
     let message_size = digest_of_size(&store, &mut config, size).await?;
@@ -856,6 +857,7 @@ pub async fn enqueue(
         let seeded = started.elapsed();
         let config = Config {
             database_url: Some(url.clone()),
+            site_name: "herald".into(),
             ..Config::default()
         };
         crate::articles::add_article(

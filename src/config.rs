@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 mod base_url;
+pub mod mail_look;
+pub mod site_name;
 pub use base_url::{BaseUrl, BaseUrlError};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -23,8 +25,12 @@ pub struct Config {
     /// default: `http://{bind}`. Absolute http(s), without query or
     /// fragment: anything else stops every command at start.
     pub base_url: Option<BaseUrl>,
-    /// Shown on pages and in mail.
+    /// Shown on pages and in mail. Unset: the news site's host name (see
+    /// `config::site_name`), and `serve` warns.
     pub site_name: String,
+    /// Whether `site_name` was not set and was derived (`name_the_site`).
+    #[serde(skip)]
+    pub site_name_derived: bool,
     /// Link back to the news site, shown in mail and pages.
     pub site_url: Option<String>,
     /// The sender's postal address, shown in every digest's footer (the
@@ -404,7 +410,8 @@ impl Default for Config {
             database_url: None,
             bind: "127.0.0.1:8080".into(),
             base_url: None,
-            site_name: "herald".into(),
+            site_name: String::new(),
+            site_name_derived: false,
             site_url: None,
             postal_address: None,
             from: "herald <herald@localhost>".into(),
@@ -632,6 +639,7 @@ impl Config {
             .extract_lossy()
             .map_err(|e| LoadError::from_figment(e, &figment))?;
         config.resolve_paths_from_files(&figment);
+        config.name_the_site();
         config.warn_if_links_are_plain_http();
         Ok(config)
     }
@@ -715,6 +723,15 @@ impl Config {
         match &self.base_url {
             Some(url) => url.as_str().trim_end_matches('/').to_string(),
             None => format!("http://{}", self.bind.trim_end_matches('/')),
+        }
+    }
+
+    /// Gives an unset (empty) `site_name` the site's host name; see
+    /// [`site_name`].
+    pub fn name_the_site(&mut self) {
+        if self.site_name.trim().is_empty() {
+            self.site_name = site_name::fallback(self);
+            self.site_name_derived = true;
         }
     }
 

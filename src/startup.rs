@@ -84,7 +84,8 @@ impl AppState {
         Self::build_with(config, false).await
     }
 
-    async fn build_with(config: Config, create: bool) -> Result<Self, Error> {
+    async fn build_with(mut config: Config, create: bool) -> Result<Self, Error> {
+        config.name_the_site();
         // An out-of-range feed setting is refused at start, not when a
         // feed is first added.
         crate::feeds::default_settings(&config.feeds)?;
@@ -191,6 +192,17 @@ impl Application {
             (Some(listener), Some(addr))
         };
         let state = AppState::build(config).await?;
+        // What every other process renders mail with (`config::mail_look`).
+        let look = crate::config::mail_look::MailLook::of(&state.config);
+        match serde_json::to_string(&look) {
+            Ok(json) => {
+                state
+                    .store
+                    .set_setting(crate::config::mail_look::SETTING, &json)
+                    .await?
+            }
+            Err(e) => tracing::warn!(error = %e, "could not record how mail looks"),
+        }
         Ok(Self {
             state,
             listener,

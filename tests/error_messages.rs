@@ -169,6 +169,14 @@ const CASES: &[Case] = &[
         forbid: &[],
     },
     Case {
+        what: "removing an article that does not exist",
+        toml: None,
+        env: &[],
+        args: &["article", "remove", "999"],
+        expect: &["no article 999", "`herald article list`"],
+        forbid: &[],
+    },
+    Case {
         what: "resuming an SMTP server that does not exist",
         toml: None,
         env: &[("HERALD_SMTP_URL", "smtp://127.0.0.1:2525")],

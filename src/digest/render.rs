@@ -61,8 +61,13 @@ pub struct ArticleView {
     pub url: WebUrl,
     pub summary: String,
     pub image_url: Option<WebUrl>,
+    /// The width, in pixels, the article declares for its image.
+    pub image_width: Option<u32>,
     pub author: Option<AuthorName>,
 }
+
+/// Width of the digest's card image, in pixels: the template's column.
+pub const CARD_WIDTH: u32 = 544;
 
 /// A digest of at most this many articles shows a longer excerpt of each
 /// ([`LONG_EXCERPT_CHARS`]): a digest of one story and its picture reads
@@ -89,9 +94,25 @@ impl ArticleView {
             summary: Summary::cut(long_excerpt.as_deref().unwrap_or(&a.summary))
                 .map(Summary::into_string)
                 .unwrap_or_default(),
-            image_url: a.image_url.as_deref().and_then(|u| WebUrl::parse(u).ok()),
+            // A row stored before pixels were judged may name a
+            // statistics beacon: no image then.
+            image_url: a
+                .image_url
+                .as_deref()
+                .and_then(|u| WebUrl::parse(u).ok())
+                .filter(|u| !crate::articles::images::is_statistics_url(u.as_url())),
+            image_width: a
+                .image_width
+                .and_then(|w| u32::try_from(w).ok())
+                .filter(|w| *w > 0),
             author: a.author.as_deref().and_then(AuthorName::cut),
         })
+    }
+
+    /// How wide the card shows the image: its declared width when that is
+    /// smaller than the card (never scaled up), else the card's.
+    pub fn card_image_width(&self) -> u32 {
+        self.image_width.map_or(CARD_WIDTH, |w| w.min(CARD_WIDTH))
     }
 }
 
@@ -265,9 +286,16 @@ fn fold_long_lines(body: &str) -> String {
         let mut rest = line;
         while rest.len() > FOLD_AT {
             // The last space within the limit, else the first after it.
-            let cut = rest[..FOLD_AT]
+            // The limit is a byte count: it is moved back to the start of
+            // the character it falls in, so a line of non-ASCII text (a
+            // Greek or Persian title) is never cut inside a character.
+            let mut limit = FOLD_AT;
+            while !rest.is_char_boundary(limit) {
+                limit -= 1;
+            }
+            let cut = rest[..limit]
                 .rfind(' ')
-                .or_else(|| rest[FOLD_AT..].find(' ').map(|i| i + FOLD_AT));
+                .or_else(|| rest[limit..].find(' ').map(|i| i + limit));
             match cut {
                 Some(at) if at > 0 => {
                     out.push_str(&rest[..at]);
@@ -301,6 +329,7 @@ mod tests {
             image_url: Some(
                 WebUrl::parse("https://evil.example/t.gif?t=%%HERALD_UNSUBSCRIBE_URL%%").unwrap(),
             ),
+            image_width: None,
             author: AuthorName::cut(hostile),
         };
         let config = crate::config::Config::default();
@@ -328,6 +357,57 @@ mod tests {
         assert!(first_unsubscribe > last_article);
     }
 
+    fn row(image_url: &str, image_width: Option<i64>) -> crate::store::ArticleRow {
+        crate::store::ArticleRow {
+            id: 1,
+            feed_id: None,
+            guid: "g".into(),
+            url: "https://news.example.com/a/".into(),
+            title: "A story".into(),
+            summary: "Text.".into(),
+            html: "<p>Text.</p>".into(),
+            image_url: Some(image_url.into()),
+            image_width,
+            author: None,
+            published_at: 0,
+            created_at: 0,
+            categories: None,
+            held_back: 0,
+        }
+    }
+
+    #[test]
+    fn the_card_never_shows_an_image_wider_than_declared() {
+        let width = |w| {
+            ArticleView::from_row(&row("https://news.example.com/a.jpg", w))
+                .unwrap()
+                .card_image_width()
+        };
+        assert_eq!(width(Some(300)), 300);
+        assert_eq!(width(Some(2000)), 544);
+        assert_eq!(width(None), 544);
+        assert_eq!(width(Some(0)), 544);
+        assert_eq!(width(Some(-5)), 544);
+        let (rendered, _) = render(
+            &crate::config::Config::default(),
+            &[ArticleView::from_row(&row("https://news.example.com/a.jpg", Some(300))).unwrap()],
+            "Monday",
+        )
+        .unwrap();
+        let html = rendered.bodies.html.fill(|_| "");
+        assert!(
+            html.contains(r#"width="300""#) && html.contains("max-width:300px"),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn a_stored_statistics_beacon_is_no_card_image() {
+        // A row stored before pixels were judged.
+        let view = ArticleView::from_row(&row("https://pixel.wp.com/b.gif?host=x", None)).unwrap();
+        assert_eq!(view.image_url, None);
+    }
+
     #[test]
     fn long_lines_are_folded_at_spaces_and_nothing_else_changes() {
         let words = "word ".repeat(400);
@@ -345,5 +425,28 @@ mod tests {
             );
         }
         assert!(folded.contains(&"u".repeat(700)), "a URL is never split");
+    }
+
+    /// Inputs tried: lines of two-, three- and four-byte characters whose
+    /// 600th byte falls inside a character, with and without spaces.
+    #[test]
+    fn long_lines_of_non_ascii_text_fold_without_cutting_a_character() {
+        for unit in [
+            "\u{e9}",
+            "\u{3b1}\u{3b2} ",
+            "\u{627}\u{644}\u{62e} ",
+            "\u{1f4f0}",
+            "a\u{e9} ",
+        ] {
+            for shift in 0..4 {
+                let body = format!("{}{}", "x".repeat(shift), unit.repeat(700));
+                let folded = fold_long_lines(&body);
+                assert_eq!(
+                    folded.replace('\n', " "),
+                    body.replace('\n', " "),
+                    "{unit:?} {shift}"
+                );
+            }
+        }
     }
 }

@@ -166,8 +166,12 @@ pub async fn run(
                         tracing::debug!(digest_id = id, "slot already has its digest");
                         last_handled = Some(slot);
                     }
-                    Ok(CreateOutcome::NothingNew) => {
-                        tracing::info!("no new articles since the last digest; nothing to send");
+                    Ok(CreateOutcome::NothingNew(quiet)) => {
+                        tracing::info!(
+                            held_back = quiet.held_back,
+                            too_old = quiet.too_old,
+                            "{quiet}; nothing to send"
+                        );
                         last_handled = Some(slot);
                     }
                     Err(e) => {
