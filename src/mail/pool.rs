@@ -209,7 +209,7 @@ impl SmtpPool {
                 .await
                 .map_err(|e| match e.status() {
                     Some(code) if code.to_string().starts_with('5') => SendError::Config(format!(
-                        "{}:{} refused the credentials: {e}",
+                        "{}:{} refused the credentials: {e}; check the user name and password in the server's URL (special characters percent-encoded), or the account at the relay",
                         t.host, t.port
                     )),
                     None if e.is_client() => {
