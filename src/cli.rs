@@ -346,9 +346,10 @@ async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
     if config.smtp_url.is_none() && config.smtp_servers.is_empty() {
         tracing::info!(outbox = %config.outbox_dir().display(), "no SMTP server configured (HERALD_SMTP_URL): outgoing mail is written as .eml files");
     }
-    let app = Application::build(config, role)
-        .await
-        .context("starting herald")?;
+    let app = Application::build(config, role).await.map_err(|e| {
+        let doing = format!("starting herald: {}", e.doing());
+        anyhow::Error::new(e).context(doing)
+    })?;
     let cancel = CancellationToken::new();
     startup::cancel_on_signals(cancel.clone());
     app.run(cancel).await.context("running herald")?;
@@ -359,9 +360,10 @@ async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
 /// The state of a command other than `serve` and `migrate`: the database
 /// they created, never a new one.
 async fn state(config: Config) -> anyhow::Result<AppState> {
-    AppState::open_existing(config)
-        .await
-        .context("opening herald's database")
+    AppState::open_existing(config).await.map_err(|e| {
+        let doing = e.doing();
+        anyhow::Error::new(e).context(doing)
+    })
 }
 
 fn when(ms: Option<i64>) -> String {
@@ -469,7 +471,7 @@ async fn digest_cmd(config: Config, cmd: DigestCommand) -> anyhow::Result<()> {
         }
         DigestCommand::Status { id: Some(id) } => {
             let Some(d) = store.digest_by_id(id).await? else {
-                bail!("no digest {id}");
+                bail!("no digest {id}; `herald digest status` lists the recent digests with their ids");
             };
             let c = store.digest_counts(id, now_millis()).await?;
             println!(
@@ -553,22 +555,39 @@ async fn digest_cmd(config: Config, cmd: DigestCommand) -> anyhow::Result<()> {
                 .set_digest_status(id, &["queued", "sending"], "paused")
                 .await?
             {
-                bail!("digest {id} is not queued or sending");
+                bail!(not_changed(store, id, "paused", "queued or sending").await?);
             }
             println!("digest {id} paused: no new messages are claimed; messages in flight finish");
         }
         DigestCommand::Resume { id } => {
             if !store.set_digest_status(id, &["paused"], "sending").await? {
-                bail!("digest {id} is not paused");
+                bail!(not_changed(store, id, "resumed", "paused").await?);
             }
             println!("digest {id} resumed");
         }
         DigestCommand::Cancel { id } => match store.cancel_digest(id, now_millis()).await? {
             Some(unsent) => println!("digest {id} cancelled; {unsent} recipients were left unsent"),
-            None => bail!("digest {id} is not queued, sending or paused"),
+            None => bail!(not_changed(store, id, "cancelled", "queued, sending or paused").await?),
         },
     }
     Ok(())
+}
+
+/// Why `digest pause|resume|cancel ID` changed nothing: no such digest
+/// (and where to find the ids), or the state it is in.
+async fn not_changed(
+    store: &crate::store::Store,
+    id: i64,
+    verb: &str,
+    only_when: &str,
+) -> anyhow::Result<String> {
+    Ok(match store.digest_by_id(id).await? {
+        None => format!("no digest {id}; `herald digest status` lists the recent digests with their ids"),
+        Some(d) => format!(
+            "digest {id} is {}: only a {only_when} digest can be {verb} (`herald digest status {id}` shows it)",
+            d.status
+        ),
+    })
 }
 
 async fn doctor(config: Config, resolver: Option<String>) -> anyhow::Result<()> {

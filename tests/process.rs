@@ -373,7 +373,9 @@ async fn cli_adds_the_seed_article_previews_and_queues_a_digest(backend: Backend
         .output()
         .unwrap();
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("digest 99 is not queued or sending"));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("no digest 99; `herald digest status` lists")
+    );
 }
 
 both_backends!(

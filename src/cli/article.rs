@@ -103,7 +103,7 @@ pub async fn run(config: Config, cmd: ArticleCommand) -> anyhow::Result<()> {
         }
         ArticleCommand::Remove { id } => match state.store.remove_article(id, now_millis()).await? {
             Removal::Removed => println!("article {id} removed; no digest will carry it"),
-            Removal::NotFound => bail!("no article {id}"),
+            Removal::NotFound => bail!("no article {id}; `herald article list` lists the articles with their ids"),
             Removal::InDigest { digest_id, status } => bail!(
                 "article {id} is in digest {digest_id} ({status}) and stays: a digest keeps the articles it was made with, and so does the archive (`herald digest cancel {digest_id}` first if it has not gone out)"
             ),

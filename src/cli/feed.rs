@@ -144,7 +144,7 @@ pub async fn run(config: Config, cmd: FeedCommand) -> anyhow::Result<()> {
         }
         FeedCommand::Remove { id } => {
             if !state.store.remove_feed(id).await? {
-                bail!("no feed {id}");
+                bail!("no feed {id}; `herald feed list` lists the feeds with their ids");
             }
             println!("feed {id} removed; its articles stay");
         }
@@ -189,7 +189,7 @@ pub async fn run(config: Config, cmd: FeedCommand) -> anyhow::Result<()> {
                 feeds::release_held_back(&state.store, &state.config, id, days, now_millis())
                     .await?;
             let Some(released) = released else {
-                bail!("no feed {id}");
+                bail!("no feed {id}; `herald feed list` lists the feeds with their ids");
             };
             println!(
                 "feed {id}: {} held-back articles published in the last {days} days released; they go into the next digest",

@@ -47,8 +47,9 @@ pub enum Error {
     Parse(#[from] parse::ParseError),
     #[error("reading the feed took longer than {} s", PARSE_TIME_LIMIT.as_secs())]
     ParseTimedOut,
-    #[error("feeds configuration: {0}")]
-    Setting(DomainError),
+    /// The key, its value, and why.
+    #[error("{0} = {1} is refused: {2}; write a value in that range")]
+    Setting(&'static str, u64, DomainError),
     #[error(transparent)]
     Store(#[from] crate::store::Error),
 }
@@ -108,8 +109,11 @@ pub async fn follow(
 /// out-of-range configuration is an error, not a wrapped number.
 pub fn default_settings(config: &FeedsConfig) -> Result<(PollInterval, BackfillDays), Error> {
     Ok((
-        PollInterval::from_secs(config.poll_interval_secs).map_err(Error::Setting)?,
-        BackfillDays::from_days(config.backfill_days).map_err(Error::Setting)?,
+        PollInterval::from_secs(config.poll_interval_secs).map_err(|e| {
+            Error::Setting("feeds.poll_interval_secs", config.poll_interval_secs, e)
+        })?,
+        BackfillDays::from_days(config.backfill_days)
+            .map_err(|e| Error::Setting("feeds.backfill_days", config.backfill_days, e))?,
     ))
 }
 
