@@ -42,7 +42,7 @@ install_missing scripts/bench.sh ${missing[@]+"${missing[@]}"}
 stop_postfix_daemon
 
 # ---- a throwaway PostgreSQL cluster, only when no server was named ------
-# fsync=off, as on the development server the README's figures come from:
+# fsync=off, as on the development server the figures in docs/performance.md come from:
 # what is compared is herald against a baseline, not the disk.
 if $need_cluster; then
     start_throwaway_pg herald-bench-pg

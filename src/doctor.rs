@@ -401,7 +401,7 @@ fn settings(config: &Config, mailer: &crate::mail::Mailer) -> Vec<Finding> {
                 "inbound.unsubscribe_address is not set: the List-Unsubscribe mailto goes to the From address {}",
                 mailer.from.email
             ),
-            fix: Some("set inbound.unsubscribe_address and route it to herald inbound (see README)".into()),
+            fix: Some("set inbound.unsubscribe_address and route it to herald inbound (see docs/delivery.md)".into()),
         });
     }
     out

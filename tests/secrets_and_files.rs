@@ -264,14 +264,15 @@ async fn herald_files_are_private_to_its_user(backend: Backend) {
 
 both_backends!(herald_files_are_private_to_its_user);
 
-/// The backup commands of the README's "Backup" item, as written there
-/// (so the documentation cannot drift from what is tested).
+/// The backup commands of the "Backup" item in docs/operations.md, as
+/// written there (so the documentation cannot drift from what is tested).
 fn readme_backup_commands() -> Vec<String> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README.md");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
+            .expect("docs/operations.md");
     let item = readme
         .find("**Backup**")
-        .expect("the README has a Backup item");
+        .expect("docs/operations.md has a Backup item");
     let rest = &readme[item..];
     let start = rest.find("```sh\n").expect("a sh code block under Backup") + "```sh\n".len();
     let end = rest[start..].find("```").expect("the code block ends") + start;
@@ -283,7 +284,7 @@ fn readme_backup_commands() -> Vec<String> {
         .collect()
 }
 
-/// Issue 16, item 15: the README's backup command, run as an operator
+/// Issue 16, item 15: the documented backup command, run as an operator
 /// would under the usual umask 022 (the old command wrote a 0644 copy of
 /// every address and `link_secret`), on a real herald database with a
 /// subscriber in it, writes a copy readable by its owner only that is a
@@ -310,7 +311,7 @@ async fn the_readme_backup_writes_a_private_copy(backend: Backend) {
     let command = commands
         .iter()
         .find(|c| c.contains(tool))
-        .unwrap_or_else(|| panic!("no {tool} line in the README's backup block: {commands:?}"));
+        .unwrap_or_else(|| panic!("no {tool} line in the documented backup block: {commands:?}"));
     let mut sh = Command::new("sh");
     sh.arg("-c")
         .arg(format!("umask 022; {command}"))
