@@ -511,6 +511,18 @@ mod tests {
         assert!(html.contains("3 stories"));
         let line = &html[html.find('[').unwrap()..html.find(']').unwrap()];
         assert!(line.contains("View this digest in your browser"), "{line}");
+        // Each copy is spliced from one template, not built again.
+        let from = "herald <news@herald.example>".parse().unwrap();
+        let template = crate::mail::DigestTemplate::prepare(
+            &from,
+            &rendered.subject,
+            "<digest.herald.example>",
+            &rendered
+                .bodies
+                .with_archive_url("https://herald.example/archive/1"),
+        )
+        .unwrap();
+        assert!(template.is_spliceable());
         let text = rendered.bodies.text.fill(|_| "URL");
         let order: Vec<usize> = [
             "CITY\nStory 0",
