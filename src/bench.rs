@@ -14,6 +14,17 @@
 //! `bench enqueue` seeds N confirmed subscribers and times queueing one
 //! digest for all of them.
 
+/// Prints through the CLI's writer (`cli::out::line`): `herald bench … |
+/// head` ends quietly when the reader goes, as every other command does.
+macro_rules! println {
+    () => {
+        $crate::cli::out::line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::out::line(format_args!($($arg)*))
+    };
+}
+
 use crate::config::Config;
 use crate::digest::{self, CreateOutcome};
 use crate::domain::time::now_millis;
@@ -518,6 +529,7 @@ async fn herald_run(
         .await?;
     let mut config = Config {
         database_url: Some(url.clone()),
+        site_name: "herald".into(),
         ..Config::default()
     };
     let message_size = digest_of_size(&store, &mut config, size).await?;
@@ -859,6 +871,7 @@ pub async fn enqueue(
         let seeded = started.elapsed();
         let config = Config {
             database_url: Some(url.clone()),
+            site_name: "herald".into(),
             ..Config::default()
         };
         crate::articles::add_article(

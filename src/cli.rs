@@ -1,12 +1,9 @@
 //! The command line (clap). Errors are reported with context (anyhow) here,
 //! at the edge; everything below returns typed errors.
 
-use crate::articles::{self, ArticleInput};
 use crate::config::Config;
 use crate::digest::{self, CreateOutcome};
-use crate::domain::feed_settings::{BackfillDays, PollInterval};
 use crate::domain::time::{format_rfc3339, now_millis};
-use crate::feeds;
 use crate::scheduler::Schedule;
 use crate::startup::{self, AppState, Application, Role};
 use anyhow::{bail, Context};
@@ -19,10 +16,14 @@ use tokio_util::sync::CancellationToken;
 // First, so that its `println!` (a closed pipe ends the command quietly)
 // replaces std's in this file and in every module declared below.
 #[macro_use]
-mod out;
+pub(crate) mod out;
+mod article;
 mod dkim;
+mod feed;
 mod smtp;
 
+pub use article::ArticleCommand;
+pub use feed::FeedCommand;
 use out::shown;
 
 #[derive(Debug, Parser)]
@@ -114,59 +115,6 @@ pub enum Command {
         /// Resolver to ask, IP:PORT (default: doctor.resolver, else the system's).
         #[arg(long, value_name = "ADDR")]
         resolver: Option<String>,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum ArticleCommand {
-    /// Add an article (adding the same URL again updates it).
-    Add {
-        #[arg(long)]
-        title: String,
-        /// The article's public URL.
-        #[arg(long)]
-        url: String,
-        /// File with the article body: HTML, or plain text with blank lines between paragraphs.
-        #[arg(long, value_name = "FILE")]
-        html: PathBuf,
-        /// Publication time, RFC 3339 (default: now).
-        #[arg(long, value_name = "TIME")]
-        published_at: Option<String>,
-        #[arg(long)]
-        author: Option<String>,
-        /// Lead image URL (default: the first image in the body).
-        #[arg(long, value_name = "URL")]
-        image: Option<String>,
-    },
-    /// List the newest articles.
-    List {
-        /// 1 to 1000.
-        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=1000))]
-        limit: i64,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum FeedCommand {
-    /// Follow a feed (polled from the next round on; `feed poll --now` polls at once).
-    Add {
-        url: String,
-        /// At the first poll, items published up to this many days earlier
-        /// go into the next digest: 0 to 365 (default: feeds.backfill_days, 0).
-        #[arg(long, value_parser = BackfillDays::from_arg)]
-        backfill_days: Option<BackfillDays>,
-        /// Seconds between polls: 60 to 604800 (default: feeds.poll_interval_secs, 900).
-        #[arg(long, value_parser = PollInterval::from_arg)]
-        interval: Option<PollInterval>,
-    },
-    /// Feeds with their last poll, last error and next poll time.
-    List,
-    /// Stop following a feed (its articles stay).
-    Remove { id: i64 },
-    /// Poll the feeds that are due, or all of them with --now.
-    Poll {
-        #[arg(long)]
-        now: bool,
     },
 }
 
@@ -322,8 +270,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("migrations applied ({})", store.backend_name());
             Ok(())
         }
-        Command::Article(cmd) => article(config, cmd).await,
-        Command::Feed(cmd) => feed(config, cmd).await,
+        Command::Article(cmd) => article::run(config, cmd).await,
+        Command::Feed(cmd) => feed::run(config, cmd).await,
         Command::Digest(cmd) => digest_cmd(config, cmd).await,
         Command::Subscribers(cmd) => subscribers(config, cmd).await,
         Command::Smtp(cmd) => smtp::run(config, cmd).await,
@@ -375,6 +323,12 @@ async fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
+    if config.site_name_derived {
+        tracing::warn!(
+            site_name = %config.site_name,
+            "no site_name configured (HERALD_SITE_NAME): pages and mail call the site by this name; set site_name to the name readers know"
+        );
+    }
     if config
         .postal_address
         .as_deref()
@@ -392,9 +346,10 @@ async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
     if config.smtp_url.is_none() && config.smtp_servers.is_empty() {
         tracing::info!(outbox = %config.outbox_dir().display(), "no SMTP server configured (HERALD_SMTP_URL): outgoing mail is written as .eml files");
     }
-    let app = Application::build(config, role)
-        .await
-        .context("starting herald")?;
+    let app = Application::build(config, role).await.map_err(|e| {
+        let doing = format!("starting herald: {}", e.doing());
+        anyhow::Error::new(e).context(doing)
+    })?;
     let cancel = CancellationToken::new();
     startup::cancel_on_signals(cancel.clone());
     app.run(cancel).await.context("running herald")?;
@@ -405,168 +360,45 @@ async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
 /// The state of a command other than `serve` and `migrate`: the database
 /// they created, never a new one.
 async fn state(config: Config) -> anyhow::Result<AppState> {
-    AppState::open_existing(config)
-        .await
-        .context("opening herald's database")
-}
-
-async fn article(config: Config, cmd: ArticleCommand) -> anyhow::Result<()> {
-    let state = state(config).await?;
-    match cmd {
-        ArticleCommand::Add {
-            title,
-            url,
-            html,
-            published_at,
-            author,
-            image,
-        } => {
-            let body = std::fs::read_to_string(&html)
-                .with_context(|| format!("reading {}", html.display()))?;
-            let published_at = match published_at {
-                Some(t) => Some(
-                    chrono::DateTime::parse_from_rfc3339(&t)
-                        .with_context(|| format!("--published-at {t:?} is not an RFC 3339 time (e.g. 2026-11-26T07:00:00Z)"))?
-                        .timestamp_millis(),
-                ),
-                None => None,
-            };
-            let input = ArticleInput {
-                title,
-                url,
-                html: body,
-                published_at,
-                author,
-                image_url: image,
-                guid: None,
-            };
-            let (id, created) = articles::add_article(&state.store, input)
-                .await
-                .map_err(|e| match e {
-                    articles::Error::Invalid(m) => anyhow::anyhow!("{m}"),
-                    articles::Error::Store(e) => {
-                        anyhow::Error::new(e).context("storing the article")
-                    }
-                })?;
-            println!("{} article {id}", if created { "added" } else { "updated" });
-        }
-        ArticleCommand::List { limit } => {
-            for a in state.store.list_articles(limit).await? {
-                println!(
-                    "{:>6}  {}  {}\n        {}",
-                    a.id,
-                    format_rfc3339(a.published_at),
-                    shown(&a.title),
-                    shown(&a.url)
-                );
-            }
-        }
-    }
-    Ok(())
+    AppState::open_existing(config).await.map_err(|e| {
+        let doing = e.doing();
+        anyhow::Error::new(e).context(doing)
+    })
 }
 
 fn when(ms: Option<i64>) -> String {
     ms.map(format_rfc3339).unwrap_or_else(|| "never".into())
 }
 
-async fn feed(config: Config, cmd: FeedCommand) -> anyhow::Result<()> {
-    let state = state(config).await?;
-    match cmd {
-        FeedCommand::Add {
-            url,
-            backfill_days,
-            interval,
-        } => {
-            let feed_url = feeds::validate_url(&url)?;
-            let (default_interval, default_backfill) =
-                feeds::default_settings(&state.config.feeds)?;
-            let (id, created) = feeds::follow(
-                &state.store,
-                &feed_url,
-                interval.unwrap_or(default_interval),
-                backfill_days.unwrap_or(default_backfill),
-            )
-            .await?;
-            // The URL as stored, its password masked.
-            println!(
-                "{} feed {id}: {feed_url}",
-                if created {
-                    "following"
-                } else {
-                    "already following"
-                }
-            );
+/// The configuration a digest is rendered with from this shell: the
+/// look `herald serve` recorded when it started, so a digest created here
+/// looks like one the server creates (`config::mail_look`). Says on stderr
+/// which of this shell's settings differ.
+async fn servers_look(state: &AppState) -> anyhow::Result<Config> {
+    use crate::config::mail_look::{MailLook, SETTING};
+    let mut config = (*state.config).clone();
+    let Some(json) = state.store.setting(SETTING).await? else {
+        return Ok(config);
+    };
+    let server: MailLook = match serde_json::from_str(&json) {
+        Ok(look) => look,
+        Err(e) => {
+            tracing::warn!(error = %e, "the server's recorded mail settings could not be read; using this command's");
+            return Ok(config);
         }
-        FeedCommand::List => {
-            for f in state.store.list_feeds().await? {
-                println!(
-                    "{:>4}  {}  {}",
-                    f.id,
-                    shown(&f.url.to_string()),
-                    shown(&f.title.unwrap_or_default())
-                );
-                println!(
-                    "      last poll {} ({}), next poll {}, failures in a row {}",
-                    when(f.last_polled_at),
-                    shown(&f.last_status.unwrap_or_else(|| "not yet".into())),
-                    format_rfc3339(f.next_poll_at),
-                    f.consecutive_failures
-                );
-                if let Some(e) = f.last_error {
-                    println!("      last error: {}", shown(&e));
-                }
-                if f.refused_items > 0 {
-                    println!("      items refused at the last poll: {}", f.refused_items);
-                }
-                if let Some(r) = f.last_refusal {
-                    println!("      last refusal: {}", shown(&r));
-                }
-            }
+    };
+    let differences = MailLook::of(&config).differences(&server);
+    if !differences.is_empty() {
+        eprintln!(
+            "note: this command's configuration differs from the one `herald serve` last started with; the digest is rendered with the server's, so it looks the same whoever creates it:"
+        );
+        for d in &differences {
+            eprintln!("  {d}");
         }
-        FeedCommand::Remove { id } => {
-            if !state.store.remove_feed(id).await? {
-                bail!("no feed {id}");
-            }
-            println!("feed {id} removed; its articles stay");
-        }
-        FeedCommand::Poll { now } => {
-            let poller = feeds::Poller::new(state.store.clone(), state.config.clone())?;
-            let reports = if now {
-                poller.poll_all().await?
-            } else {
-                poller.poll_due(&CancellationToken::new()).await?
-            };
-            if reports.is_empty() {
-                println!("no feed is due; use --now to poll all of them");
-            }
-            for r in reports {
-                match r.error {
-                    Some(e) => println!(
-                        "feed {}: error: {}; next poll {}",
-                        r.feed_id,
-                        shown(&e.to_string()),
-                        format_rfc3339(r.next_poll_at)
-                    ),
-                    None if r.not_modified => println!("feed {}: not modified", r.feed_id),
-                    None => {
-                        println!(
-                            "feed {}: {} new, {} updated, {} held back (older than the backfill window)",
-                            r.feed_id, r.new_articles, r.updated_articles, r.held_back
-                        );
-                        if let Some(reason) = r.last_refusal {
-                            println!(
-                                "feed {}: {} refused; last: {}",
-                                r.feed_id,
-                                r.refused_items,
-                                shown(&reason)
-                            );
-                        }
-                    }
-                }
-            }
-        }
+        eprintln!("  (to change how mail looks, change the server's configuration and restart it)");
     }
-    Ok(())
+    server.apply_to(&mut config);
+    Ok(config)
 }
 
 async fn digest_cmd(config: Config, cmd: DigestCommand) -> anyhow::Result<()> {
@@ -574,8 +406,11 @@ async fn digest_cmd(config: Config, cmd: DigestCommand) -> anyhow::Result<()> {
     let store = &state.store;
     match cmd {
         DigestCommand::Preview { html, text } => {
-            let Some(preview) = digest::preview(store, &state.config, now_millis()).await? else {
-                println!("no new articles since the last digest: nothing would be sent");
+            let look = servers_look(&state).await?;
+            let now = now_millis();
+            let Some(preview) = digest::preview(store, &look, now).await? else {
+                let quiet = digest::quiet(store, &look, now).await?;
+                println!("nothing would be sent: {quiet}");
                 return Ok(());
             };
             let r = preview.rendered;
@@ -621,7 +456,8 @@ async fn digest_cmd(config: Config, cmd: DigestCommand) -> anyhow::Result<()> {
                 };
                 (schedule.slot_name(at), at.timestamp_millis())
             };
-            match digest::create(store, &state.config, &slot, up_to).await? {
+            let look = servers_look(&state).await?;
+            match digest::create(store, &look, &slot, up_to).await? {
                 CreateOutcome::Created(id) => {
                     let d = store.digest_by_id(id).await?;
                     let recipients = d.map(|d| d.recipients).unwrap_or(0);
@@ -630,14 +466,12 @@ async fn digest_cmd(config: Config, cmd: DigestCommand) -> anyhow::Result<()> {
                 CreateOutcome::AlreadyExists(id) => {
                     println!("digest {id} already exists for this slot; nothing new queued")
                 }
-                CreateOutcome::NothingNew => {
-                    println!("no new articles since the last digest: nothing to send")
-                }
+                CreateOutcome::NothingNew(quiet) => println!("nothing to send: {quiet}"),
             }
         }
         DigestCommand::Status { id: Some(id) } => {
             let Some(d) = store.digest_by_id(id).await? else {
-                bail!("no digest {id}");
+                bail!("no digest {id}; `herald digest status` lists the recent digests with their ids");
             };
             let c = store.digest_counts(id, now_millis()).await?;
             println!(
@@ -721,22 +555,39 @@ async fn digest_cmd(config: Config, cmd: DigestCommand) -> anyhow::Result<()> {
                 .set_digest_status(id, &["queued", "sending"], "paused")
                 .await?
             {
-                bail!("digest {id} is not queued or sending");
+                bail!(not_changed(store, id, "paused", "queued or sending").await?);
             }
             println!("digest {id} paused: no new messages are claimed; messages in flight finish");
         }
         DigestCommand::Resume { id } => {
             if !store.set_digest_status(id, &["paused"], "sending").await? {
-                bail!("digest {id} is not paused");
+                bail!(not_changed(store, id, "resumed", "paused").await?);
             }
             println!("digest {id} resumed");
         }
         DigestCommand::Cancel { id } => match store.cancel_digest(id, now_millis()).await? {
             Some(unsent) => println!("digest {id} cancelled; {unsent} recipients were left unsent"),
-            None => bail!("digest {id} is not queued, sending or paused"),
+            None => bail!(not_changed(store, id, "cancelled", "queued, sending or paused").await?),
         },
     }
     Ok(())
+}
+
+/// Why `digest pause|resume|cancel ID` changed nothing: no such digest
+/// (and where to find the ids), or the state it is in.
+async fn not_changed(
+    store: &crate::store::Store,
+    id: i64,
+    verb: &str,
+    only_when: &str,
+) -> anyhow::Result<String> {
+    Ok(match store.digest_by_id(id).await? {
+        None => format!("no digest {id}; `herald digest status` lists the recent digests with their ids"),
+        Some(d) => format!(
+            "digest {id} is {}: only a {only_when} digest can be {verb} (`herald digest status {id}` shows it)",
+            d.status
+        ),
+    })
 }
 
 async fn doctor(config: Config, resolver: Option<String>) -> anyhow::Result<()> {

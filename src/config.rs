@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 mod base_url;
+pub mod mail_look;
+pub mod site_name;
 pub use base_url::{BaseUrl, BaseUrlError};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -23,8 +25,12 @@ pub struct Config {
     /// default: `http://{bind}`. Absolute http(s), without query or
     /// fragment: anything else stops every command at start.
     pub base_url: Option<BaseUrl>,
-    /// Shown on pages and in mail.
+    /// Shown on pages and in mail. Unset: the news site's host name (see
+    /// `config::site_name`), and `serve` warns.
     pub site_name: String,
+    /// Whether `site_name` was not set and was derived (`name_the_site`).
+    #[serde(skip)]
+    pub site_name_derived: bool,
     /// Link back to the news site, shown in mail and pages.
     pub site_url: Option<String>,
     /// The sender's postal address, shown in every digest's footer (the
@@ -404,7 +410,8 @@ impl Default for Config {
             database_url: None,
             bind: "127.0.0.1:8080".into(),
             base_url: None,
-            site_name: "herald".into(),
+            site_name: String::new(),
+            site_name_derived: false,
             site_url: None,
             postal_address: None,
             from: "herald <herald@localhost>".into(),
@@ -479,39 +486,130 @@ impl Default for ConfirmationConfig {
     }
 }
 
-/// Why the configuration could not be loaded. Built from figment's errors
-/// without the offending value wherever the key may hold a secret (a
-/// password in a URL, a token), so the message can be printed and logged.
+/// Why the configuration could not be loaded: each problem names the key
+/// (as written in herald.toml, or the HERALD_* variable or flag that set
+/// it), where it was set, what is wrong and what to write. The value is
+/// left out wherever the key may hold a secret (a password in a URL, a
+/// token), so the message can be printed and logged.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct LoadError(String);
 
 impl LoadError {
-    fn from_figment(error: figment::Error) -> Self {
+    fn from_figment(error: figment::Error, figment: &Figment) -> Self {
         let messages: Vec<String> = error
             .into_iter()
-            .map(|e| {
-                let key = e.path.join(".");
-                if crate::redact::is_secret_key(&key) {
-                    let source = e
-                        .metadata
-                        .as_ref()
-                        .map(|m| format!(" in {}", m.name))
-                        .unwrap_or_default();
-                    let what = match &e.kind {
-                        figment::error::Kind::InvalidType(_, expected)
-                        | figment::error::Kind::InvalidValue(_, expected) => {
-                            format!("expected {expected}")
-                        }
-                        _ => "not accepted".to_string(),
-                    };
-                    format!("invalid value for `{key}`{source}: {what} (the value is not shown: it may be a secret)")
-                } else {
-                    e.to_string()
-                }
-            })
+            .map(|e| describe_load_error(&e, figment))
             .collect();
         Self(messages.join("; "))
+    }
+}
+
+/// One problem of the configuration, in words (see `LoadError`).
+fn describe_load_error(e: &figment::Error, figment: &Figment) -> String {
+    use figment::error::Kind;
+    let mut path = e.path.clone();
+    if let Kind::UnknownField(field, _) = &e.kind {
+        if path.last() != Some(field) {
+            path.push(field.clone());
+        }
+    }
+    let key = key_name(&path);
+    let source = where_set(&path, figment, e.metadata.as_ref());
+    // Anything under a secret key too: `smtp_servers[0]` holds a URL.
+    let is_secret = path.iter().any(|part| crate::redact::is_secret_key(part));
+    match &e.kind {
+        Kind::UnknownField(field, known) => {
+            let section = match path.len() {
+                0 | 1 => "at the top level".to_string(),
+                n => format!("in `{}`", key_name(&path[..n - 1])),
+            };
+            let closest = known
+                .iter()
+                .map(|k| (strsim::jaro_winkler(field, k), *k))
+                .filter(|(score, _)| *score > 0.8)
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .map(|(_, k)| format!(" (did you mean `{k}`?)"))
+                .unwrap_or_default();
+            format!(
+                "unknown key `{key}`{source}: herald has no such setting{closest}; the keys {section} are {}",
+                known
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+        Kind::InvalidType(_, expected) | Kind::InvalidValue(_, expected) if is_secret => format!(
+            "`{key}`{source} is refused: expected {expected} (the value is not shown: this key can hold a secret)"
+        ),
+        Kind::InvalidType(found, expected) | Kind::InvalidValue(found, expected) => format!(
+            "`{key}`{source} is refused: found {found}, expected {expected}; write {}",
+            in_words(expected)
+        ),
+        Kind::MissingField(field) => {
+            let table = if key.is_empty() {
+                "the configuration".to_string()
+            } else {
+                format!("`{key}`")
+            };
+            format!("{table}{source} lacks the key `{field}`: add it")
+        }
+        _ if is_secret => format!(
+            "`{key}`{source} is refused (the value and the reason are not shown: they may hold a secret)"
+        ),
+        other => format!("`{key}`{source} is refused: {other}"),
+    }
+}
+
+/// `smtp_servers[0].weight` for the path `smtp_servers`, `0`, `weight`.
+fn key_name(path: &[String]) -> String {
+    let mut key = String::new();
+    for part in path {
+        if part.parse::<usize>().is_ok() {
+            key.push_str(&format!("[{part}]"));
+        } else {
+            if !key.is_empty() {
+                key.push('.');
+            }
+            key.push_str(part);
+        }
+    }
+    key
+}
+
+/// What serde expected, as an operator would write it.
+fn in_words(expected: &str) -> String {
+    match expected {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number, 0 or more".into(),
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".into(),
+        "f32" | "f64" => "a number".into(),
+        "a boolean" => "true or false".into(),
+        other => other.to_string(),
+    }
+}
+
+/// " in /etc/herald/herald.toml", " from HERALD_DELIVERY__CONCURRENCY" or
+/// " from --base-url": where the value at `path` was set.
+fn where_set(path: &[String], figment: &Figment, fallback: Option<&figment::Metadata>) -> String {
+    let found = (1..=path.len())
+        .rev()
+        .find_map(|n| figment.find_metadata(&path[..n].join(".")));
+    let Some(metadata) = found.or(fallback) else {
+        return String::new();
+    };
+    match &metadata.source {
+        Some(figment::Source::File(file)) => format!(" in {}", file.display()),
+        _ if metadata.name.contains("environment") => {
+            format!(" from HERALD_{}", path.join("__").to_ascii_uppercase())
+        }
+        _ if metadata.name.ends_with("::Config") => String::new(),
+        _ => format!(
+            " from --{}",
+            path.first()
+                .map(|k| k.replace('_', "-"))
+                .unwrap_or_default()
+        ),
     }
 }
 
@@ -537,8 +635,11 @@ impl Config {
             .merge(crate::config_env::TextEnv::new())
             .merge(overrides);
         check_base_url(&figment)?;
-        let mut config: Config = figment.extract_lossy().map_err(LoadError::from_figment)?;
+        let mut config: Config = figment
+            .extract_lossy()
+            .map_err(|e| LoadError::from_figment(e, &figment))?;
         config.resolve_paths_from_files(&figment);
+        config.name_the_site();
         config.warn_if_links_are_plain_http();
         Ok(config)
     }
@@ -622,6 +723,15 @@ impl Config {
         match &self.base_url {
             Some(url) => url.as_str().trim_end_matches('/').to_string(),
             None => format!("http://{}", self.bind.trim_end_matches('/')),
+        }
+    }
+
+    /// Gives an unset (empty) `site_name` the site's host name; see
+    /// [`site_name`].
+    pub fn name_the_site(&mut self) {
+        if self.site_name.trim().is_empty() {
+            self.site_name = site_name::fallback(self);
+            self.site_name_derived = true;
         }
     }
 

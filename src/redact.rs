@@ -16,24 +16,36 @@ pub fn is_secret_key(key: &str) -> bool {
 /// parsed as a URL has everything between `://` and the last `@` of its
 /// authority masked instead, so a malformed URL cannot leak a password
 /// either.
+///
+/// A password holding an unencoded `/`, `?` or `#` ends the authority
+/// early for a parser (`smtp://u:pa/ss@host`): when an `@` follows the
+/// authority, everything up to the last `@` counts as user and password.
 pub fn mask_url(url: &str) -> String {
-    if let Ok(mut parsed) = url::Url::parse(url) {
-        if parsed.password().is_some() && parsed.set_password(Some("***")).is_ok() {
-            return parsed.to_string();
-        }
-        if parsed.password().is_none() {
-            return url.to_string();
-        }
-    }
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}{tail}")
+    let is_stray_at = !rest[..authority_end].contains('@') && rest[authority_end..].contains('@');
+    if !is_stray_at {
+        if let Ok(mut parsed) = url::Url::parse(url) {
+            if parsed.password().is_some() && parsed.set_password(Some("***")).is_ok() {
+                return parsed.to_string();
+            }
+            if parsed.password().is_none() {
+                return url.to_string();
+            }
+        }
+    }
+    let userinfo_end = if is_stray_at {
+        rest.rfind('@')
+    } else {
+        rest[..authority_end].rfind('@')
+    };
+    match userinfo_end {
+        Some(at) => {
+            let (userinfo, host_and_tail) = (&rest[..at], &rest[at + 1..]);
+            let user = userinfo.split([':', '/', '?', '#']).next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host_and_tail}")
         }
         None => url.to_string(),
     }
@@ -103,6 +115,16 @@ mod tests {
             mask_url("weird://us er:hunter2@[bad/x"),
             "weird://us er:***@[bad/x"
         );
+        // An unencoded / ? or # in the password: masked up to the last @.
+        for raw in [
+            "smtp://user:pa/ss@relay:587",
+            "smtp://user:12/ss@relay:587",
+            "smtp://user:p?a#ss@relay:587?tls=required",
+        ] {
+            let shown = mask_url(raw);
+            assert!(shown.starts_with("smtp://user:***@relay:587"), "{shown}");
+            assert!(!shown.contains("ss"), "{shown}");
+        }
         assert_eq!(
             scrub_url_password(
                 "cannot connect to mysql://admin:hunter2@h (hunter2)",

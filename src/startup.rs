@@ -27,8 +27,30 @@ pub enum Error {
     Feeds(#[from] crate::feeds::Error),
     #[error(transparent)]
     Webhooks(#[from] crate::webhooks::ConfigError),
-    #[error("could not listen on {0}: {1}")]
+    #[error("bind = {0:?}: cannot listen there ({1}); write an address and port this machine has, such as \"127.0.0.1:8080\"")]
     Bind(String, std::io::Error),
+}
+
+impl Error {
+    /// What herald was doing when this went wrong, for the message an
+    /// operator reads: the part of the configuration or the service that
+    /// failed, not a blanket "opening the database".
+    pub fn doing(&self) -> &'static str {
+        match self {
+            Self::Store(_) => "opening herald's database",
+            Self::Mail(crate::mail::Error::Dkim(_)) => "reading the DKIM keys ([[dkim.keys]])",
+            Self::Mail(
+                crate::mail::Error::SmtpUrl(_)
+                | crate::mail::Error::SmtpServers(_)
+                | crate::mail::Error::OutboxDir(..),
+            ) => "reading the SMTP settings (smtp_url, smtp_servers)",
+            Self::Mail(_) => "reading the mail settings (from, [inbound])",
+            Self::Schedule(_) => "reading the [schedule] settings",
+            Self::Feeds(_) => "reading the [feeds] settings",
+            Self::Webhooks(_) => "reading the [webhooks] settings",
+            Self::Bind(..) => "listening for HTTP",
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -62,10 +84,15 @@ impl AppState {
         Self::build_with(config, false).await
     }
 
-    async fn build_with(config: Config, create: bool) -> Result<Self, Error> {
+    async fn build_with(mut config: Config, create: bool) -> Result<Self, Error> {
+        config.name_the_site();
         // An out-of-range feed setting is refused at start, not when a
         // feed is first added.
         crate::feeds::default_settings(&config.feeds)?;
+        // So is a schedule that could never fire, before any database work.
+        if config.schedule.enabled {
+            Schedule::parse(&config.schedule)?;
+        }
         let store = if create {
             Store::connect(&config.database_url()).await?
         } else {
@@ -165,6 +192,17 @@ impl Application {
             (Some(listener), Some(addr))
         };
         let state = AppState::build(config).await?;
+        // What every other process renders mail with (`config::mail_look`).
+        let look = crate::config::mail_look::MailLook::of(&state.config);
+        match serde_json::to_string(&look) {
+            Ok(json) => {
+                state
+                    .store
+                    .set_setting(crate::config::mail_look::SETTING, &json)
+                    .await?
+            }
+            Err(e) => tracing::warn!(error = %e, "could not record how mail looks"),
+        }
         Ok(Self {
             state,
             listener,

@@ -120,6 +120,9 @@ pub struct Consent<'a> {
     pub source: &'a str,
     pub ip: Option<&'a str>,
     pub user_agent: Option<&'a str>,
+    /// The site's page the reader signed up on: the confirmation link
+    /// carries it, so "You are subscribed" leads back there.
+    pub came_from: Option<&'a crate::domain::WebUrl>,
 }
 
 pub async fn subscribe(
@@ -130,7 +133,11 @@ pub async fn subscribe(
 ) -> Result<SignupOutcome, Error> {
     let config = &state.config;
     let token = new_confirmation_token();
-    let confirm_url = format!("{}/confirm/{token}", state.base_url);
+    let confirm_url = format!(
+        "{}/confirm/{token}{}",
+        state.base_url,
+        crate::web::return_to::query(consent.came_from)
+    );
     let ttl_hours = config.confirmation.token_ttl_hours;
     let now = now_millis();
     let pending = PendingConfirmation {
@@ -196,6 +203,7 @@ pub async fn confirm(state: &AppState, token: &str) -> Result<ConfirmOutcome, Er
 pub async fn resend_confirmation(
     state: &AppState,
     token: &str,
+    came_from: Option<&crate::domain::WebUrl>,
 ) -> Result<Result<SignupOutcome, TokenLookup>, Error> {
     let email = match lookup_confirmation(state, token).await? {
         TokenLookup::Expired { email } | TokenLookup::Valid { email } => email,
@@ -206,6 +214,7 @@ pub async fn resend_confirmation(
         source: "resend",
         ip: None,
         user_agent: None,
+        came_from,
     };
     Ok(Ok(subscribe(state, &email, None, &consent).await?))
 }
@@ -228,10 +237,11 @@ pub async fn subscriber_for_unsubscribe_token(
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What an unsubscribe did, and for which address.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UnsubscribeOutcome {
-    Unsubscribed,
-    AlreadyUnsubscribed,
+    Unsubscribed(String),
+    AlreadyUnsubscribed(String),
     InvalidToken,
 }
 
@@ -243,8 +253,8 @@ pub async fn unsubscribe(state: &AppState, token: &str) -> Result<UnsubscribeOut
     let changed = state.store.unsubscribe(subscriber.id, now_millis()).await?;
     tracing::info!(subscriber_id = subscriber.id, changed, "unsubscribe");
     Ok(if changed {
-        UnsubscribeOutcome::Unsubscribed
+        UnsubscribeOutcome::Unsubscribed(subscriber.email)
     } else {
-        UnsubscribeOutcome::AlreadyUnsubscribed
+        UnsubscribeOutcome::AlreadyUnsubscribed(subscriber.email)
     })
 }

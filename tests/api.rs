@@ -164,7 +164,13 @@ async fn send_now_is_idempotent_per_key_and_needs_new_articles(backend: Backend)
     assert_eq!(nothing.status(), 200);
     let body: serde_json::Value = nothing.json().await.unwrap();
     assert_eq!(body["created"], false);
-    assert_eq!(body["reason"], "no new articles since the last digest");
+    assert!(
+        body["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("no digest has been sent yet and there are no articles"),
+        "{body}"
+    );
     app.add_article("Story", "https://e.com/story", "<p>x</p>")
         .await;
     let first = send(Some("k-1")).await.unwrap();
@@ -240,3 +246,155 @@ async fn link_secret_is_generated_once_and_kept(backend: Backend) {
 }
 
 both_backends!(link_secret_is_generated_once_and_kept);
+
+/// Every key that names an instant, anywhere in a JSON answer.
+fn time_keys(v: &serde_json::Value, path: &str, out: &mut Vec<(String, serde_json::Value)>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                let here = format!("{path}.{k}");
+                if k.ends_with("_at")
+                    || ["since", "window_start", "window_end"].contains(&k.as_str())
+                {
+                    out.push((here.clone(), v.clone()));
+                }
+                time_keys(v, &here, out);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                time_keys(v, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// One time format in the whole API: every instant is an RFC 3339 string
+/// (digests, articles, feeds and poll reports used to be epoch
+/// milliseconds while subscribers were RFC 3339), an article's categories
+/// are an array, not a string holding JSON, and `published_at` is read as
+/// RFC 3339. Inputs tried for `published_at`: "2026-01-02T03:04:05+01:00",
+/// 1767319445000 (milliseconds, refused), "2026-01-02" (refused).
+async fn every_time_in_the_api_is_rfc3339_and_categories_are_an_array(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.import_confirmed(&["reader@example.com"]).await;
+    let feed_body = common::feed_server::rss(
+        "https://news.example.com/",
+        &common::feed_server::item(
+            "From the feed",
+            Some("https://news.example.com/from-the-feed"),
+            "feed-1",
+            "<category>World</category><category>Middle East</category><description>Text.</description>",
+        ),
+    );
+    let base = common::feed_server::serve(vec![("/feed.xml", feed_body)]).await;
+    let resp = app
+        .api(reqwest::Method::POST, "/api/feeds")
+        .json(&serde_json::json!({"url": format!("{base}/feed.xml"), "backfill_days": 30}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    let feed_id = app.api_get("/api/feeds").await["feeds"][0]["id"]
+        .as_i64()
+        .unwrap();
+    let report = app
+        .api(reqwest::Method::POST, &format!("/api/feeds/{feed_id}/poll"))
+        .send()
+        .await
+        .unwrap();
+    let report: serde_json::Value = report.json().await.unwrap();
+
+    let resp = app
+        .api(reqwest::Method::POST, "/api/articles")
+        .json(
+            &serde_json::json!({"title": "By hand", "url": "https://news.example.com/by-hand",
+            "html": "<p>Text.</p>", "published_at": "2026-01-02T03:04:05+01:00"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    for (given, says) in [
+        (serde_json::json!(1767319445000i64), "RFC 3339"),
+        (serde_json::json!("2026-01-02"), "RFC 3339"),
+    ] {
+        let resp = app
+            .api(reqwest::Method::POST, "/api/articles")
+            .json(&serde_json::json!({"title": "T", "url": "https://news.example.com/t", "published_at": given}))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_client_error(), "{given}");
+        let text = resp.text().await.unwrap();
+        assert!(text.contains(says), "{given}: {text}");
+    }
+
+    let id = app.send_digest_now().await;
+    app.wait_digest_done(id, std::time::Duration::from_secs(20))
+        .await;
+
+    let articles = app.api_get("/api/articles").await;
+    let by_hand = articles["articles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["title"] == "By hand")
+        .unwrap();
+    assert_eq!(by_hand["published_at"], "2026-01-02T02:04:05Z");
+    assert_eq!(by_hand["categories"], serde_json::json!([]));
+    let from_feed = articles["articles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["title"] == "From the feed")
+        .unwrap();
+    assert_eq!(
+        from_feed["categories"],
+        serde_json::json!(["World", "Middle East"])
+    );
+
+    let mut answers = vec![("report", report), ("articles", articles)];
+    for path in [
+        "/api/digests",
+        &format!("/api/digests/{id}"),
+        "/api/feeds",
+        &format!("/api/feeds/{feed_id}"),
+        "/api/subscribers",
+        "/api/subscriber-events",
+        "/api/smtp-servers",
+        "/api/health",
+    ] {
+        answers.push(("get", app.api_get(path).await));
+    }
+    let mut seen = Vec::new();
+    for (_, answer) in &answers {
+        time_keys(answer, "", &mut seen);
+    }
+    for key in [
+        "window_start",
+        "window_end",
+        "published_at",
+        "next_poll_at",
+        "created_at",
+    ] {
+        assert!(
+            seen.iter().any(|(p, v)| p.ends_with(key) && v.is_string()),
+            "no {key} seen: {seen:?}"
+        );
+    }
+    for (path, value) in &seen {
+        let text = value.as_str();
+        assert!(
+            value.is_null()
+                || text
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .is_some(),
+            "{path} is {value}, not an RFC 3339 time"
+        );
+    }
+    app.shutdown().await;
+}
+
+both_backends!(every_time_in_the_api_is_rfc3339_and_categories_are_an_array);

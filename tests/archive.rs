@@ -719,8 +719,8 @@ async fn text_with_characters_xml_forbids_leaves_the_archive_feed_well_formed(ba
     })
     .to_string();
     let server = common::feed_server::serve(vec![("/dirty.json", json_feed)]).await;
-    let feed = common::feed_server::add_feed(&app, &format!("{server}/dirty.json")).await;
-    let report = common::feed_server::poll(&app, feed).await;
+    let (feed, report) =
+        common::feed_server::add_feed_reporting(&app, &format!("{server}/dirty.json")).await;
     assert_eq!(report["new_articles"], 1, "{report}");
     let article = app.store.articles_of_feed(feed).await.unwrap().remove(0);
     let stored = [

@@ -54,18 +54,18 @@ async fn internal_service(ip: &str) -> u16 {
     port
 }
 
-/// Adds a feed through the API, whatever it answers (201 or 200).
-async fn follow(app: &TestApp, url: &str) -> i64 {
+/// Adds a feed through the API, whatever it answers (201 or 200) and
+/// whatever its first fetch finds (`"force": true`).
+async fn follow(app: &TestApp, url: &str) -> (i64, serde_json::Value) {
     let resp = app
         .api(reqwest::Method::POST, "/api/feeds")
-        .json(&serde_json::json!({ "url": url }))
+        .json(&serde_json::json!({ "url": url, "force": true }))
         .send()
         .await
         .unwrap();
     assert!(resp.status().is_success(), "feed {url}: {}", resp.status());
-    resp.json::<serde_json::Value>().await.unwrap()["id"]
-        .as_i64()
-        .unwrap()
+    let body = resp.json::<serde_json::Value>().await.unwrap();
+    (body["id"].as_i64().unwrap(), body)
 }
 
 async fn article_titles(app: &TestApp) -> Vec<String> {
@@ -107,8 +107,9 @@ async fn a_redirect_or_a_url_to_a_private_address_is_refused(backend: Backend) {
     .await;
 
     // The allowed address works, and so does a redirect that stays on it.
-    let moved = follow(&app, &format!("{feed_site}/moved.xml")).await;
-    let report = poll(&app, moved).await;
+    // The first poll is made as the feed is added.
+    let (_, added) = follow(&app, &format!("{feed_site}/moved.xml")).await;
+    let report = &added["report"];
     assert_eq!(report["error"], serde_json::Value::Null, "{report}");
     assert_eq!(report["new_articles"], 1, "{report}");
 
@@ -139,7 +140,10 @@ async fn a_redirect_or_a_url_to_a_private_address_is_refused(backend: Backend) {
         ),
     ];
     for (url, expected) in &refused {
-        let id = follow(&app, url).await;
+        // Refused when added, so forced in (`follow`); refused at each poll.
+        let (id, added) = follow(&app, url).await;
+        let forced_past = added["forced_past"].as_str().unwrap_or_default();
+        assert!(forced_past.contains(expected), "{url}: {added}");
         let report = poll(&app, id).await;
         let error = report["error"].as_str().unwrap_or_default();
         assert!(error.contains(expected), "{url}: {report}");
@@ -209,15 +213,18 @@ async fn a_feed_password_is_not_in_logs_or_the_feed_list(backend: Backend) {
     let protected = format!("http://reader:hunter2@{host}/members.xml");
     let failing = format!("http://reader:hunter2@{down_host}/feed.xml");
     let mut said = String::new();
-    for url in [&protected, &failing] {
-        let out = cli(
-            &app,
-            data.path(),
-            &["feed", "add", url, "--backfill-days", "1"],
-        );
+    for (url, force) in [(&protected, None), (&failing, Some("--force"))] {
+        let mut args = vec!["feed", "add", url, "--backfill-days", "1"];
+        args.extend(force);
+        let out = cli(&app, data.path(), &args);
         assert!(out.status.success(), "{}", text(&out));
         said.push_str(&text(&out));
     }
+    // The protected feed was read when added (the password was sent).
+    assert!(
+        said.contains("1 items found: 1 go into the next digest"),
+        "{said}"
+    );
     assert!(
         said.contains(&format!("http://reader:***@{host}/members.xml")),
         "{said}"
@@ -228,7 +235,7 @@ async fn a_feed_password_is_not_in_logs_or_the_feed_list(backend: Backend) {
     let out = cli(&app, data.path(), &["feed", "poll", "--now"]);
     let polled = text(&out);
     assert!(out.status.success(), "{polled}");
-    assert!(polled.contains("feed 1: 1 new"), "{polled}");
+    assert!(polled.contains("feed 1: 0 new"), "{polled}");
     assert!(
         polled.contains("feed 2: error: could not reach the server"),
         "{polled}"

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::feed_server::{add_feed, cli, item, listed_feed, poll, rss, serve, text};
+use common::feed_server::{add_feed_reporting, cli, item, listed_feed, rss, serve, text};
 use common::{spawn_app_with, Backend, SmtpSink};
 use herald::store::Store;
 use std::time::{Duration, Instant};
@@ -110,8 +110,7 @@ async fn feed_links_that_are_not_http_never_reach_a_digest(backend: Backend) {
     let app = spawn_app_with(backend, SmtpSink::start(&[]), |c| c.feeds.backfill_days = 1).await;
     app.import_confirmed(&["reader@example.com"]).await;
 
-    let rss_feed = add_feed(&app, &format!("{server}/hostile.xml")).await;
-    let report = poll(&app, rss_feed).await;
+    let (rss_feed, report) = add_feed_reporting(&app, &format!("{server}/hostile.xml")).await;
     assert_eq!(report["refused_items"], 3, "{report}");
     assert_eq!(report["new_articles"], 4, "{report}");
     let listed = listed_feed(&app, rss_feed).await;
@@ -125,8 +124,7 @@ async fn feed_links_that_are_not_http_never_reach_a_digest(backend: Backend) {
         "a javascript: channel link is not kept"
     );
 
-    let json_feed = add_feed(&app, &format!("{server}/hostile.json")).await;
-    let report = poll(&app, json_feed).await;
+    let (_, report) = add_feed_reporting(&app, &format!("{server}/hostile.json")).await;
     assert_eq!(report["refused_items"], 2, "{report}");
     assert_eq!(report["new_articles"], 2, "{report}");
 
@@ -288,8 +286,8 @@ fn health_status_line(addr: &str, limit: Duration) -> std::io::Result<String> {
 
 /// Tried: one item of 100,000 nested `<div>`s (1.1 MB, over the size cap)
 /// and one of 40,000 (440 KB, under the size cap but too deep) beside a good item in
-/// the same feed, polled through the API while /health is asked every
-/// 50 ms; through the API, the same two bodies.
+/// the same feed, added (and so polled for the first time) through the API
+/// while /health is asked every 50 ms; through the API, the same two bodies.
 async fn a_huge_nested_feed_item_is_refused_and_health_keeps_answering(backend: Backend) {
     let nested = format!(
         "{}deep{}",
@@ -325,14 +323,14 @@ async fn a_huge_nested_feed_item_is_refused_and_health_keeps_answering(backend: 
     assert!(feed.len() > 1_000_000);
     let server = serve(vec![("/nested.xml", feed)]).await;
     let app = spawn_app_with(backend, SmtpSink::start(&[]), |c| c.feeds.backfill_days = 1).await;
-    let id = add_feed(&app, &format!("{server}/nested.xml")).await;
-
+    let feed_url = format!("{server}/nested.xml");
     let poll_client = app.client.clone();
-    let poll_url = app.url(&format!("/api/feeds/{id}/poll"));
+    let poll_url = app.url("/api/feeds");
     let polling = tokio::spawn(async move {
         poll_client
             .post(poll_url)
             .bearer_auth(common::API_TOKEN)
+            .json(&serde_json::json!({ "url": feed_url }))
             .send()
             .await
             .unwrap()
@@ -373,7 +371,9 @@ async fn a_huge_nested_feed_item_is_refused_and_health_keeps_answering(backend: 
         slowest < Duration::from_secs(1),
         "slowest /health: {slowest:?}"
     );
-    let report = polling.await.unwrap()["report"].clone();
+    let added = polling.await.unwrap();
+    let id = added["id"].as_i64().unwrap();
+    let report = added["report"].clone();
     assert_eq!(
         report["refused_items"], 2,
         "{report} ({asked} health checks)"

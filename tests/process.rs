@@ -323,7 +323,8 @@ async fn cli_adds_the_seed_article_previews_and_queues_a_digest(backend: Backend
     let out = run(herald(&db.url, data.path()).args(["digest", "preview"]));
     let preview = String::from_utf8_lossy(&out.stdout);
     assert!(
-        preview.contains("Subject: herald: Tensions Elevate Between Iran And Azerbaijan"),
+        // With no site_name and no site_url the site is "the newsletter", never "herald".
+        preview.contains("Subject: the newsletter: Tensions Elevate Between Iran And Azerbaijan"),
         "{preview}"
     );
     assert!(preview.contains(
@@ -372,7 +373,9 @@ async fn cli_adds_the_seed_article_previews_and_queues_a_digest(backend: Backend
         .output()
         .unwrap();
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("digest 99 is not queued or sending"));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("no digest 99; `herald digest status` lists")
+    );
 }
 
 both_backends!(
@@ -400,10 +403,17 @@ async fn cli_follows_polls_lists_and_removes_a_feed(backend: Backend) {
     let url = format!("http://{addr}/feed.xml");
     // Only serve and migrate create a database.
     run(herald(&db.url, data.path()).arg("migrate"));
-    let out = run(herald(&db.url, data.path()).args(["feed", "add", &url, "--backfill-days", "1"]));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        format!("following feed 1: {url}")
+    // Added: fetched once, and what it holds stored at once.
+    let out = run(herald(&db.url, data.path())
+        .args(["feed", "add", &url, "--backfill-days", "1"])
+        .env(
+            common::feed_server::ALLOW_FEED_HOST_ENV.0,
+            common::feed_server::ALLOW_FEED_HOST_ENV.1,
+        ));
+    let added = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        added.starts_with(&format!("following feed 1: {url} (CLI feed)\n1 items found: 1 go into the next digest, 0 held back")),
+        "{added}"
     );
     let out = run(herald(&db.url, data.path())
         .args(["feed", "poll", "--now"])
@@ -413,7 +423,7 @@ async fn cli_follows_polls_lists_and_removes_a_feed(backend: Backend) {
         )
         .env("HERALD_FEEDS__BACKFILL_DAYS", "1"));
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("feed 1: 1 new, 0 updated, 0 held back"),
+        String::from_utf8_lossy(&out.stdout).contains("feed 1: 0 new, 0 updated, 0 held back"),
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
@@ -630,7 +640,10 @@ async fn zero_configuration_serves_on_sqlite_and_writes_mail_to_the_outbox() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let raw = std::fs::read(&eml).unwrap();
     let msg = mail_parser::MessageParser::default().parse(&raw).unwrap();
-    assert_eq!(msg.subject(), Some("Confirm your subscription to herald"));
+    assert_eq!(
+        msg.subject(),
+        Some("Confirm your subscription to the newsletter")
+    );
     assert!(msg
         .body_text(0)
         .unwrap()

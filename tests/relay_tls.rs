@@ -3,12 +3,19 @@
 //! through `ca_file=`, the password never goes out before STARTTLS, and a
 //! refused password or an untrusted certificate stops the server (it is not
 //! retried) and says so in the digest API, `herald digest status` and the API's health report.
+//! A relay's self-signed certificate made with `openssl req -x509` is
+//! trusted when pinned (`tls_pin=`) or given as `ca_file=`, and `herald smtp
+//! check` names each TLS problem with what to do about it.
 
 mod common;
 
-use common::python_smtp::{ca_param, url, AioOptions, PythonSmtp, TestCertificates};
+use common::python_smtp::{
+    ca_param, sha256_fingerprint, url, AioOptions, PythonSmtp, SelfSigned, TestCertificates,
+};
 use common::{spawn_app_role, Backend, SmtpSink, TestApp};
 use herald::startup::Role;
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 const USER: &str = "herald";
@@ -322,6 +329,19 @@ async fn a_stopped_relay_resumed_by_an_operator_gets_the_mail(backend: Backend) 
         .await
         .unwrap();
     assert_eq!(resumed.status(), 200);
+    let said: serde_json::Value = resumed.json().await.unwrap();
+    assert!(
+        said["configuration"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("not re-read") && c.contains("restarted")),
+        "{said}"
+    );
+    let unknown = app
+        .api(reqwest::Method::POST, "/api/smtp-servers/nosuch/resume")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
     // Resuming again: it is no longer stopped, so there is nothing to do.
     let again = app
         .api(
@@ -347,10 +367,271 @@ async fn a_stopped_relay_resumed_by_an_operator_gets_the_mail(backend: Backend) 
     app.shutdown().await;
 }
 
+fn param(name: &str, file: &Path) -> String {
+    format!("{name}={}", common::urlencode(&file.display().to_string()))
+}
+
+/// A relay with AUTH whose TLS certificate and key are `cert`, `key`.
+fn relay_with(cert: &Path, key: &Path, implicit_tls: bool) -> PythonSmtp {
+    PythonSmtp::start_aiosmtpd(&AioOptions {
+        tls: Some((cert.to_path_buf(), key.to_path_buf())),
+        auth: Some((USER, PASSWORD)),
+        implicit_tls,
+        require_starttls: !implicit_tls,
+        ..AioOptions::default()
+    })
+}
+
+fn relay_url(relay: &PythonSmtp, implicit_tls: bool, query: &str) -> String {
+    if implicit_tls {
+        url(&format!("smtps://{USER}:{PASSWORD}@"), relay.port, query)
+    } else {
+        let query = if query.is_empty() {
+            "tls=required".to_string()
+        } else {
+            format!("tls=required&{query}")
+        };
+        url(&format!("smtp://{USER}:{PASSWORD}@"), relay.port, &query)
+    }
+}
+
+/// Issue 17, item 12: the relay's certificate made with `openssl req
+/// -x509` (CA:TRUE, no 127.0.0.1 in it) was refused as "CaUsedAsEndEntity"
+/// even with `ca_file=` naming it. Pinned with `tls_pin=` (STARTTLS and
+/// implicit TLS) or given as `ca_file=`, the digest goes through.
+async fn a_self_signed_relay_certificate_from_openssl_req_x509_is_trusted_when_given(
+    backend: Backend,
+) {
+    let relay_cert = SelfSigned::make();
+    for (implicit_tls, how) in [(false, "ca_file"), (false, "tls_pin"), (true, "tls_pin")] {
+        let relay = relay_with(&relay_cert.cert, &relay_cert.key, implicit_tls);
+        let (app, id) = app_sending_to(
+            backend,
+            relay_url(&relay, implicit_tls, &param(how, &relay_cert.cert)),
+        )
+        .await;
+        app.start_worker();
+        let status = app.wait_digest_done(id, Duration::from_secs(20)).await;
+        assert_eq!(
+            status["counts"]["sent"], 1,
+            "{how}, implicit {implicit_tls}: {status}"
+        );
+        assert_eq!(relay.wait_for(1, Duration::from_secs(5)).await.len(), 1);
+        assert!(relay.auth_attempts().iter().all(|(_, tls, ok)| *tls && *ok));
+        app.shutdown().await;
+    }
+}
+
+/// A pin trusts that certificate only: a relay presenting another one
+/// (even another self-signed one) is stopped before AUTH, and the error
+/// names the certificate it presented and where the pin is.
+async fn a_relay_presenting_another_certificate_than_the_pinned_one_is_stopped(backend: Backend) {
+    let pinned = SelfSigned::make();
+    let presented = SelfSigned::make();
+    let fingerprint = sha256_fingerprint(&presented.cert);
+    for implicit_tls in [false, true] {
+        let relay = relay_with(&presented.cert, &presented.key, implicit_tls);
+        let (app, id) = app_sending_to(
+            backend,
+            relay_url(&relay, implicit_tls, &param("tls_pin", &pinned.cert)),
+        )
+        .await;
+        app.start_worker();
+        let server = stopped_in_health(&app).await;
+        let error = server["last_error"].as_str().unwrap_or_default();
+        for e in [
+            "not trusted",
+            "is not the pinned one",
+            fingerprint.as_str(),
+            &format!("tls_pin={}", pinned.cert.display()),
+        ] {
+            assert!(
+                error.contains(e),
+                "implicit {implicit_tls}: lacks {e:?}: {error}"
+            );
+        }
+        assert!(!error.contains(PASSWORD));
+        assert!(relay.auth_attempts().is_empty(), "no password to it");
+        assert!(relay.messages().is_empty());
+        assert_eq!(app.digest_status(id).await["counts"]["failed"], 0);
+        app.shutdown().await;
+    }
+}
+
+/// `herald smtp check` with `smtp_url`, run as the operator runs it.
+fn smtp_check(smtp_url: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HERALD_DATA_DIR", dir.path())
+        .env("HERALD_LOG", "warn")
+        .env("HERALD_SMTP_URL", smtp_url)
+        .env("HERALD_DELIVERY__SMTP_TIMEOUT_SECS", "5")
+        .current_dir(dir.path())
+        .args(["smtp", "check"])
+        .output()
+        .expect("run herald smtp check");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Each TLS problem herald can meet toward a relay gets its own hint
+/// naming what to do, through the real binary: not a CA herald trusts, a
+/// self-signed CA:TRUE certificate, the wrong name, an expired
+/// certificate, another certificate
+/// than the pinned one, no STARTTLS offered, implicit TLS to a STARTTLS
+/// port. Before, every certificate problem said "give its CA with
+/// ca_file=…", and there was no command to try a relay without sending.
+#[test]
+fn smtp_check_names_each_tls_problem_and_what_to_do() {
+    let private_ca = TestCertificates::make();
+    let other_name = TestCertificates::make_for("DNS:relay.test");
+    let self_signed = SelfSigned::make();
+    let another = SelfSigned::make();
+    let plain = PythonSmtp::start_aiosmtpd(&AioOptions {
+        auth: Some((USER, PASSWORD)),
+        ..AioOptions::default()
+    });
+    let private_ca_relay = relay_with(&private_ca.cert, &private_ca.key, false);
+    let expired_relay = relay_with(&private_ca.expired(), &private_ca.key, false);
+    let other_name_relay = relay_with(&other_name.cert, &other_name.key, false);
+    let self_signed_relay = relay_with(&self_signed.cert, &self_signed.key, false);
+    let self_signed_implicit = relay_with(&self_signed.cert, &self_signed.key, true);
+    let cases: Vec<(&str, String, Vec<String>)> = vec![
+        (
+            "a private CA not given",
+            relay_url(&private_ca_relay, false, ""),
+            vec![
+                "not signed by a CA herald trusts".into(),
+                "give the CA that signed it with ca_file=/path/ca.pem".into(),
+                "tls_pin=/path/relay.pem".into(),
+            ],
+        ),
+        (
+            "a self-signed CA:TRUE certificate not given",
+            relay_url(&self_signed_relay, false, ""),
+            vec![
+                "self-signed".into(),
+                "`openssl req -x509`".into(),
+                "pin the relay's own certificate with tls_pin=/path/relay.pem".into(),
+                format!(
+                    "openssl s_client -connect 127.0.0.1:{} -starttls smtp",
+                    self_signed_relay.port
+                ),
+            ],
+        ),
+        (
+            "a certificate for another name",
+            relay_url(&other_name_relay, false, &ca_param(&other_name.ca)),
+            vec![
+                "relay.test".into(),
+                "not for 127.0.0.1".into(),
+                "write a name the certificate holds as the host".into(),
+            ],
+        ),
+        (
+            "an expired certificate",
+            relay_url(&expired_relay, false, &ca_param(&private_ca.ca)),
+            vec![
+                "it expired at 2020-01-02T00:00:00".into(),
+                "renew the relay's certificate".into(),
+            ],
+        ),
+        (
+            "another certificate than the pinned one",
+            relay_url(
+                &self_signed_implicit,
+                true,
+                &param("tls_pin", &another.cert),
+            ),
+            vec![
+                "is not the pinned one".into(),
+                sha256_fingerprint(&self_signed.cert),
+                format!("put the new one in tls_pin={}", another.cert.display()),
+            ],
+        ),
+        (
+            "no STARTTLS offered",
+            relay_url(&plain, false, ""),
+            vec![
+                "does not offer STARTTLS".into(),
+                "enable STARTTLS on the relay, or write smtps://".into(),
+            ],
+        ),
+        (
+            "implicit TLS to a STARTTLS port",
+            relay_url(&private_ca_relay, true, &ca_param(&private_ca.ca)),
+            vec![
+                "TLS handshake with".into(),
+                format!(
+                    "write smtp://127.0.0.1:{}?tls=required",
+                    private_ca_relay.port
+                ),
+            ],
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (what, smtp_url, expect) in &cases {
+        let (ok, text) = smtp_check(smtp_url);
+        if ok {
+            wrong.push(format!(
+                "{what}: herald smtp check succeeded:
+{text}"
+            ));
+        }
+        for e in expect {
+            if !text.contains(e.as_str()) {
+                wrong.push(format!(
+                    "{what}: lacks {e:?}:
+{text}"
+                ));
+            }
+        }
+        for f in [PASSWORD, "CaUsedAsEndEntity", "opening herald's database"] {
+            if text.contains(f) {
+                wrong.push(format!(
+                    "{what}: says {f:?}:
+{text}"
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+    // The same relays, configured right: ok, and nothing was sent.
+    for smtp_url in [
+        relay_url(
+            &self_signed_relay,
+            false,
+            &param("tls_pin", &self_signed.cert),
+        ),
+        relay_url(
+            &self_signed_implicit,
+            true,
+            &param("ca_file", &self_signed.cert),
+        ),
+        relay_url(&private_ca_relay, false, &ca_param(&private_ca.ca)),
+    ] {
+        let (ok, text) = smtp_check(&smtp_url);
+        assert!(ok, "{smtp_url}: {text}");
+        assert!(
+            text.contains(": ok (connected, TLS, AUTH accepted"),
+            "{text}"
+        );
+    }
+    assert!(self_signed_relay.messages().is_empty());
+}
+
 both_backends!(
     a_private_ca_relay_is_trusted_through_the_configured_ca_file,
     a_relay_whose_certificate_is_not_trusted_is_stopped_and_says_so,
     credentials_are_never_sent_before_starttls,
     a_wrong_password_stops_the_server_and_says_so,
     a_stopped_relay_resumed_by_an_operator_gets_the_mail,
+    a_self_signed_relay_certificate_from_openssl_req_x509_is_trusted_when_given,
+    a_relay_presenting_another_certificate_than_the_pinned_one_is_stopped,
 );

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::feed_server::{add_feed, cli, item, poll, serve, text};
+use common::feed_server::{add_feed_reporting, cli, item, serve, text};
 use common::{spawn_app_with, Backend, SmtpSink};
 use std::time::Duration;
 
@@ -30,8 +30,7 @@ async fn a_huge_title_never_makes_a_header_line_over_998_octets(backend: Backend
     let server = serve(vec![("/long.xml", feed)]).await;
     let app = spawn_app_with(backend, SmtpSink::start(&[]), |c| c.feeds.backfill_days = 1).await;
     app.import_confirmed(&["reader@example.com"]).await;
-    let id = add_feed(&app, &format!("{server}/long.xml")).await;
-    let report = poll(&app, id).await;
+    let (id, report) = add_feed_reporting(&app, &format!("{server}/long.xml")).await;
     assert_eq!(report["new_articles"], 2, "{report}");
 
     let feed_row = app.store.feed_by_id(id).await.unwrap().unwrap();
@@ -146,7 +145,7 @@ async fn out_of_range_numbers_are_refused_with_the_allowed_range(backend: Backen
     );
     let resp = app
         .api(reqwest::Method::POST, "/api/feeds")
-        .json(&serde_json::json!({"url": url, "poll_interval_secs": 604800, "backfill_days": 365}))
+        .json(&serde_json::json!({"url": url, "poll_interval_secs": 604800, "backfill_days": 365, "force": true}))
         .send()
         .await
         .unwrap();

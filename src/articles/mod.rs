@@ -4,6 +4,9 @@
 //! item's is; see [`clean`] and [`limits`].
 
 pub mod clean;
+mod excerpt;
+mod furniture;
+pub mod images;
 pub mod limits;
 
 use crate::domain::text::{ArticleTitle, AuthorName, ItemGuid, Summary};
@@ -28,6 +31,8 @@ pub struct ArticleInput {
     /// HTML, or plain text with blank lines between paragraphs.
     #[serde(default)]
     pub html: String,
+    /// RFC 3339, like every time in herald's API (default: now).
+    #[serde(default, deserialize_with = "crate::domain::time::rfc3339::de_option")]
     pub published_at: Option<Millis>,
     pub author: Option<String>,
     pub image_url: Option<String>,
@@ -39,12 +44,13 @@ pub struct ArticleInput {
 pub const MAX_PUBLISHED_AT: Millis = 253_402_300_799_999;
 
 /// What an article's body gives the digest: the sanitised HTML, its
-/// excerpt and its first image.
+/// excerpt and its first real image with the width it declares.
 #[derive(Debug, Clone)]
 pub struct CleanBody {
     pub html: String,
     pub summary: String,
     pub first_image: Option<WebUrl>,
+    pub first_image_width: Option<u32>,
 }
 
 /// Checks the body's size and nesting, then sanitises it. Synchronous and
@@ -55,11 +61,12 @@ pub fn clean_body(raw_html: &str, base: &WebUrl, title: &str) -> Result<CleanBod
     let summary = Summary::cut(&clean::excerpt(&html))
         .map(Summary::into_string)
         .unwrap_or_default();
-    let first_image = clean::first_image(&html);
+    let lead = images::lead_image(&html);
     Ok(CleanBody {
         html,
         summary,
-        first_image,
+        first_image_width: lead.as_ref().and_then(|i| i.width),
+        first_image: lead.map(|i| i.url),
     })
 }
 
@@ -103,12 +110,15 @@ pub async fn add_article(store: &Store, input: ArticleInput) -> Result<(i64, boo
                 .map_err(|_| Error::Invalid("the image URL must be an http(s) URL"))?,
         ),
         None => None,
-    };
+    }
+    // A statistics beacon is no picture: the body's first real image
+    // stands in, as for a feed item.
+    .filter(|i| !images::is_statistics_url(i.as_url()));
     let now = now_millis();
     let published_at = match input.published_at {
         Some(ms) if !(0..=MAX_PUBLISHED_AT).contains(&ms) => {
             return Err(Error::Invalid(
-                "published_at must be milliseconds since 1970-01-01 UTC, from 0 to 253402300799999 (year 9999)",
+                "published_at must be a time from 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z",
             ))
         }
         Some(ms) => ms.min(now),
@@ -146,6 +156,10 @@ pub async fn add_article(store: &Store, input: ArticleInput) -> Result<(i64, boo
         title,
         summary: body.summary,
         html: body.html,
+        image_width: match &image_url {
+            Some(given) if Some(given) != body.first_image.as_ref() => None,
+            _ => body.first_image_width,
+        },
         image_url: image_url.or(body.first_image),
         author,
         published_at,

@@ -102,6 +102,7 @@ fn news_layout_digest() -> anyhow::Result<crate::digest::slots::SlottedBodies> {
                 image_url: Some(format!(
                     "https://news.example.com/wp-content/uploads/2026/11/story-{i}.jpg"
                 )),
+                image_width: Some(1200),
                 author: Some("Staff Writer".into()),
                 published_at: 0,
                 created_at: 0,

@@ -69,8 +69,8 @@ pub struct ArticleView {
     /// The excerpt: whole sentences, longer for the lead story.
     pub summary: String,
     pub image_url: Option<WebUrl>,
-    /// The image's declared width in pixels, when known: the lead image is
-    /// never shown wider.
+    /// The width, in pixels, the article declares for its image: the
+    /// lead image is never shown wider.
     pub image_width: Option<u32>,
     pub author: Option<AuthorName>,
     /// The article's first categories, at most [`SHOWN_CATEGORIES`].
@@ -104,9 +104,9 @@ pub const SHOWN_CATEGORIES: usize = 2;
 /// Longest category name shown, in characters (a feed may send 100).
 const CATEGORY_LABEL_CHARS: usize = 40;
 
-/// Widest the lead image is shown, in pixels: the digest's 600 px column
-/// less its padding.
-pub const LEAD_IMAGE_MAX_WIDTH: u32 = 544;
+/// Width of the digest's card image (the lead story's), in pixels: the
+/// template's column.
+pub const CARD_WIDTH: u32 = 544;
 
 /// A compact story's thumbnail width, in pixels (88 on a phone).
 pub const THUMBNAIL_WIDTH: u32 = 120;
@@ -148,8 +148,17 @@ impl ArticleView {
             summary: Summary::cut(&text)
                 .map(Summary::into_string)
                 .unwrap_or_default(),
-            image_url: a.image_url.as_deref().and_then(|u| WebUrl::parse(u).ok()),
-            image_width: None,
+            // A row stored before pixels were judged may name a
+            // statistics beacon: no image then.
+            image_url: a
+                .image_url
+                .as_deref()
+                .and_then(|u| WebUrl::parse(u).ok())
+                .filter(|u| !crate::articles::images::is_statistics_url(u.as_url())),
+            image_width: a
+                .image_width
+                .and_then(|w| u32::try_from(w).ok())
+                .filter(|w| *w > 0),
             author: a.author.as_deref().and_then(AuthorName::cut),
             categories: shown_categories(a.categories.as_deref()),
         })
@@ -166,11 +175,10 @@ impl ArticleView {
         })
     }
 
-    /// The lead image's width in pixels: its declared width when known,
-    /// never more than the column.
-    pub fn lead_image_width(&self) -> u32 {
-        self.image_width
-            .map_or(LEAD_IMAGE_MAX_WIDTH, |w| w.clamp(1, LEAD_IMAGE_MAX_WIDTH))
+    /// How wide the card shows the image: its declared width when that is
+    /// smaller than the card (never scaled up), else the card's.
+    pub fn card_image_width(&self) -> u32 {
+        self.image_width.map_or(CARD_WIDTH, |w| w.min(CARD_WIDTH))
     }
 }
 
@@ -364,9 +372,16 @@ fn fold_long_lines(body: &str) -> String {
         let mut rest = line;
         while rest.len() > FOLD_AT {
             // The last space within the limit, else the first after it.
-            let cut = rest[..FOLD_AT]
+            // The limit is a byte count: it is moved back to the start of
+            // the character it falls in, so a line of non-ASCII text (a
+            // Greek or Persian title) is never cut inside a character.
+            let mut limit = FOLD_AT;
+            while !rest.is_char_boundary(limit) {
+                limit -= 1;
+            }
+            let cut = rest[..limit]
                 .rfind(' ')
-                .or_else(|| rest[FOLD_AT..].find(' ').map(|i| i + FOLD_AT));
+                .or_else(|| rest[limit..].find(' ').map(|i| i + limit));
             match cut {
                 Some(at) if at > 0 => {
                     out.push_str(&rest[..at]);
@@ -384,7 +399,7 @@ fn fold_long_lines(body: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::fold_long_lines;
-    use super::{render, ArticleView, Excerpt, Slot, LEAD_IMAGE_MAX_WIDTH, THUMBNAIL_WIDTH};
+    use super::{render, ArticleView, Excerpt, Slot, CARD_WIDTH, THUMBNAIL_WIDTH};
     use crate::domain::text::{ArticleTitle, AuthorName};
     use crate::domain::WebUrl;
 
@@ -432,7 +447,7 @@ mod tests {
         assert!(first_unsubscribe > last_article);
     }
 
-    fn row(n: usize, categories: Option<&str>) -> crate::store::ArticleRow {
+    fn story_row(n: usize, categories: Option<&str>) -> crate::store::ArticleRow {
         crate::store::ArticleRow {
             id: n as i64,
             feed_id: None,
@@ -442,6 +457,7 @@ mod tests {
             summary: "A summary.".into(),
             html: "<p>One sentence here. Another sentence there. A third one.</p>".into(),
             image_url: Some(format!("https://news.example/{n}.jpg")),
+            image_width: None,
             author: None,
             published_at: 0,
             created_at: 0,
@@ -450,9 +466,32 @@ mod tests {
         }
     }
 
+    fn row(image_url: &str, image_width: Option<i64>) -> crate::store::ArticleRow {
+        crate::store::ArticleRow {
+            id: 1,
+            feed_id: None,
+            guid: "g".into(),
+            url: "https://news.example.com/a/".into(),
+            title: "A story".into(),
+            summary: "Text.".into(),
+            html: "<p>Text.</p>".into(),
+            image_url: Some(image_url.into()),
+            image_width,
+            author: None,
+            published_at: 0,
+            created_at: 0,
+            categories: None,
+            held_back: 0,
+        }
+    }
+
     #[test]
     fn the_first_categories_are_shown_and_anything_else_stored_shows_none() {
-        let view = |c| ArticleView::from_row(&row(1, c)).unwrap().category_label();
+        let view = |c| {
+            ArticleView::from_row(&story_row(1, c))
+                .unwrap()
+                .category_label()
+        };
         assert_eq!(
             view(Some(r#"["World","Politics","Europe"]"#)).as_deref(),
             Some("World · Politics")
@@ -476,7 +515,7 @@ mod tests {
     /// browser" line sits between the marks of what only a mail shows.
     #[test]
     fn the_first_story_leads_and_the_rest_are_compact() {
-        let rows: Vec<_> = (0..3).map(|n| row(n, Some(r#"["City"]"#))).collect();
+        let rows: Vec<_> = (0..3).map(|n| story_row(n, Some(r#"["City"]"#))).collect();
         let mut views: Vec<_> = rows
             .iter()
             .enumerate()
@@ -490,8 +529,8 @@ mod tests {
             })
             .collect();
         views[0].image_width = Some(300);
-        assert_eq!(views[0].lead_image_width(), 300);
-        assert_eq!(views[1].lead_image_width(), LEAD_IMAGE_MAX_WIDTH);
+        assert_eq!(views[0].card_image_width(), 300);
+        assert_eq!(views[1].card_image_width(), CARD_WIDTH);
         let config = crate::config::Config::default();
         let (rendered, n) = render(&config, &views, "Monday").unwrap();
         assert_eq!(n, 3);
@@ -537,6 +576,38 @@ mod tests {
     }
 
     #[test]
+    fn the_card_never_shows_an_image_wider_than_declared() {
+        let width = |w| {
+            ArticleView::from_row(&row("https://news.example.com/a.jpg", w))
+                .unwrap()
+                .card_image_width()
+        };
+        assert_eq!(width(Some(300)), 300);
+        assert_eq!(width(Some(2000)), 544);
+        assert_eq!(width(None), 544);
+        assert_eq!(width(Some(0)), 544);
+        assert_eq!(width(Some(-5)), 544);
+        let (rendered, _) = render(
+            &crate::config::Config::default(),
+            &[ArticleView::from_row(&row("https://news.example.com/a.jpg", Some(300))).unwrap()],
+            "Monday",
+        )
+        .unwrap();
+        let html = rendered.bodies.html.fill(|_| "");
+        assert!(
+            html.contains(r#"width="300""#) && html.contains("max-width:300px"),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn a_stored_statistics_beacon_is_no_card_image() {
+        // A row stored before pixels were judged.
+        let view = ArticleView::from_row(&row("https://pixel.wp.com/b.gif?host=x", None)).unwrap();
+        assert_eq!(view.image_url, None);
+    }
+
+    #[test]
     fn long_lines_are_folded_at_spaces_and_nothing_else_changes() {
         let words = "word ".repeat(400);
         let body = format!(
@@ -553,5 +624,28 @@ mod tests {
             );
         }
         assert!(folded.contains(&"u".repeat(700)), "a URL is never split");
+    }
+
+    /// Inputs tried: lines of two-, three- and four-byte characters whose
+    /// 600th byte falls inside a character, with and without spaces.
+    #[test]
+    fn long_lines_of_non_ascii_text_fold_without_cutting_a_character() {
+        for unit in [
+            "\u{e9}",
+            "\u{3b1}\u{3b2} ",
+            "\u{627}\u{644}\u{62e} ",
+            "\u{1f4f0}",
+            "a\u{e9} ",
+        ] {
+            for shift in 0..4 {
+                let body = format!("{}{}", "x".repeat(shift), unit.repeat(700));
+                let folded = fold_long_lines(&body);
+                assert_eq!(
+                    folded.replace('\n', " "),
+                    body.replace('\n', " "),
+                    "{unit:?} {shift}"
+                );
+            }
+        }
     }
 }

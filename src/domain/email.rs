@@ -117,6 +117,19 @@ fn mailbox_key(key: &str) -> String {
 
 /// [`SubscriberEmail::key`] of a stored address, also of rows written before
 /// herald kept the domain in ASCII (their key is filled in at start-up).
+/// An address as a page shows it to whoever holds a link for it:
+/// `a•••@example.org`, enough for its owner to recognise, too little for
+/// anybody else to learn it from a forwarded link.
+pub fn masked_address(address: &str) -> String {
+    match address.rsplit_once('@') {
+        Some((local, domain)) => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}\u{2022}\u{2022}\u{2022}@{domain}")
+        }
+        None => "\u{2022}\u{2022}\u{2022}".to_string(),
+    }
+}
+
 pub fn email_key(address: &str) -> String {
     match address.rsplit_once('@') {
         Some((local, domain)) => {

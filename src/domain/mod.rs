@@ -9,7 +9,7 @@ pub mod time;
 pub mod token;
 pub mod web_url;
 
-pub use email::{email_key, SubscriberEmail};
+pub use email::{email_key, masked_address, SubscriberEmail};
 pub use name::SubscriberName;
 pub use web_url::WebUrl;
 

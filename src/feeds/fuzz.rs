@@ -275,6 +275,7 @@ fn assert_digest_lines(articles: &[NewArticle]) {
             summary: a.summary.clone(),
             html: a.html.clone(),
             image_url: a.image_url.as_ref().map(|u| u.to_string()),
+            image_width: a.image_width.map(i64::from),
             author: a.author.as_ref().map(|u| u.to_string()),
             published_at: a.published_at,
             created_at: a.published_at,

@@ -7,8 +7,8 @@
 //! through its capped type (`domain::text`).
 
 use super::parse::{FeedItem, ParsedFeed};
-use crate::articles::clean;
 use crate::articles::limits::{self, Refusal};
+use crate::articles::{clean, images};
 use crate::domain::text::{self, ArticleTitle, AuthorName, FeedTitle, ItemGuid};
 use crate::domain::time::Millis;
 use crate::domain::WebUrl;
@@ -128,11 +128,22 @@ pub fn article_from_item(
             .or_else(|| ArticleTitle::cut("Untitled"))
             .ok_or(Refusal::Crashed)?,
     };
-    let image_url = item
+    // The item's own image, unless it is a statistics beacon; else the
+    // body's first real image. Its width is the one declared for it.
+    let own_image = item
         .image_url
         .as_deref()
         .and_then(|i| WebUrl::parse_with_base(i, Some(&link)).ok())
-        .or(body.first_image);
+        .filter(|i| !images::is_statistics_url(i.as_url()));
+    let image_width = match &own_image {
+        Some(own) if Some(own) == body.first_image.as_ref() => {
+            item.image_width.or(body.first_image_width)
+        }
+        Some(_) => item.image_width,
+        None => body.first_image_width,
+    }
+    .filter(|w| *w > 0);
+    let image_url = own_image.or(body.first_image);
     // Missing date: first seen now. Future date: clamped to now. Either
     // way the date is not the item's own, and a later poll keeps the stored one.
     let stated = item
@@ -152,6 +163,7 @@ pub fn article_from_item(
         summary: body.summary,
         html: body.html,
         image_url,
+        image_width,
         author: item.author.as_deref().and_then(AuthorName::cut),
         published_at,
         date_stated: stated.is_some(),

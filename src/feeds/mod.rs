@@ -3,6 +3,7 @@
 //! One failing feed never stops the others, and nothing already stored is
 //! lost when a poll fails.
 
+pub mod add;
 pub mod fetch;
 #[cfg(test)]
 mod fuzz;
@@ -30,7 +31,7 @@ pub const MAX_ITEMS_PER_POLL: usize = 500;
 /// Longest wait after repeated failures.
 pub const MAX_BACKOFF_MS: i64 = 24 * 3_600_000;
 /// How long a claimed feed is reserved for one poller.
-const POLL_LEASE_MS: i64 = 5 * 60_000;
+pub(crate) const POLL_LEASE_MS: i64 = 5 * 60_000;
 /// Longest the parser may take over one response (at most
 /// `feeds.max_bytes`), off the async threads.
 pub const PARSE_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
@@ -46,8 +47,9 @@ pub enum Error {
     Parse(#[from] parse::ParseError),
     #[error("reading the feed took longer than {} s", PARSE_TIME_LIMIT.as_secs())]
     ParseTimedOut,
-    #[error("feeds configuration: {0}")]
-    Setting(DomainError),
+    /// The key, its value, and why.
+    #[error("{0} = {1} is refused: {2}; write a value in that range")]
+    Setting(&'static str, u64, DomainError),
     #[error(transparent)]
     Store(#[from] crate::store::Error),
 }
@@ -57,16 +59,21 @@ pub enum Error {
 pub struct PollReport {
     pub feed_id: i64,
     pub not_modified: bool,
+    /// Distinct items read from the response (at most `MAX_ITEMS_PER_POLL`).
+    pub items_found: usize,
     pub new_articles: usize,
     /// Items already stored whose content changed (title, link, text, image,
     /// author, categories or stated date). An item seen again unchanged is
     /// not counted, and not written.
     pub updated_articles: usize,
+    /// New items stored but kept out of digests: at the first poll, those
+    /// published before the backfill window (`feed backfill` releases them).
     pub held_back: usize,
     /// Items refused (see `articles::limits::Refusal`), and the latest reason.
     pub refused_items: usize,
     pub last_refusal: Option<String>,
     pub error: Option<String>,
+    #[serde(serialize_with = "crate::domain::time::rfc3339::ser")]
     pub next_poll_at: Millis,
 }
 
@@ -94,18 +101,70 @@ pub async fn follow(
     interval: PollInterval,
     backfill: BackfillDays,
 ) -> Result<(i64, bool), Error> {
-    Ok(store
-        .add_feed(url, interval, backfill, now_millis())
-        .await?)
+    let now = now_millis();
+    Ok(store.add_feed(url, interval, backfill, now, now).await?)
 }
 
 /// The configured defaults for a feed added without its own numbers; an
 /// out-of-range configuration is an error, not a wrapped number.
 pub fn default_settings(config: &FeedsConfig) -> Result<(PollInterval, BackfillDays), Error> {
     Ok((
-        PollInterval::from_secs(config.poll_interval_secs).map_err(Error::Setting)?,
-        BackfillDays::from_days(config.backfill_days).map_err(Error::Setting)?,
+        PollInterval::from_secs(config.poll_interval_secs).map_err(|e| {
+            Error::Setting("feeds.poll_interval_secs", config.poll_interval_secs, e)
+        })?,
+        BackfillDays::from_days(config.backfill_days)
+            .map_err(|e| Error::Setting("feeds.backfill_days", config.backfill_days, e))?,
     ))
+}
+
+/// What `feed backfill` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Released {
+    pub released: usize,
+    /// Released, but older than `digest.max_article_age_days`: no digest
+    /// takes them.
+    pub too_old: usize,
+    /// The feed's articles still held back (published earlier).
+    pub still_held_back: i64,
+}
+
+/// Releases the feed's held-back articles published in the last `days`
+/// days into the next digest. None when there is no such feed.
+pub async fn release_held_back(
+    store: &Store,
+    config: &Config,
+    feed_id: i64,
+    days: i64,
+    now: Millis,
+) -> Result<Option<Released>, Error> {
+    if store.feed_by_id(feed_id).await?.is_none() {
+        return Ok(None);
+    }
+    let since = now.saturating_sub(days.saturating_mul(86_400_000));
+    let published = store.release_held_back(feed_id, since, now).await?;
+    let oldest_in_a_digest = now - i64::from(config.digest.max_article_age_days) * 86_400_000;
+    let too_old = published
+        .iter()
+        .filter(|p| **p <= oldest_in_a_digest)
+        .count();
+    let still_held_back = store
+        .held_back_by_feed()
+        .await?
+        .get(&feed_id)
+        .copied()
+        .unwrap_or(0);
+    tracing::info!(
+        feed_id,
+        days,
+        released = published.len(),
+        still_held_back,
+        "held-back articles released"
+    );
+    Ok(Some(Released {
+        released: published.len(),
+        too_old,
+        still_held_back,
+    }))
 }
 
 fn jittered(ms: i64) -> i64 {
@@ -154,12 +213,6 @@ impl Poller {
     }
 
     async fn poll_in_span(&self, feed: &FeedRow) -> Result<PollReport, crate::store::Error> {
-        let now = now_millis();
-        let interval_ms = PollInterval::from_stored(feed.poll_interval_secs).millis();
-        let mut report = PollReport {
-            feed_id: feed.id,
-            ..PollReport::default()
-        };
         let fetched = fetch::fetch(
             &self.http,
             &self.config.feeds,
@@ -168,6 +221,40 @@ impl Poller {
             feed.last_modified.as_deref(),
         )
         .await;
+        self.take_response(feed, fetched).await
+    }
+
+    /// One unconditional fetch of `url`, as a poll makes it (the same
+    /// client, guard, time and size limits): what `feeds::add` checks.
+    pub async fn fetch_once(&self, url: &FeedUrl) -> Result<Fetched, FetchError> {
+        fetch::fetch(&self.http, &self.config.feeds, url, None, None).await
+    }
+
+    /// Polls `feed` with a response already fetched (the one `feeds::add`
+    /// checked): stores its items and records the poll, so the next poll
+    /// is one interval away.
+    pub async fn poll_with(
+        &self,
+        feed: &FeedRow,
+        fetched: Result<Fetched, FetchError>,
+    ) -> Result<PollReport, crate::store::Error> {
+        let span = tracing::info_span!("feed_poll", feed_id = feed.id, url = %feed.url);
+        self.take_response(feed, fetched).instrument(span).await
+    }
+
+    /// Reads a response (or its failure) into articles and records the
+    /// outcome on the feed.
+    async fn take_response(
+        &self,
+        feed: &FeedRow,
+        fetched: Result<Fetched, FetchError>,
+    ) -> Result<PollReport, crate::store::Error> {
+        let now = now_millis();
+        let interval_ms = PollInterval::from_stored(feed.poll_interval_secs).millis();
+        let mut report = PollReport {
+            feed_id: feed.id,
+            ..PollReport::default()
+        };
         let outcome = match fetched {
             Ok(Fetched::NotModified) => {
                 report.not_modified = true;
@@ -301,6 +388,7 @@ impl Poller {
             if !seen.insert(guid.clone()) {
                 continue;
             }
+            report.items_found += 1;
             let (item_ctx, item_guid) = (ctx.clone(), guid.clone());
             let outcome = limits::off_the_async_threads(limits::CLEAN_TIME_LIMIT, move || {
                 items::article_from_item(&item, item_guid, &item_ctx)

@@ -25,6 +25,8 @@ pub struct FeedItem {
     pub html: String,
     /// enclosure / media:content / media:thumbnail that is an image.
     pub image_url: Option<String>,
+    /// The width media:content or media:thumbnail declares for it.
+    pub image_width: Option<u32>,
     pub author: Option<String>,
     pub categories: Vec<String>,
     pub published: Option<DateTime<Utc>>,
@@ -50,7 +52,13 @@ fn page_link(links: &[Link]) -> Option<String> {
         .filter(|h| !h.is_empty())
 }
 
-fn image_of(entry: &Entry) -> Option<String> {
+/// The item's own image and the width it declares: the first
+/// media:content that is an image, else a media:thumbnail, else an image
+/// enclosure. One declared 0–2 px wide or high, or served by a statistics
+/// host, is a tracking pixel and is passed over (see `articles::images`).
+fn image_of(entry: &Entry) -> Option<(String, Option<u32>)> {
+    use crate::articles::images;
+    let is_beacon = |u: &str| url::Url::parse(u).is_ok_and(|u| images::is_statistics_url(&u));
     for media in &entry.media {
         for content in &media.content {
             let is_image = content
@@ -65,14 +73,21 @@ fn image_of(entry: &Entry) -> Option<String> {
                             .any(|ext| p.ends_with(ext))
                     })
                 });
-            if is_image {
-                if let Some(url) = &content.url {
-                    return Some(url.to_string());
-                }
+            if !is_image || images::is_pixel_size(content.width, content.height) {
+                continue;
+            }
+            if let Some(url) = content
+                .url
+                .as_ref()
+                .filter(|u| !images::is_statistics_url(u))
+            {
+                return Some((url.to_string(), content.width));
             }
         }
-        if let Some(thumb) = media.thumbnails.first() {
-            return Some(thumb.image.uri.clone());
+        if let Some(thumb) = media.thumbnails.iter().find(|t| {
+            !images::is_pixel_size(t.image.width, t.image.height) && !is_beacon(&t.image.uri)
+        }) {
+            return Some((thumb.image.uri.clone(), thumb.image.width));
         }
     }
     entry
@@ -83,8 +98,9 @@ fn image_of(entry: &Entry) -> Option<String> {
                 && l.media_type
                     .as_deref()
                     .is_some_and(|m| m.starts_with("image/"))
+                && !is_beacon(&l.href)
         })
-        .map(|l| l.href.clone())
+        .map(|l| (l.href.clone(), None))
 }
 
 /// Deepest XML element nesting handed to feed-rs and quick-xml. Without a
@@ -131,6 +147,7 @@ pub fn parse(bytes: &[u8], feed_url: &str) -> Result<ParsedFeed, ParseError> {
             } else {
                 entry.id.trim().to_string()
             };
+            let image = image_of(entry);
             let html = entry
                 .content
                 .as_ref()
@@ -147,7 +164,8 @@ pub fn parse(bytes: &[u8], feed_url: &str) -> Result<ParsedFeed, ParseError> {
                     .map(|t| t.content.clone())
                     .filter(|t| !t.trim().is_empty()),
                 html,
-                image_url: image_of(entry),
+                image_url: image.as_ref().map(|(u, _)| u.clone()),
+                image_width: image.and_then(|(_, w)| w),
                 author: entry
                     .authors
                     .first()
@@ -229,6 +247,29 @@ fn xml_depth(xml: &[u8], stop_after: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_feeds_own_image_that_is_a_pixel_is_passed_over() {
+        // Inputs tried: a 1×1 media:content on the site's own host, a
+        // stats.wp.com media:content with no size, then the real picture
+        // (640 wide); an item whose only image is a statistics enclosure.
+        let rss = r#"<?xml version="1.0"?><rss version="2.0" xmlns:media="http://search.yahoo.com/mrss/"><channel><title>t</title>
+            <item><title>a</title><link>https://news.example.com/a/</link>
+              <media:content url="https://news.example.com/p.gif" medium="image" type="image/gif" width="1" height="1"/>
+              <media:content url="https://stats.wp.com/g.gif" medium="image" type="image/gif"/>
+              <media:content url="https://news.example.com/real.jpg" medium="image" type="image/jpeg" width="640" height="480"/>
+            </item>
+            <item><title>b</title><link>https://news.example.com/b/</link>
+              <enclosure url="https://pixel.wp.com/b.gif" type="image/gif" length="43"/>
+            </item></channel></rss>"#;
+        let feed = parse(rss.as_bytes(), "https://news.example.com/feed/").unwrap();
+        assert_eq!(
+            feed.items[0].image_url.as_deref(),
+            Some("https://news.example.com/real.jpg")
+        );
+        assert_eq!(feed.items[0].image_width, Some(640));
+        assert_eq!(feed.items[1].image_url, None);
+    }
 
     #[test]
     fn deeply_nested_xml_is_refused_before_feed_rs_recurses() {

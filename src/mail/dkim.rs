@@ -93,7 +93,11 @@ impl DkimKey {
             path: path.to_path_buf(),
             reason,
         };
-        let pem = std::fs::read(path).map_err(|e| key_error(e.to_string()))?;
+        let pem = std::fs::read(path).map_err(|e| {
+            key_error(format!(
+                "{e}; write the path of a key `herald dkim generate` made as private_key_file in [[dkim.keys]], or remove that entry"
+            ))
+        })?;
         let private = match PrivateKeyDer::from_pem_slice(&pem)
             .map_err(|e| key_error(format!("not a PEM private key ({e})")))?
         {

@@ -36,8 +36,9 @@ pub enum Error {
     SmtpUrl(String),
     #[error("invalid SMTP server configuration: {0}")]
     SmtpServers(String),
-    #[error("invalid From address {0:?}: {1}")]
-    From(String, String),
+    /// The setting, its value, and why.
+    #[error("{0} = {1:?} is not an email address ({2}); write one such as \"Newsletter <news@example.com>\" for from, or \"bounces@example.com\" for an [inbound] address")]
+    From(&'static str, String, String),
     #[error("could not create the outbox directory {0}: {1}")]
     OutboxDir(PathBuf, std::io::Error),
     #[error("could not build the message: {0}")]
@@ -172,19 +173,9 @@ impl Mailer {
 
     fn transport_from_config(config: &Config) -> Result<Self, Error> {
         let d = &config.delivery;
-        let mut specs = config.smtp_servers.clone();
-        match (&config.smtp_url, specs.is_empty()) {
-            (Some(_), false) => {
-                return Err(Error::SmtpServers(
-                    "set either smtp_url or smtp_servers, not both".into(),
-                ))
-            }
-            (Some(url), true) => specs.push(SmtpServerConfig {
-                url: url.clone(),
-                ..SmtpServerConfig::default()
-            }),
-            (None, true) => return Self::outbox(config.outbox_dir(), &config.from),
-            (None, false) => {}
+        let specs = server_specs(config)?;
+        if specs.is_empty() {
+            return Self::outbox(config.outbox_dir(), &config.from);
         }
         let policy = HealthPolicy {
             failures_before_cooldown: d.failures_before_cooldown,
@@ -194,12 +185,7 @@ impl Mailer {
         let timeout = Duration::from_secs(d.smtp_timeout_secs.max(1));
         let size = d.concurrency.max(1);
         let mut servers = Vec::with_capacity(specs.len());
-        for spec in specs {
-            let target = SmtpTarget::parse(&spec.url)?;
-            let name = spec
-                .name
-                .clone()
-                .unwrap_or_else(|| format!("{}:{}", target.host, target.port));
+        for (name, target, spec) in specs {
             if spec.weight == 0 {
                 return Err(Error::SmtpServers(format!(
                     "server {name}: weight must be at least 1"
@@ -209,8 +195,12 @@ impl Mailer {
             let mut pool = SmtpPool::new(target.clone(), size, timeout);
             // Read once here, so a bad ca_file stops herald at start.
             if target.security != target::Security::None {
-                let trust = tls::Trust::new(&target.host, target.ca_file.as_deref())
-                    .map_err(|e| Error::SmtpServers(format!("server {name}: {e}")))?;
+                let trust = tls::Trust::new(
+                    &target.host,
+                    target.ca_file.as_deref(),
+                    target.tls_pin.as_deref(),
+                )
+                .map_err(|e| for_server(&name, e))?;
                 pool = pool.with_trust(trust);
             }
             servers.push(Arc::new(Server::new(
@@ -397,11 +387,89 @@ fn rate_limit(
 }
 
 /// An operator's address, as local part and domain.
-fn split_address(setting: &str, address: &str) -> Result<(String, String), Error> {
+fn split_address(setting: &'static str, address: &str) -> Result<(String, String), Error> {
     let parsed: lettre::Address = address
         .parse()
-        .map_err(|e| Error::From(address.to_string(), format!("{setting}: {e}")))?;
+        .map_err(|e: lettre::address::AddressError| {
+            Error::From(setting, address.to_string(), e.to_string())
+        })?;
     Ok((parsed.user().to_string(), parsed.domain().to_string()))
+}
+
+/// The configured SMTP servers (`smtp_servers`, or the one `smtp_url`),
+/// each with its name (`name`, default `host:port`) and parsed URL. Empty:
+/// mail goes to the outbox directory.
+fn server_specs(config: &Config) -> Result<Vec<(String, SmtpTarget, SmtpServerConfig)>, Error> {
+    let mut specs = config.smtp_servers.clone();
+    match (&config.smtp_url, specs.is_empty()) {
+        (Some(_), false) => {
+            return Err(Error::SmtpServers(
+                "smtp_url and smtp_servers are both set: keep one (smtp_servers for several servers, smtp_url for one)".into(),
+            ))
+        }
+        (Some(url), true) => specs.push(SmtpServerConfig {
+            url: url.clone(),
+            ..SmtpServerConfig::default()
+        }),
+        (None, _) => {}
+    }
+    specs
+        .into_iter()
+        .map(|spec| {
+            let target = SmtpTarget::parse(&spec.url)?;
+            let name = spec
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("{}:{}", target.host, target.port));
+            Ok((name, target, spec))
+        })
+        .collect()
+}
+
+/// `e` said of the server `name`.
+fn for_server(name: &str, e: Error) -> Error {
+    match e {
+        Error::SmtpServers(m) => Error::SmtpServers(format!("server {name}: {m}")),
+        other => other,
+    }
+}
+
+/// The names of the configured SMTP servers, as `herald smtp list` and
+/// the logs show them.
+pub fn server_names(config: &Config) -> Result<Vec<String>, Error> {
+    Ok(server_specs(config)?
+        .into_iter()
+        .map(|(name, ..)| name)
+        .collect())
+}
+
+/// Each configured SMTP server (or the one named `only`), tried once as a
+/// send would be (TCP, TLS, AUTH, then QUIT): its name and what it offered,
+/// or why it cannot be used. Nothing is sent and nothing is stored.
+pub async fn check_servers(
+    config: &Config,
+    only: Option<&str>,
+) -> Result<Vec<(String, Result<String, SendError>)>, Error> {
+    let timeout = Duration::from_secs(config.delivery.smtp_timeout_secs.max(1));
+    let mut checked = Vec::new();
+    for (name, target, _) in server_specs(config)? {
+        if only.is_some_and(|o| o != name) {
+            continue;
+        }
+        let mut pool = SmtpPool::new(target.clone(), 1, timeout);
+        if target.security != target::Security::None {
+            let trust = tls::Trust::new(
+                &target.host,
+                target.ca_file.as_deref(),
+                target.tls_pin.as_deref(),
+            )
+            .map_err(|e| for_server(&name, e))?;
+            pool = pool.with_trust(trust);
+        }
+        let result = pool.check().await;
+        checked.push((name, result));
+    }
+    Ok(checked)
 }
 
 /// The configured DKIM keys, read once at start so a bad key stops herald.
@@ -423,7 +491,7 @@ fn load_dkim(config: &Config, from: &Mailbox) -> Result<Option<Arc<dkim::Dkim>>,
 
 pub fn parse_from(from: &str) -> Result<Mailbox, Error> {
     from.parse::<Mailbox>()
-        .map_err(|e| Error::From(from.to_string(), e.to_string()))
+        .map_err(|e| Error::From("from", from.to_string(), e.to_string()))
 }
 
 #[cfg(test)]
@@ -449,7 +517,7 @@ mod tests {
         let mut both = with_servers(vec![server("smtp://a:25")]);
         both.smtp_url = Some("smtp://b:25".into());
         let cases = [
-            (both, "not both"),
+            (both, "are both set"),
             (
                 with_servers(vec![SmtpServerConfig {
                     weight: 0,
@@ -478,11 +546,11 @@ mod tests {
                 with_servers(vec![server(
                     "smtp://a:25?tls=required&ca_file=/nonexistent/ca.pem",
                 )]),
-                "ca_file /nonexistent/ca.pem",
+                "ca_file=/nonexistent/ca.pem",
             ),
             (
                 with_servers(vec![server("smtps://a?ca_file=/etc/hostname")]),
-                "ca_file /etc/hostname",
+                "ca_file=/etc/hostname",
             ),
         ];
         for (config, why) in cases {

@@ -20,7 +20,7 @@
 
 use super::target::Security;
 pub use super::target::SmtpTarget;
-use super::tls::{is_certificate_error, TlsStream, Trust};
+use super::tls::{certificate_error, explain_certificate_error, TlsStream, Trust};
 use super::transaction::{classify_error, transact};
 use super::{Outgoing, SendError};
 use lettre::address::Envelope;
@@ -40,6 +40,9 @@ struct Idle {
     created: Instant,
     last_used: Instant,
 }
+
+/// What to do when no connection can be opened.
+const CHECK_THE_ADDRESS: &str = "check the host and port in the server's URL, and that the relay runs and accepts connections from this machine";
 
 /// Connections are reused for at most this long.
 const MAX_AGE: Duration = Duration::from_secs(120);
@@ -86,8 +89,12 @@ impl SmtpPool {
     fn trust(&self) -> Result<Trust, SendError> {
         match &self.trust {
             Some(t) => Ok(t.clone()),
-            None => Trust::new(&self.target.host, self.target.ca_file.as_deref())
-                .map_err(|e| SendError::Config(e.to_string())),
+            None => Trust::new(
+                &self.target.host,
+                self.target.ca_file.as_deref(),
+                self.target.tls_pin.as_deref(),
+            )
+            .map_err(|e| SendError::Config(e.to_string())),
         }
     }
 
@@ -98,10 +105,16 @@ impl SmtpPool {
         let tcp = tokio::time::timeout(self.timeout, TcpStream::connect((t.host.as_str(), t.port)))
             .await
             .map_err(|_| {
-                SendError::Transient(format!("connecting to {}:{} timed out", t.host, t.port))
+                SendError::Transient(format!(
+                    "connecting to {}:{} timed out; {CHECK_THE_ADDRESS}",
+                    t.host, t.port
+                ))
             })?
             .map_err(|e| {
-                SendError::Transient(format!("connecting to {}:{}: {e}", t.host, t.port))
+                SendError::Transient(format!(
+                    "connecting to {}:{}: {e}; {CHECK_THE_ADDRESS}",
+                    t.host, t.port
+                ))
             })?;
         tcp.set_nodelay(true).map_err(Self::transient)?;
         let stream: Box<dyn AsyncTokioStream> = if t.security == Security::Implicit {
@@ -111,12 +124,12 @@ impl SmtpPool {
             let tls = tokio::time::timeout(self.timeout, trust.implicit().connect(name, tcp))
                 .await
                 .map_err(|_| Self::transient("TLS handshake timed out"))?
-                .map_err(|e| {
-                    if is_certificate_error(&e) {
-                        certificate_error(t, &e)
-                    } else {
-                        Self::transient(format!("TLS handshake: {e}"))
-                    }
+                .map_err(|e| match certificate_error(&e) {
+                    Some(c) => SendError::Config(explain_certificate_error(t, &c)),
+                    None => Self::transient(format!(
+                        "TLS handshake with {}:{} failed: {e}; smtps:// is implicit TLS (usually port 465): if this port speaks STARTTLS (587, 25), write smtp://{}:{}?tls=required",
+                        t.host, t.port, t.host, t.port
+                    )),
                 })?;
             Box::new(TlsStream(tls))
         } else {
@@ -139,19 +152,31 @@ impl SmtpPool {
             if !conn.can_starttls() {
                 conn.abort().await;
                 return Err(SendError::Config(format!(
-                    "{}:{} does not offer STARTTLS, which its URL requires (tls=required, or credentials without tls=); herald will not send mail or a password unencrypted",
+                    "{}:{} does not offer STARTTLS, which its URL requires (tls=required, or credentials without tls=); herald will not send mail or a password unencrypted: enable STARTTLS on the relay, or write smtps:// if the port speaks implicit TLS (usually 465)",
                     t.host, t.port
                 )));
             }
-            conn.starttls(self.trust()?.starttls(), &self.hello)
-                .await
-                .map_err(|e| {
-                    if is_certificate_error(&e) {
-                        certificate_error(t, &e)
-                    } else {
-                        classify_error(e)
-                    }
-                })?;
+            let trust = self.trust()?;
+            conn.starttls(trust.starttls(), &self.hello).await.map_err(
+                |e| match certificate_error(&e) {
+                    Some(c) => SendError::Config(explain_certificate_error(t, &c)),
+                    None => classify_error(e),
+                },
+            )?;
+            // With ca_file= or tls_pin=, herald checks the certificate
+            // itself, before AUTH or any message (tls.rs says why).
+            if trust.checks_after_starttls() {
+                let checked = conn
+                    .certificate_chain()
+                    .map_err(|e| {
+                        rustls_general(format!("no certificate chain after STARTTLS: {e}"))
+                    })
+                    .and_then(|chain| trust.check_after_starttls(&t.host, &chain));
+                if let Err(e) = checked {
+                    conn.abort().await;
+                    return Err(SendError::Config(explain_certificate_error(t, &e)));
+                }
+            }
             is_encrypted = true;
         }
         // lettre keeps only the EHLO keywords it uses itself; PIPELINING is
@@ -184,7 +209,7 @@ impl SmtpPool {
                 .await
                 .map_err(|e| match e.status() {
                     Some(code) if code.to_string().starts_with('5') => SendError::Config(format!(
-                        "{}:{} refused the credentials: {e}",
+                        "{}:{} refused the credentials: {e}; check the user name and password in the server's URL (special characters percent-encoded), or the account at the relay",
                         t.host, t.port
                     )),
                     None if e.is_client() => {
@@ -194,6 +219,29 @@ impl SmtpPool {
                 })?;
         }
         Ok((conn, can_pipeline))
+    }
+
+    /// Opens a connection as a send would (TLS, AUTH), then says QUIT:
+    /// whether the server can be used as configured. Returns what it
+    /// offered, for the operator.
+    pub async fn check(&self) -> Result<String, SendError> {
+        let (mut conn, can_pipeline) = self.connect().await?;
+        let is_encrypted = conn.is_encrypted() || self.target.security == Security::Implicit;
+        let _ = tokio::time::timeout(self.timeout, conn.quit()).await;
+        Ok(format!(
+            "connected{}{}{}",
+            if is_encrypted {
+                ", TLS"
+            } else {
+                ", not encrypted"
+            },
+            if self.target.credentials.is_some() {
+                ", AUTH accepted"
+            } else {
+                ""
+            },
+            if can_pipeline { ", PIPELINING" } else { "" }
+        ))
     }
 
     async fn checkout(&self) -> Result<Idle, SendError> {
@@ -276,9 +324,6 @@ impl SmtpPool {
     }
 }
 
-fn certificate_error(t: &SmtpTarget, e: &dyn std::fmt::Display) -> SendError {
-    SendError::Config(format!(
-        "TLS certificate of {}:{} not trusted: {e} (give its CA with ca_file=/path/ca.pem in the server's URL)",
-        t.host, t.port
-    ))
+fn rustls_general(why: String) -> tokio_rustls::rustls::Error {
+    tokio_rustls::rustls::Error::General(why)
 }

@@ -4,7 +4,8 @@
 //! `smtp://host:port` plain; `smtp://host?tls=required` STARTTLS required;
 //! `smtp://host?tls=opportunistic` STARTTLS when offered; `smtps://host`
 //! implicit TLS. Further parameters: `ca_file=/path/ca.pem` (certificates
-//! trusted for this server besides the public and system roots) and
+//! trusted for this server besides the public and system roots),
+//! `tls_pin=/path/relay.pem` (only the relay's own certificate is trusted) and
 //! `allow_plain_auth=true` (AUTH over an unencrypted connection; loopback
 //! relays only). Unknown parameters are an error, so a typo cannot weaken
 //! the connection unnoticed.
@@ -36,6 +37,8 @@ pub struct SmtpTarget {
     /// PEM certificates trusted for this server, besides the public and
     /// system roots.
     pub ca_file: Option<PathBuf>,
+    /// The relay's own certificate(s), PEM: the only ones trusted.
+    pub tls_pin: Option<PathBuf>,
     /// AUTH may go over an unencrypted connection (a loopback relay only).
     pub allow_plain_auth: bool,
 }
@@ -57,14 +60,22 @@ impl std::fmt::Debug for SmtpTarget {
     }
 }
 
-const KNOWN_PARAMETERS: [&str; 3] = ["tls", "ca_file", "allow_plain_auth"];
+const KNOWN_PARAMETERS: [&str; 4] = ["tls", "ca_file", "tls_pin", "allow_plain_auth"];
 
 impl SmtpTarget {
+    /// Errors name the URL with its password masked, what is wrong, and
+    /// what to write.
     pub fn parse(raw: &str) -> Result<Self, super::Error> {
+        let shown = crate::redact::mask_url(raw);
         let bad = |why: &str| {
-            super::Error::SmtpUrl(format!("{why} (expected smtp://host:port, smtp://user:pass@host:587?tls=required or smtps://user:pass@host)"))
+            super::Error::SmtpUrl(format!("{shown:?}: {why} (expected smtp://host:port, smtp://user:pass@host:587?tls=required or smtps://user:pass@host)"))
         };
-        let url = url::Url::parse(raw).map_err(|_| bad("not a URL"))?;
+        if has_unencoded_userinfo(raw) {
+            return Err(bad(
+                "the user name or password holds a character that must be percent-encoded: write / as %2F, ? as %3F, # as %23, @ as %40 (and : in the user name as %3A)",
+            ));
+        }
+        let url = url::Url::parse(raw).map_err(|e| bad(&format!("not a URL ({e})")))?;
         let host = url
             .host_str()
             .ok_or_else(|| bad("no host"))?
@@ -72,11 +83,13 @@ impl SmtpTarget {
             .to_string();
         let mut tls = None;
         let mut ca_file = None;
+        let mut tls_pin = None;
         let mut allow_plain_auth = false;
         for (key, value) in url.query_pairs() {
             let repeated = match key.as_ref() {
                 "tls" => tls.replace(value.into_owned()).is_some(),
                 "ca_file" => ca_file.replace(PathBuf::from(value.as_ref())).is_some(),
+                "tls_pin" => tls_pin.replace(PathBuf::from(value.as_ref())).is_some(),
                 "allow_plain_auth" => {
                     allow_plain_auth = match value.as_ref() {
                         "true" => true,
@@ -121,6 +134,16 @@ impl SmtpTarget {
             ("smtp", Some(_)) => return Err(bad("tls= must be required, opportunistic or none")),
             _ => return Err(bad("unknown scheme")),
         };
+        if security == Security::None && (ca_file.is_some() || tls_pin.is_some()) {
+            return Err(bad(
+                "ca_file= and tls_pin= need TLS: add tls=required (STARTTLS) or use smtps://",
+            ));
+        }
+        if ca_file.is_some() && tls_pin.is_some() {
+            return Err(bad(
+                "ca_file= and tls_pin= together: give one (tls_pin= trusts only the relay's own certificate; ca_file= adds a CA to the public ones)",
+            ));
+        }
         if allow_plain_auth && !is_loopback(&host) {
             return Err(bad(
                 "allow_plain_auth=true is only accepted for a loopback host (127.0.0.1, ::1, localhost)",
@@ -137,9 +160,21 @@ impl SmtpTarget {
             security,
             credentials,
             ca_file,
+            tls_pin,
             allow_plain_auth,
         })
     }
+}
+
+/// Whether the part between `://` and the host's `@` holds a `/`, `?` or
+/// `#`: a URL parser would end the host there and read the rest of the
+/// password as a path, a query or a fragment (or as the host itself).
+fn has_unencoded_userinfo(raw: &str) -> bool {
+    let Some((_, rest)) = raw.split_once("://") else {
+        return false;
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    !rest[..authority_end].contains('@') && rest[authority_end..].contains('@')
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -172,6 +207,43 @@ mod tests {
     }
 
     #[test]
+    fn an_unencoded_slash_in_the_password_is_named_and_the_password_masked() {
+        for (raw, password) in [
+            ("smtp://news:pa/ss@relay.example.com:587", "pa/ss"),
+            ("smtp://news:12/ss@relay.example.com:587", "12/ss"),
+            ("smtps://news:p?ss@relay.example.com", "p?ss"),
+            ("smtps://news:p#ss@relay.example.com", "p#ss"),
+        ] {
+            let err = SmtpTarget::parse(raw).expect_err(raw).to_string();
+            assert!(err.contains("news:***@relay.example.com"), "{err}");
+            assert!(err.contains("/ as %2F"), "{err}");
+            assert!(!err.contains(password), "{err}");
+        }
+        let t = SmtpTarget::parse("smtp://news:pa%2Fss@relay.example.com:587").unwrap();
+        assert!(t.credentials.is_some());
+    }
+
+    #[test]
+    fn a_pin_is_a_file_needing_tls_and_not_with_a_ca_file() {
+        let t = SmtpTarget::parse("smtp://relay.example.com?tls=required&tls_pin=/etc/relay.pem")
+            .unwrap();
+        assert_eq!(t.tls_pin, Some(PathBuf::from("/etc/relay.pem")));
+        for (url, why) in [
+            (
+                "smtp://relay.example.com?tls_pin=/etc/relay.pem",
+                "need TLS",
+            ),
+            (
+                "smtps://relay.example.com?tls_pin=/a.pem&ca_file=/b.pem",
+                "together",
+            ),
+        ] {
+            let err = SmtpTarget::parse(url).expect_err(url).to_string();
+            assert!(err.contains(why), "{url}: {err}");
+        }
+    }
+
+    #[test]
     fn credentials_without_tls_mean_starttls_required() {
         let t = SmtpTarget::parse("smtp://u:p@relay.example.com:587").unwrap();
         assert_eq!(t.security, Security::StartTlsRequired);
@@ -198,6 +270,7 @@ mod tests {
         }
         let t =
             SmtpTarget::parse("smtp://u:p@127.0.0.1:2525?tls=none&allow_plain_auth=true").unwrap();
+        assert!(t.tls_pin.is_none());
         assert_eq!(t.security, Security::None);
         assert!(t.allow_plain_auth);
     }

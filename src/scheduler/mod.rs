@@ -16,10 +16,53 @@ use tracing::Instrument;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("invalid cron expression {0:?}: {1}")]
+    #[error("schedule.cron = {0:?} is refused: {1}; write five fields, minute hour day-of-month month weekday, e.g. \"0 7 * * *\" for 07:00 every day")]
     Cron(String, String),
-    #[error("unknown time zone {0:?} (use an IANA name such as Europe/London)")]
+    #[error("schedule.timezone = {0:?} is not a time zone herald knows; write an IANA name such as \"Europe/London\" or \"UTC\"")]
     Timezone(String),
+}
+
+/// The five fields of a cron expression with the values each takes.
+const CRON_FIELDS: [(&str, u32, u32); 5] = [
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day of month", 1, 31),
+    ("month", 1, 12),
+    ("weekday", 0, 7),
+];
+
+/// Which field of `expr` is wrong, in words: the cron library says only
+/// "Number out of bounds". Falls back to the library's own message.
+fn explain_cron(expr: &str, library: &str) -> String {
+    let fields: Vec<&str> = expr.split_whitespace().collect();
+    if fields.len() != 5 && !expr.trim_start().starts_with('@') {
+        return format!(
+            "it has {} field{} where five are needed",
+            fields.len(),
+            if fields.len() == 1 { "" } else { "s" }
+        );
+    }
+    for (field, (name, min, max)) in fields.iter().zip(CRON_FIELDS) {
+        for part in field.split(',') {
+            let (range, step) = match part.split_once('/') {
+                Some((r, s)) => (r, Some(s)),
+                None => (part, None),
+            };
+            if let Some(step) = step {
+                if !step.parse::<u32>().is_ok_and(|n| n > 0) {
+                    return format!("{name} step /{step} must be a whole number of at least 1");
+                }
+            }
+            for bound in range.split('-') {
+                if let Ok(n) = bound.parse::<u32>() {
+                    if n < min || n > max {
+                        return format!("{name} {n} is out of range {min}–{max}");
+                    }
+                }
+            }
+        }
+    }
+    library.to_string()
 }
 
 /// A parsed schedule: the cron expression and the zone it is read in.
@@ -31,9 +74,12 @@ pub struct Schedule {
 
 impl Schedule {
     pub fn parse(config: &ScheduleConfig) -> Result<Self, Error> {
-        let cron = Cron::new(&config.cron)
-            .parse()
-            .map_err(|e| Error::Cron(config.cron.clone(), e.to_string()))?;
+        let cron = Cron::new(&config.cron).parse().map_err(|e| {
+            Error::Cron(
+                config.cron.clone(),
+                explain_cron(&config.cron, &e.to_string()),
+            )
+        })?;
         let tz: Tz = config
             .timezone
             .parse()
@@ -120,8 +166,12 @@ pub async fn run(
                         tracing::debug!(digest_id = id, "slot already has its digest");
                         last_handled = Some(slot);
                     }
-                    Ok(CreateOutcome::NothingNew) => {
-                        tracing::info!("no new articles since the last digest; nothing to send");
+                    Ok(CreateOutcome::NothingNew(quiet)) => {
+                        tracing::info!(
+                            held_back = quiet.held_back,
+                            too_old = quiet.too_old,
+                            "{quiet}; nothing to send"
+                        );
                         last_handled = Some(slot);
                     }
                     Err(e) => {
@@ -217,5 +267,37 @@ mod tests {
             ..ScheduleConfig::default()
         };
         assert!(matches!(Schedule::parse(&bad_tz), Err(Error::Timezone(..))));
+    }
+
+    #[test]
+    fn a_bad_cron_field_is_named_with_its_range() {
+        for (cron, says) in [
+            ("61 7 * * *", "minute 61 is out of range 0–59"),
+            ("0 24 * * *", "hour 24 is out of range 0–23"),
+            ("0 7 0 * *", "day of month 0 is out of range 1–31"),
+            ("0 7 * 13 *", "month 13 is out of range 1–12"),
+            ("0 7 * * 1-9", "weekday 9 is out of range 0–7"),
+            ("0 7,30 * * *", "hour 30 is out of range 0–23"),
+            (
+                "*/0 7 * * *",
+                "minute step /0 must be a whole number of at least 1",
+            ),
+            ("0 7 * *", "it has 4 fields where five are needed"),
+        ] {
+            let config = ScheduleConfig {
+                cron: cron.into(),
+                ..ScheduleConfig::default()
+            };
+            let message = Schedule::parse(&config)
+                .err()
+                .unwrap_or_else(|| panic!("{cron:?} was accepted"))
+                .to_string();
+            assert!(
+                message.starts_with(&format!(
+                    "schedule.cron = {cron:?} is refused: {says}; write five fields"
+                )),
+                "{cron}: {message}"
+            );
+        }
     }
 }

@@ -5,7 +5,9 @@ use crate::domain::time::Millis;
 pub struct DigestRow {
     pub id: i64,
     pub slot: String,
+    #[serde(serialize_with = "crate::domain::time::rfc3339::ser")]
     pub window_start: Millis,
+    #[serde(serialize_with = "crate::domain::time::rfc3339::ser")]
     pub window_end: Millis,
     pub subject: String,
     #[serde(skip)]
@@ -18,7 +20,9 @@ pub struct DigestRow {
     pub body_slots: Option<String>,
     pub status: String,
     pub recipients: i64,
+    #[serde(serialize_with = "crate::domain::time::rfc3339::ser")]
     pub created_at: Millis,
+    #[serde(serialize_with = "crate::domain::time::rfc3339::ser_option")]
     pub finished_at: Option<Millis>,
 }
 
@@ -184,6 +188,15 @@ impl Store {
     }
 
     /// End of the newest digest's window that was not cancelled.
+    /// When the newest digest that was not cancelled was made.
+    pub async fn last_digest_created_at(&self) -> Result<Option<Millis>> {
+        with_pool!(self, pool => {
+            Ok(sqlx::query_scalar("SELECT MAX(created_at) FROM digests WHERE status <> 'cancelled'")
+                .fetch_one(pool)
+                .await?)
+        })
+    }
+
     pub async fn last_window_end(&self) -> Result<Option<Millis>> {
         with_pool!(self, pool => {
             Ok(sqlx::query_scalar("SELECT MAX(window_end) FROM digests WHERE status <> 'cancelled'")

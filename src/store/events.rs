@@ -197,6 +197,7 @@ pub struct SubscriberEventRow {
     pub kind: String,
     pub source: String,
     pub detail: String,
+    #[serde(serialize_with = "crate::domain::time::rfc3339::ser")]
     pub created_at: Millis,
 }
 

@@ -17,13 +17,18 @@ pub struct FeedRow {
     pub last_modified: Option<String>,
     pub poll_interval_secs: i64,
     pub backfill_days: i64,
+    #[serde(serialize_with = "crate::domain::time::rfc3339::ser")]
     pub created_at: Millis,
+    #[serde(serialize_with = "crate::domain::time::rfc3339::ser_option")]
     pub first_polled_at: Option<Millis>,
+    #[serde(serialize_with = "crate::domain::time::rfc3339::ser_option")]
     pub last_polled_at: Option<Millis>,
+    #[serde(serialize_with = "crate::domain::time::rfc3339::ser_option")]
     pub last_success_at: Option<Millis>,
     pub last_status: Option<String>,
     pub last_error: Option<String>,
     pub consecutive_failures: i64,
+    #[serde(serialize_with = "crate::domain::time::rfc3339::ser")]
     pub next_poll_at: Millis,
     /// Items the last poll that read the feed refused (too large, nested
     /// too deep, too slow to clean, a link that is not http(s)).
@@ -46,24 +51,27 @@ pub struct PollSuccess<'a> {
 }
 
 impl Store {
-    /// Adds a feed, due at once. Returns its id and whether it was new.
+    /// Adds a feed whose first poll is due at `next_poll_at`. Returns its
+    /// id and whether it was new.
     pub async fn add_feed(
         &self,
         url: &FeedUrl,
         poll_interval: PollInterval,
         backfill: BackfillDays,
         now: Millis,
+        next_poll_at: Millis,
     ) -> Result<(i64, bool)> {
         let url = url.secret_for_storage();
         with_pool!(self, pool => {
             let inserted: Option<i64> = sqlx::query_scalar(
                 "INSERT INTO feeds (url, poll_interval_secs, backfill_days, created_at, next_poll_at)
-                 VALUES ($1, $2, $3, $4, $4) ON CONFLICT (url) DO NOTHING RETURNING id",
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (url) DO NOTHING RETURNING id",
             )
             .bind(url)
             .bind(poll_interval.secs())
             .bind(backfill.days())
             .bind(now)
+            .bind(next_poll_at)
             .fetch_optional(pool)
             .await?;
             match inserted {
@@ -82,6 +90,14 @@ impl Store {
     pub async fn list_feeds(&self) -> Result<Vec<FeedRow>> {
         let sql = format!("SELECT {FEED_COLUMNS} FROM feeds ORDER BY id");
         with_pool!(self, pool => Ok(sqlx::query_as(&sql).fetch_all(pool).await?))
+    }
+
+    /// The feed following `url` (stored form, password included), if any.
+    pub async fn feed_id_by_url(&self, url: &FeedUrl) -> Result<Option<i64>> {
+        let url = url.secret_for_storage();
+        with_pool!(self, pool => {
+            Ok(sqlx::query_scalar("SELECT id FROM feeds WHERE url = $1").bind(url).fetch_optional(pool).await?)
+        })
     }
 
     pub async fn feed_by_id(&self, id: i64) -> Result<Option<FeedRow>> {

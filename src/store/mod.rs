@@ -17,7 +17,7 @@ mod smtp_health;
 mod sqlite_rebuild;
 mod subscribers;
 
-pub use articles::{ArticleRow, ArticleWrite, NewArticle};
+pub use articles::{ArticleRow, ArticleWrite, NewArticle, Removal, WaitingArticles};
 pub use confirmations::{ConfirmOutcome, TokenLookup};
 pub use deliveries::{ClaimedDelivery, DeliveryOutcome};
 pub use digests::{ArchivedDigest, DigestCounts, DigestCreated, DigestRow, NewDigest};

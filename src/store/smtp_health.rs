@@ -12,7 +12,9 @@ pub struct SmtpHealthRow {
     pub state: String,
     pub last_error: Option<String>,
     /// When the server entered `state`.
+    #[serde(serialize_with = "crate::domain::time::rfc3339::ser")]
     pub since: Millis,
+    #[serde(serialize_with = "crate::domain::time::rfc3339::ser")]
     pub updated_at: Millis,
 }
 

@@ -2,12 +2,13 @@
 //! scanner that opens every link confirms nobody.
 
 use super::pages::{page, MessagePage};
+use super::return_to;
 use crate::startup::AppState;
 use crate::store::{ConfirmOutcome, SignupOutcome, TokenLookup};
 use crate::subscriptions::{
     self, PAGE_ALREADY_CONFIRMED, PAGE_EXPIRED, PAGE_NOT_SUBSCRIBED, PAGE_REPLACED, PAGE_SUBSCRIBED,
 };
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 
@@ -23,7 +24,7 @@ fn invalid_link(state: &AppState) -> Response {
     )
 }
 
-fn expired(state: &AppState, token: &str) -> Response {
+fn expired(state: &AppState, token: &str, back: &str) -> Response {
     page(
         StatusCode::GONE,
         MessagePage::new(
@@ -32,20 +33,21 @@ fn expired(state: &AppState, token: &str) -> Response {
         )
         .site(&state.config.site_name)
         .action(
-            state.url(&format!("/confirm/{token}/resend")),
+            state.url(&format!("/confirm/{token}/resend{back}")),
             "Send me a new link",
         ),
     )
 }
 
-fn already(state: &AppState) -> Response {
+fn already(state: &AppState, article: Option<&crate::domain::WebUrl>) -> Response {
     page(
         StatusCode::OK,
         MessagePage::new(
             PAGE_ALREADY_CONFIRMED,
             &["This link was already used: your subscription is confirmed. There is nothing more to do."],
         )
-        .site(&state.config.site_name),
+        .site(&state.config.site_name)
+        .ways_back(state, article),
     )
 }
 
@@ -77,10 +79,15 @@ fn not_subscribed(state: &AppState, why: &'static str) -> Response {
 }
 
 /// The page for every link that does not (or no longer) confirm.
-fn not_confirmable(state: &AppState, token: &str, lookup: TokenLookup) -> Response {
+fn not_confirmable(
+    state: &AppState,
+    token: &str,
+    lookup: TokenLookup,
+    article: Option<&crate::domain::WebUrl>,
+) -> Response {
     match lookup {
-        TokenLookup::AlreadyConfirmed => already(state),
-        TokenLookup::Expired { .. } => expired(state, token),
+        TokenLookup::AlreadyConfirmed => already(state, article),
+        TokenLookup::Expired { .. } => expired(state, token, &return_to::query(article)),
         TokenLookup::Superseded => replaced(state),
         TokenLookup::Unsubscribed => not_subscribed(
             state,
@@ -97,9 +104,11 @@ fn not_confirmable(state: &AppState, token: &str, lookup: TokenLookup) -> Respon
 pub async fn show(
     State(state): State<AppState>,
     Path(token): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, super::Error> {
     let state = &state;
     let token = token.as_str();
+    let article = return_to::from_query(&state.config, query.as_deref());
     Ok(
         match subscriptions::lookup_confirmation(state, token).await? {
             TokenLookup::Valid { .. } => page(
@@ -110,11 +119,14 @@ pub async fn show(
                 )
                 .site(&state.config.site_name)
                 .action(
-                    state.url(&format!("/confirm/{token}")),
+                    state.url(&format!(
+                        "/confirm/{token}{}",
+                        return_to::query(article.as_ref())
+                    )),
                     "Confirm subscription",
                 ),
             ),
-            other => not_confirmable(state, token, other),
+            other => not_confirmable(state, token, other, article.as_ref()),
         },
     )
 }
@@ -122,7 +134,9 @@ pub async fn show(
 pub async fn submit(
     State(state): State<AppState>,
     Path(token): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, super::Error> {
+    let article = return_to::from_query(&state.config, query.as_deref());
     Ok(match subscriptions::confirm(&state, &token).await? {
         ConfirmOutcome::Confirmed => page(
             StatusCode::OK,
@@ -130,26 +144,33 @@ pub async fn submit(
                 PAGE_SUBSCRIBED,
                 &["Thank you for confirming. The next digest will reach you at this address; every digest has a one-click unsubscribe link."],
             )
-            .site(&state.config.site_name),
+            .site(&state.config.site_name)
+            .ways_back(&state, article.as_ref()),
         ),
-        ConfirmOutcome::NotConfirmed(lookup) => not_confirmable(&state, &token, lookup),
+        ConfirmOutcome::NotConfirmed(lookup) => {
+            not_confirmable(&state, &token, lookup, article.as_ref())
+        }
     })
 }
 
 pub async fn resend(
     State(state): State<AppState>,
     Path(token): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, super::Error> {
-    Ok(match subscriptions::resend_confirmation(&state, &token).await? {
-        Err(lookup) => not_confirmable(&state, &token, lookup),
-        Ok(SignupOutcome::AlreadyConfirmed) => already(&state),
+    let article = return_to::from_query(&state.config, query.as_deref());
+    let article = article.as_ref();
+    Ok(match subscriptions::resend_confirmation(&state, &token, article).await? {
+        Err(lookup) => not_confirmable(&state, &token, lookup, article),
+        Ok(SignupOutcome::AlreadyConfirmed) => already(&state, article),
         Ok(_) => page(
             StatusCode::OK,
             MessagePage::new(
                 subscriptions::PAGE_CHECK_INBOX,
                 &["If a new link can be sent, it is on its way. It may take a few minutes to arrive."],
             )
-            .site(&state.config.site_name),
+            .site(&state.config.site_name)
+            .ways_back(&state, article),
         ),
     })
 }

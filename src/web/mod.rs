@@ -9,6 +9,7 @@ mod health;
 mod inbound;
 mod pages;
 pub mod rate_limit;
+pub mod return_to;
 pub mod server;
 mod subscribe;
 mod unsubscribe;
@@ -136,7 +137,7 @@ fn request_span(request: &Request<Body>) -> tracing::Span {
 /// cannot be framed.
 pub const CONTENT_SECURITY_POLICY: &str = concat!(
     "default-src 'none'; style-src 'sha256-",
-    "86++TjCMWvbtqUIHAbY/I6ASaR17J9SXYefhtjt6sao=",
+    "uUWSPEhpcA8dTS9yl4XN6oSn1P/1nzur3Hbt3t1m2qU=",
     "'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 );
 

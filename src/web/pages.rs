@@ -20,6 +20,8 @@ button { margin-top: 1.25rem; padding: .75rem 1.4rem; font: inherit; font-weight
 a { color: var(--accent); }
 .hp { position: absolute; left: -10000px; width: 1px; height: 1px; overflow: hidden; }
 .footnote { margin-top: 1.5rem; }
+.ways { list-style: none; margin: 1.5rem 0 0; padding: 0; display: flex; flex-wrap: wrap; gap: .5rem 1.5rem; }
+.address { font-weight: 600; overflow-wrap: anywhere; }
 .archive { list-style: none; margin: 0 0 1.25rem; padding: 0; }
 .archive li { padding: .75rem 0; border-top: 1px solid rgba(127,127,127,.3); }
 .archive a { display: block; font-weight: 600; overflow-wrap: anywhere; }
@@ -39,7 +41,7 @@ pub struct Action {
 
 pub struct Link {
     pub url: String,
-    pub label: &'static str,
+    pub label: String,
 }
 
 #[derive(Template)]
@@ -49,7 +51,8 @@ pub struct MessagePage {
     pub title: &'static str,
     pub paragraphs: Vec<String>,
     pub action: Option<Action>,
-    pub link: Option<Link>,
+    /// Where to go from here: no page herald shows ends nowhere.
+    pub links: Vec<Link>,
 }
 
 impl MessagePage {
@@ -59,7 +62,7 @@ impl MessagePage {
             title,
             paragraphs: paragraphs.iter().map(|p| p.to_string()).collect(),
             action: None,
-            link: None,
+            links: Vec::new(),
         }
     }
 
@@ -68,13 +71,41 @@ impl MessagePage {
         self
     }
 
+    pub fn paragraph(mut self, text: String) -> Self {
+        self.paragraphs.push(text);
+        self
+    }
+
     pub fn action(mut self, url: String, label: &'static str) -> Self {
         self.action = Some(Action { url, label });
         self
     }
 
-    pub fn link(mut self, url: String, label: &'static str) -> Self {
-        self.link = Some(Link { url, label });
+    pub fn link(mut self, url: String, label: impl Into<String>) -> Self {
+        self.links.push(Link {
+            url,
+            label: label.into(),
+        });
+        self
+    }
+
+    /// The way back for a reader: the article they signed up from (when
+    /// its page said so, see `return_to`), the news site, and the archive
+    /// of past digests when it is public.
+    pub fn ways_back(mut self, state: &AppState, article: Option<&crate::domain::WebUrl>) -> Self {
+        if let Some(article) = article {
+            self = self.link(article.to_string(), "Back to the article");
+        }
+        if let Some(site) = state.config.site_url.as_deref() {
+            let label = format!(
+                "Go to {}",
+                crate::domain::single_line(&state.config.site_name)
+            );
+            self = self.link(site.to_string(), label);
+        }
+        if state.config.archive.enabled {
+            self = self.link(state.url("/archive"), "Read past digests");
+        }
         self
     }
 }
@@ -89,6 +120,8 @@ pub struct IndexPage<'a> {
     pub error: Option<String>,
     pub email: &'a str,
     pub name: &'a str,
+    /// The site's page the reader came from, kept through a refused post.
+    pub return_to: Option<String>,
 }
 
 /// A rendered template with its status code; pages are never cached and

@@ -1,19 +1,20 @@
 //! `GET /` (the signup form), `POST /subscribe`, `GET /thanks`.
 
 use super::pages::{page, IndexPage, MessagePage};
+use super::return_to;
 use crate::domain::{DomainError, SubscriberEmail, SubscriberName};
 use crate::startup::AppState;
 use crate::subscriptions::{self, Consent};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-pub async fn form(State(state): State<AppState>) -> Response {
+pub async fn form(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
     page(
         StatusCode::OK,
         IndexPage {
@@ -23,11 +24,14 @@ pub async fn form(State(state): State<AppState>) -> Response {
             error: None,
             email: "",
             name: "",
+            return_to: return_to::from_query(&state.config, query.as_deref())
+                .map(|u| u.to_string()),
         },
     )
 }
 
-pub async fn thanks(State(state): State<AppState>) -> Response {
+pub async fn thanks(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    let article = return_to::from_query(&state.config, query.as_deref());
     page(
         StatusCode::OK,
         MessagePage::new(
@@ -37,7 +41,8 @@ pub async fn thanks(State(state): State<AppState>) -> Response {
                 "If nothing arrives within a few minutes, look in your spam folder, or sign up again a little later to get a new link.",
             ],
         )
-        .site(&state.config.site_name),
+        .site(&state.config.site_name)
+        .ways_back(&state, article.as_ref()),
     )
 }
 
@@ -46,6 +51,8 @@ struct SubscribeBody {
     #[serde(default)]
     email: String,
     name: Option<String>,
+    /// The page of the news site the form was on (`web::return_to`).
+    return_to: Option<String>,
     /// The honeypot: a field people never see (the form hides it with a
     /// class in the page's stylesheet) and form-filling bots fill in.
     website: Option<String>,
@@ -103,6 +110,7 @@ fn parse_body(kind: Kind, bytes: &[u8]) -> Result<SubscribeBody, BodyError> {
                     "email" => body.email = value.into_owned(),
                     "name" => body.name = Some(value.into_owned()),
                     "website" => body.website = Some(value.into_owned()),
+                    "return_to" => body.return_to = Some(value.into_owned()),
                     _ => {}
                 }
             }
@@ -182,13 +190,19 @@ pub async fn submit(
             return refuse(&state, kind, status, message, &SubscribeBody::default());
         }
     };
+    let article = return_to::own_page(&state.config, body.return_to.as_deref());
     if body.is_from_a_bot() {
         tracing::debug!("a signup filled the honeypot field; nothing stored or sent");
-    } else if let Err(refused) = sign_up(&state, kind, &body, client, &headers).await {
+    } else if let Err(refused) =
+        sign_up(&state, kind, &body, client, &headers, article.as_ref()).await
+    {
         return refused;
     }
     match kind {
-        Kind::Form => Redirect::to(&state.url("/thanks")).into_response(),
+        Kind::Form => {
+            Redirect::to(&state.url(&format!("/thanks{}", return_to::query(article.as_ref()))))
+                .into_response()
+        }
         Kind::Json => (
             StatusCode::ACCEPTED,
             Json(serde_json::json!({
@@ -208,6 +222,7 @@ async fn sign_up(
     body: &SubscribeBody,
     client: IpAddr,
     headers: &HeaderMap,
+    article: Option<&crate::domain::WebUrl>,
 ) -> Result<(), Response> {
     let (email, name) = match validate(body) {
         Ok(v) => v,
@@ -231,6 +246,7 @@ async fn sign_up(
         },
         ip: Some(&ip),
         user_agent: user_agent.as_deref(),
+        came_from: article,
     };
     subscriptions::subscribe(state, &email, name.as_ref(), &consent)
         .await
@@ -292,6 +308,8 @@ fn refuse(
                     error: Some(message.to_string()),
                     email: &email,
                     name: &name,
+                    return_to: return_to::own_page(&state.config, body.return_to.as_deref())
+                        .map(|u| u.to_string()),
                 },
             )
         }

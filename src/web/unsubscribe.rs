@@ -2,6 +2,7 @@
 //! POST to `/unsubscribe/one-click/{token}`, unsubscribe at once.
 
 use super::pages::{page, MessagePage};
+use crate::domain::masked_address;
 use crate::startup::AppState;
 use crate::subscriptions::{self, UnsubscribeOutcome, PAGE_UNSUBSCRIBED};
 use axum::extract::{Path, State};
@@ -19,15 +20,22 @@ fn invalid(state: &AppState) -> Response {
     )
 }
 
-fn done(state: &AppState) -> Response {
+/// Which address a page is about, masked (`a•••@example.org`).
+fn for_address(email: &str) -> String {
+    format!("This is for {}.", masked_address(email))
+}
+
+fn done(state: &AppState, email: &str) -> Response {
     page(
         StatusCode::OK,
         MessagePage::new(
             PAGE_UNSUBSCRIBED,
             &["You will not receive any more digests from us. If this was a mistake, you can sign up again at any time."],
         )
+        .paragraph(for_address(email))
         .site(&state.config.site_name)
-        .link(state.url("/"), "Sign up again"),
+        .link(state.url("/"), "Sign up again")
+        .ways_back(state, None),
     )
 }
 
@@ -40,7 +48,7 @@ pub async fn show(
         return Ok(invalid(&state));
     };
     if subscriber.status == "unsubscribed" {
-        return Ok(done(&state));
+        return Ok(done(&state, &subscriber.email));
     }
     Ok(page(
         StatusCode::OK,
@@ -48,6 +56,7 @@ pub async fn show(
             "Unsubscribe from the digest?",
             &["Press the button and we will stop sending the digest to this address at once."],
         )
+        .paragraph(for_address(&subscriber.email))
         .site(&state.config.site_name)
         .action(state.url(&format!("/unsubscribe/{token}")), "Unsubscribe"),
     ))
@@ -59,7 +68,8 @@ pub async fn submit(
 ) -> Result<Response, super::Error> {
     Ok(match subscriptions::unsubscribe(&state, &token).await? {
         UnsubscribeOutcome::InvalidToken => invalid(&state),
-        UnsubscribeOutcome::Unsubscribed | UnsubscribeOutcome::AlreadyUnsubscribed => done(&state),
+        UnsubscribeOutcome::Unsubscribed(email)
+        | UnsubscribeOutcome::AlreadyUnsubscribed(email) => done(&state, &email),
     })
 }
 
@@ -73,7 +83,7 @@ pub async fn one_click(
         UnsubscribeOutcome::InvalidToken => {
             (StatusCode::NOT_FOUND, "unknown unsubscribe link\n").into_response()
         }
-        UnsubscribeOutcome::Unsubscribed | UnsubscribeOutcome::AlreadyUnsubscribed => {
+        UnsubscribeOutcome::Unsubscribed(_) | UnsubscribeOutcome::AlreadyUnsubscribed(_) => {
             (StatusCode::OK, "unsubscribed\n").into_response()
         }
     })

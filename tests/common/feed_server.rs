@@ -59,17 +59,40 @@ pub fn item(title: &str, link: Option<&str>, guid: &str, extra: &str) -> String 
     )
 }
 
+/// Adds a feed through the API; herald fetches it once and stores what it
+/// finds (the feed's first poll). Returns its id.
 pub async fn add_feed(app: &TestApp, url: &str) -> i64 {
+    add_feed_reporting(app, url).await.0
+}
+
+/// Adds a feed through the API; returns its id and the report of its
+/// first poll, made when it was added.
+pub async fn add_feed_reporting(app: &TestApp, url: &str) -> (i64, serde_json::Value) {
     let resp = app
         .api(reqwest::Method::POST, "/api/feeds")
         .json(&serde_json::json!({ "url": url }))
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 201, "feed {url}");
-    resp.json::<serde_json::Value>().await.unwrap()["id"]
-        .as_i64()
-        .unwrap()
+    let status = resp.status();
+    let body = resp.json::<serde_json::Value>().await.unwrap();
+    assert_eq!(status, 201, "feed {url}: {body}");
+    (body["id"].as_i64().unwrap(), body["report"].clone())
+}
+
+/// Adds a feed through the API whatever its first fetch finds
+/// (`"force": true`), as a test of a failing feed needs.
+pub async fn add_feed_forced(app: &TestApp, url: &str) -> i64 {
+    let resp = app
+        .api(reqwest::Method::POST, "/api/feeds")
+        .json(&serde_json::json!({ "url": url, "force": true }))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let body = resp.json::<serde_json::Value>().await.unwrap();
+    assert_eq!(status, 201, "feed {url}: {body}");
+    body["id"].as_i64().unwrap()
 }
 
 pub async fn poll(app: &TestApp, id: i64) -> serde_json::Value {

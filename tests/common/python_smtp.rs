@@ -226,25 +226,91 @@ pub struct TestCertificates {
     _dir: TempDir,
 }
 
+/// Runs the openssl command in `dir`; its standard output.
+fn openssl(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("the openssl command is needed for these tests (scripts/test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A relay's self-signed certificate made the common way, with exactly
+/// `openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=relay.test`: it
+/// says CA:TRUE and names no 127.0.0.1.
+pub struct SelfSigned {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    _dir: TempDir,
+}
+
+impl SelfSigned {
+    pub fn make() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        openssl(
+            dir.path(),
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=relay.test",
+                "-keyout",
+                "relay.key",
+                "-out",
+                "relay.pem",
+            ],
+        );
+        Self {
+            cert: dir.path().join("relay.pem"),
+            key: dir.path().join("relay.key"),
+            _dir: dir,
+        }
+    }
+}
+
+/// The SHA-256 fingerprint of a PEM certificate as openssl prints it
+/// (upper-case hex pairs joined by colons).
+pub fn sha256_fingerprint(cert: &Path) -> String {
+    let dir = cert.parent().expect("a certificate in a directory");
+    let out = openssl(
+        dir,
+        &[
+            "x509",
+            "-in",
+            &cert.display().to_string(),
+            "-noout",
+            "-fingerprint",
+            "-sha256",
+        ],
+    );
+    out.trim()
+        .rsplit_once('=')
+        .map(|(_, f)| f.to_string())
+        .expect("openssl printed a fingerprint")
+}
+
 impl TestCertificates {
     pub fn make() -> Self {
+        Self::make_for("IP:127.0.0.1,DNS:localhost")
+    }
+
+    /// A private CA and a server certificate for `names` (a
+    /// subjectAltName value) signed by it.
+    pub fn make_for(names: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let p = |name: &str| dir.path().join(name);
         let openssl = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(dir.path())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .output()
-                .expect(
-                    "the openssl command is needed for these tests (scripts/test.sh installs it)",
-                );
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            openssl(dir.path(), args);
         };
         let ec = [
             "-newkey",
@@ -272,7 +338,9 @@ impl TestCertificates {
         openssl(&csr);
         std::fs::write(
             p("server.ext"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+            format!(
+                "subjectAltName={names}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
+            ),
         )
         .expect("write server.ext");
         openssl(&[
@@ -298,6 +366,54 @@ impl TestCertificates {
             key: p("server.key"),
             _dir: dir,
         }
+    }
+}
+
+impl TestCertificates {
+    /// A certificate for the same key and names, signed by the same CA,
+    /// that was valid on 2020-01-01 only.
+    pub fn expired(&self) -> PathBuf {
+        let dir = self._dir.path();
+        openssl(
+            dir,
+            &[
+                "req",
+                "-new",
+                "-key",
+                "server.key",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-out",
+                "expired.csr",
+            ],
+        );
+        std::fs::write(
+            dir.join("ca.cnf"),
+            "[ca]\ndefault_ca = test\n[test]\ndatabase = index.txt\nnew_certs_dir = .\ncertificate = ca.pem\nprivate_key = ca.key\nserial = ca.srl\ndefault_md = sha256\npolicy = any\n[any]\ncommonName = supplied\n",
+        )
+        .expect("write ca.cnf");
+        std::fs::write(dir.join("index.txt"), "").expect("write index.txt");
+        openssl(
+            dir,
+            &[
+                "ca",
+                "-batch",
+                "-config",
+                "ca.cnf",
+                "-startdate",
+                "20200101000000Z",
+                "-enddate",
+                "20200102000000Z",
+                "-in",
+                "expired.csr",
+                "-extfile",
+                "server.ext",
+                "-notext",
+                "-out",
+                "expired.pem",
+            ],
+        );
+        dir.join("expired.pem")
     }
 }
 

@@ -40,11 +40,14 @@ pub async fn create(
         CreateOutcome::AlreadyExists(id) => {
             Ok((StatusCode::OK, Json(json!({"id": id, "created": false}))))
         }
-        CreateOutcome::NothingNew => Ok((
+        CreateOutcome::NothingNew(quiet) => Ok((
             StatusCode::OK,
-            Json(
-                json!({"id": null, "created": false, "reason": "no new articles since the last digest"}),
-            ),
+            Json(json!({
+                "id": null,
+                "created": false,
+                "reason": quiet.to_string(),
+                "waiting": quiet,
+            })),
         )),
     }
 }

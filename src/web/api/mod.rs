@@ -24,6 +24,7 @@ pub const API_BODY_LIMIT: usize = 4 * 1024 * 1024;
 pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/articles", post(articles::create).get(articles::list))
+        .route("/articles/{id}", axum::routing::delete(articles::remove))
         .route("/digests", post(digests::create).get(digests::list))
         .route("/feeds", post(feeds::create).get(feeds::list))
         .route(
@@ -31,6 +32,7 @@ pub fn router(state: AppState) -> Router<AppState> {
             axum::routing::delete(feeds::remove).get(feeds::show),
         )
         .route("/feeds/{id}/poll", post(feeds::poll))
+        .route("/feeds/{id}/backfill", post(feeds::backfill))
         .route("/digests/{id}", get(digests::show))
         .route("/digests/{id}/pause", post(digests::pause))
         .route("/digests/{id}/resume", post(digests::resume))
@@ -123,6 +125,9 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("{0}")]
     Conflict(String),
+    /// A well-formed request herald will not act on, with the reason.
+    #[error("{0}")]
+    Unprocessable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -145,6 +150,7 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m.clone()),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m.to_string()),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, m.clone()),
+            ApiError::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, m.clone()),
             ApiError::Internal(e) => {
                 tracing::error!(error = %e, "API request failed");
                 (
