@@ -34,6 +34,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod render;
+pub use render::render;
+
 pub const SMTP_SINK: &str = "/usr/sbin/smtp-sink";
 pub const SMTP_SOURCE: &str = "/usr/sbin/smtp-source";
 
@@ -911,73 +914,4 @@ pub(crate) fn tempdir() -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("herald-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
-}
-
-/// `herald bench render`: what building a subscriber's copy costs, the old
-/// way (lettre's builder per copy) against the digest built once and
-/// spliced per copy, on a ~20 KB digest.
-pub fn render(copies: u32) -> anyhow::Result<()> {
-    let (html, text) = crate::mail::sample_digest_bodies();
-    let bodies = crate::mail::sample_digest();
-    let from: lettre::message::Mailbox = "The Daily Herald <news@news.example>"
-        .parse()
-        .context("the bench's From address")?;
-    let (builder, spliced) = crate::mail::time_per_copy(&from, &bodies, copies)?;
-    println!(
-        "digest of {} bytes (HTML {} + text {}), {copies} copies",
-        html.len() + text.len(),
-        html.len(),
-        text.len()
-    );
-    println!(
-        "per copy: lettre builder {:.2} µs, built once and spliced {:.2} µs: {:.1}x faster",
-        builder.as_secs_f64() * 1e6,
-        spliced.as_secs_f64() * 1e6,
-        builder.as_secs_f64() / spliced.as_secs_f64().max(1e-12)
-    );
-    let (from_template, whole) = crate::mail::time_body_hash(&from, &bodies, copies)?;
-    println!(
-        "DKIM body hash per copy: from the template's precomputed state {:.2} µs, over the whole copy {:.2} µs",
-        from_template.as_secs_f64() * 1e6,
-        whole.as_secs_f64() * 1e6,
-    );
-    use crate::mail::dkim::{Algorithm, Dkim, DkimKey};
-    let dir = tempdir()?.join("render-keys");
-    crate::private_files::create_private_dir(&dir)?;
-    let key = |algorithm: Algorithm| -> anyhow::Result<DkimKey> {
-        let path = dir.join(format!("{}.pem", algorithm.key_type()));
-        if !path.exists() {
-            crate::mail::dkim::generate(algorithm, &path)?;
-        }
-        Ok(DkimKey::load(&path, "bench", "news.example")?)
-    };
-    for (label, algorithms) in [
-        ("Ed25519", &[Algorithm::Ed25519][..]),
-        ("RSA-2048", &[Algorithm::Rsa][..]),
-        (
-            "RSA-2048 + Ed25519",
-            &[Algorithm::Rsa, Algorithm::Ed25519][..],
-        ),
-    ] {
-        let keys = algorithms
-            .iter()
-            .map(|a| key(*a))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let dkim = std::sync::Arc::new(Dkim::new(keys));
-        // RSA signing is slow: fewer copies keep the bench short.
-        let n = if algorithms.contains(&Algorithm::Rsa) {
-            copies.min(2000)
-        } else {
-            copies
-        };
-        let signed = crate::mail::time_per_signed_copy(&from, &bodies, n, Some(dkim))?;
-        println!(
-            "per copy, spliced and DKIM-signed with {label}: {:.2} µs (signing adds {:.2} µs; one core: {:.0} copies/s)",
-            signed.as_secs_f64() * 1e6,
-            (signed.as_secs_f64() - spliced.as_secs_f64()) * 1e6,
-            1.0 / signed.as_secs_f64().max(1e-12)
-        );
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
 }

@@ -761,7 +761,63 @@ async fn text_with_characters_xml_forbids_leaves_the_archive_feed_well_formed(ba
     app.shutdown().await;
 }
 
+/// A reader on the archive page is in the browser already: the copies say
+/// "View this digest in your browser" and link the digest's page (both
+/// parts), the page and its Atom entry do not say it. A digest stored
+/// before herald marked that line (with the old placeholders, no slot
+/// positions, the line as the template wrote it then) loses the line on
+/// its page too, and keeps the rest.
+async fn the_archived_digest_does_not_offer_to_view_itself_in_the_browser(backend: Backend) {
+    const LINE: &str = "View this digest in your browser";
+    let app = spawn_app(backend).await;
+    app.import_confirmed(&[ANN]).await;
+    let id = sent_digest_of(&app, &["Harbour bridge reopens after repairs"]).await;
+    let page_url = app.url(&format!("/archive/{id}"));
+    let copy = app
+        .sink
+        .wait_for(1, Duration::from_secs(10))
+        .await
+        .remove(0);
+    assert!(copy.html.contains(LINE), "{}", copy.html);
+    assert!(unescaped(&copy.html).contains(&format!("href=\"{page_url}\"")));
+    assert!(
+        copy.text.contains(&format!("{LINE}: {page_url}")),
+        "{}",
+        copy.text
+    );
+
+    let (status, page) = get_text(&app, &format!("/archive/{id}")).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Harbour bridge reopens after repairs"));
+    assert!(!page.contains("in your browser"), "{page}");
+    let feed = get_text(&app, "/archive/feed.xml").await.1;
+    assert!(feed.contains("Harbour bridge reopens after repairs"));
+    assert!(!feed.contains("in your browser"), "{feed}");
+
+    // As an older herald stored a digest.
+    let old = "<!doctype html>\n<html lang=\"en\"><head><title>Old</title></head>\n<body style=\"margin:0;\">\n<p style=\"margin:0;\">The Daily Herald · Monday</p>\n<p style=\"margin:6px 0 0;font-size:13px;color:#4b5563;\"><a href=\"%%HERALD_ARCHIVE_URL%%\" style=\"color:#4b5563;\">View this digest in your browser</a></p>\n<h2>An older story</h2>\n<p><a href=\"%%HERALD_UNSUBSCRIBE_URL%%\">Unsubscribe</a></p>\n</body>\n</html>\n";
+    on_pool!(&app.store, pool => {
+        sqlx::query("UPDATE digests SET body_html = $1, body_slots = NULL WHERE id = $2")
+            .bind(old)
+            .bind(id)
+            .execute(pool)
+            .await
+            .unwrap();
+    });
+    let (status, page) = get_text(&app, &format!("/archive/{id}")).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("An older story"), "{page}");
+    assert!(!page.contains("in your browser"), "{page}");
+    assert!(!page.contains("%%HERALD_"), "{page}");
+    assert!(
+        hrefs(&page).contains(&format!("{}/", app.base_url)),
+        "the signup page where the unsubscribe link was"
+    );
+    app.shutdown().await;
+}
+
 both_backends!(
+    the_archived_digest_does_not_offer_to_view_itself_in_the_browser,
     sent_digests_are_listed_newest_first_and_shown_without_anyones_unsubscribe_link,
     only_digests_that_reached_readers_are_in_the_archive,
     a_digest_no_copy_of_which_was_delivered_stays_out_of_the_archive,

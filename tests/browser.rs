@@ -193,14 +193,17 @@ impl Browser {
     }
 }
 
-/// Where the archive's screenshots go: `test-screenshots/archive/` in the
-/// target directory.
-fn archive_screenshot_dir() -> std::path::PathBuf {
+/// Where screenshots of one kind go: `test-screenshots/{kind}/` in the
+/// target directory, created.
+fn screenshot_dir(kind: &str) -> std::path::PathBuf {
     let tmp = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
-    tmp.parent()
+    let dir = tmp
+        .parent()
         .unwrap_or(tmp)
         .join("test-screenshots")
-        .join("archive")
+        .join(kind);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 impl Browser {
@@ -264,6 +267,102 @@ impl Browser {
             text = json!(text),
         );
         self.eval(&script).await == true
+    }
+}
+
+impl Browser {
+    /// Runs axe-core's WCAG 2.1 A and AA rules on the open page and fails
+    /// the test on any violation, or when one of `checked` did not run.
+    async fn assert_axe_wcag_21_aa(&mut self, what: &str, checked: &[&str]) {
+        self.eval(&axe_source()).await;
+        let result = self
+            .call(
+                "Runtime.evaluate",
+                json!({
+                    "expression": "axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}}).then(r => ({violations: r.violations.map(v => ({id: v.id, help: v.help, nodes: v.nodes.map(n => n.html)})), passes: r.passes.map(p => p.id)}))",
+                    "awaitPromise": true,
+                    "returnByValue": true
+                }),
+            )
+            .await;
+        let value = &result["result"]["value"];
+        let passes: Vec<&str> = value["passes"]
+            .as_array()
+            .unwrap_or_else(|| panic!("axe did not run on {what}: {result}"))
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        for rule in checked {
+            assert!(
+                passes.contains(rule),
+                "axe did not check {rule} on {what}: {passes:?}"
+            );
+        }
+        assert_eq!(
+            value["violations"].as_array().map(Vec::len),
+            Some(0),
+            "axe-core found WCAG 2.1 AA violations in {what}: {:#}",
+            value["violations"]
+        );
+    }
+
+    /// Opens a mail's HTML part as a mail client shows it: the document
+    /// on its own, from a file (`name` in `dir`), and waits until it has
+    /// loaded, its images included.
+    async fn open_mail(&mut self, html: &str, dir: &std::path::Path, name: &str) {
+        let file = dir.join(name);
+        std::fs::write(&file, html).unwrap();
+        self.open(&format!("file://{}", file.display())).await;
+        let expression = format!(
+            "document.readyState === 'complete' && location.href.endsWith({}) && [...document.images].every(i => i.complete)",
+            json!(name)
+        );
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let loaded = self
+                .try_call(
+                    "Runtime.evaluate",
+                    json!({"expression": expression, "returnByValue": true}),
+                )
+                .await;
+            if loaded.is_ok_and(|r| r["result"]["value"] == true) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{name} never finished loading");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The page's width in CSS pixels: more than the viewport's when
+    /// something sticks out sideways.
+    async fn scroll_width(&mut self) -> u64 {
+        self.eval("document.documentElement.scrollWidth")
+            .await
+            .as_u64()
+            .unwrap()
+    }
+
+    /// The images on the page that did not load.
+    async fn broken_images(&mut self) -> Vec<String> {
+        let v = self
+            .eval("[...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")
+            .await;
+        serde_json::from_value(v).unwrap_or_default()
+    }
+
+    /// The bounding box `[left, top, right, bottom]` of the first element
+    /// matching `selector` whose text (or, for an image, `alt`) is
+    /// `text`; None when there is none.
+    async fn rect_of(&mut self, selector: &str, text: &str) -> Option<[f64; 4]> {
+        let script = format!(
+            "(() => {{ const el = [...document.querySelectorAll({sel})].find(e => (e.tagName === 'IMG' ? e.alt : e.textContent.trim()) === {text});
+                if (!el) return null;
+                const r = el.getBoundingClientRect();
+                return [r.left, r.top, r.right, r.bottom]; }})()",
+            sel = json!(selector),
+            text = json!(text),
+        );
+        serde_json::from_value(self.eval(&script).await).ok()
     }
 }
 
@@ -414,42 +513,18 @@ async fn the_digest_passes_axe_wcag_21_aa(backend: Backend) {
     let mut browser = Browser::launch().await;
     browser.open(&format!("file://{}", file.display())).await;
     browser.wait_for_text("Ministers meet").await;
-    browser.eval(&axe_source()).await;
-    let result = browser
-        .call(
-            "Runtime.evaluate",
-            json!({
-                "expression": "axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}}).then(r => ({violations: r.violations.map(v => ({id: v.id, help: v.help, nodes: v.nodes.map(n => n.html)})), passes: r.passes.map(p => p.id)}))",
-                "awaitPromise": true,
-                "returnByValue": true
-            }),
+    browser
+        .assert_axe_wcag_21_aa(
+            "the digest",
+            &[
+                "link-name",
+                "html-has-lang",
+                "document-title",
+                "color-contrast",
+                "image-alt",
+            ],
         )
         .await;
-    let value = &result["result"]["value"];
-    let passes: Vec<&str> = value["passes"]
-        .as_array()
-        .unwrap_or_else(|| panic!("axe did not run: {result}"))
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    for rule in [
-        "link-name",
-        "html-has-lang",
-        "document-title",
-        "color-contrast",
-        "image-alt",
-    ] {
-        assert!(
-            passes.contains(&rule),
-            "axe did not check {rule}: {passes:?}"
-        );
-    }
-    assert_eq!(
-        value["violations"].as_array().map(Vec::len),
-        Some(0),
-        "axe-core found WCAG 2.1 AA violations in the digest: {:#}",
-        value["violations"]
-    );
     browser.screenshot("digest.png").await;
     app.shutdown().await;
 }
@@ -510,8 +585,7 @@ async fn the_archive_reads_well_at_desktop_and_phone_width(backend: Backend) {
     app.wait_digest_done(id, Duration::from_secs(20)).await;
     let subject = app.store.digest_by_id(id).await.unwrap().unwrap().subject;
 
-    let dir = archive_screenshot_dir();
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = screenshot_dir("archive");
     println!("archive screenshots: {}", dir.display());
 
     let mut browser = Browser::launch().await;
@@ -624,3 +698,415 @@ async fn the_archive_reads_well_at_desktop_and_phone_width(backend: Backend) {
 }
 
 both_backends!(the_archive_reads_well_at_desktop_and_phone_width);
+
+/// A news site's stories for the digest layout: title, categories, author,
+/// whether it has a picture, and its text.
+struct Story {
+    title: &'static str,
+    categories: &'static [&'static str],
+    author: &'static str,
+    has_image: bool,
+    body: &'static str,
+}
+
+const STORIES: [Story; 12] = [
+    Story {
+        title: "Harbour bridge reopens after two years of repairs",
+        categories: &["City", "Transport"],
+        author: "Maria Okafor",
+        has_image: true,
+        body: "<p>Traffic flows again over the harbour bridge, two years and three budgets after it closed. The first buses crossed at six in the morning, greeted by a small crowd with flags. Engineers replaced every cable and half of the deck.</p><p>The council says the final bill came to 84 million, a third more than planned. Cyclists get a lane of their own on the east side. Tolls stay off until the end of the year.</p>",
+    },
+    Story {
+        title: "Council approves the Riverside redevelopment plan after a marathon session",
+        categories: &["Politics"],
+        author: "Tom Reyes",
+        has_image: true,
+        body: "<p>After eleven hours of debate the council said yes to the plan. It brings 1,200 homes, a school and a park to the old docks. Opponents warned about traffic and promised to keep watching.</p><p>Building starts next spring.</p>",
+    },
+    Story {
+        title: "Heatwave warning issued as temperatures climb past 35 degrees",
+        categories: &["Weather"],
+        author: "Staff Writer",
+        has_image: true,
+        body: "<p>Forecasters issued an amber warning for the whole region until Sunday. Doctors ask people to check on elderly neighbours. Public pools will stay open until ten in the evening.</p>",
+    },
+    Story {
+        title: "Bakery on Mill Street wins the national award for its sourdough",
+        categories: &["Food", "Business"],
+        author: "Lena Fischer",
+        has_image: true,
+        body: "<p>Three years after opening, the small bakery beat 400 entries. The owners credit a starter older than both of them. Queues started before dawn the morning after the award.</p>",
+    },
+    Story {
+        title: "Researchers map the river's hidden wildlife with underwater cameras",
+        categories: &["Science", "Environment"],
+        author: "Priya Natarajan",
+        has_image: true,
+        body: "<p>A team from the university filmed otters, eels and a rare freshwater mussel. The footage will guide where the city restores the banks. Volunteers can help tag the recordings online.</p>",
+    },
+    Story {
+        title: "Hospital opens its new children's wing",
+        categories: &["Health"],
+        author: "Staff Writer",
+        has_image: true,
+        body: "<p>The wing adds forty beds and a play garden on the roof. Families helped design the rooms. The first patients moved in on Tuesday.</p>",
+    },
+    Story {
+        title: "Tram line extension delayed until spring",
+        categories: &["Transport"],
+        author: "Tom Reyes",
+        has_image: true,
+        body: "<p>Signalling equipment arrived late from the supplier. The operator says trams will reach the stadium by April. Replacement buses keep running every ten minutes.</p>",
+    },
+    Story {
+        title: "Football club signs striker from the Netherlands",
+        categories: &["Sport"],
+        author: "Sam Whitaker",
+        has_image: true,
+        body: "<p>The 24-year-old scored nineteen goals last season. He signed a three-year contract on Friday. Fans can meet him at the open training session on Saturday.</p>",
+    },
+    Story {
+        title: "Library extends its opening hours on weekends",
+        categories: &["Culture"],
+        author: "Lena Fischer",
+        has_image: false,
+        body: "<p>From next month the central library stays open until eight on Saturdays and Sundays. Students asked for quiet space during exams. The café on the ground floor keeps the same hours.</p>",
+    },
+    Story {
+        title: "Festival organisers expect record crowds this summer",
+        categories: &["Culture", "Events"],
+        author: "Maria Okafor",
+        has_image: true,
+        body: "<p>Ticket sales are up by a third on last year. Extra trains will run on both weekends. Organisers ask visitors to bring refillable bottles.</p>",
+    },
+    Story {
+        title: "Police appeal for witnesses after an overnight break-in",
+        categories: &["Crime"],
+        author: "Sam Whitaker",
+        has_image: true,
+        body: "<p>Thieves forced the door of a jeweller's shop on King Street at about three in the morning. Nobody was hurt. Police ask anyone with camera footage to come forward.</p>",
+    },
+    Story {
+        title: "Opinion: our parks deserve better funding",
+        categories: &["Opinion"],
+        author: "Priya Natarajan",
+        has_image: false,
+        body: "<p>Parks are where this city meets itself. Their budget has shrunk every year for a decade. It is time the council treated them as the infrastructure they are.</p>",
+    },
+];
+
+/// A landscape picture for story `n`, 1200 × 675, in its own colours.
+fn picture(n: usize) -> String {
+    let palettes = [
+        ("#1e3a8a", "#60a5fa", "#065f46"),
+        ("#7c2d12", "#fdba74", "#365314"),
+        ("#581c87", "#f0abfc", "#1e293b"),
+        ("#0f766e", "#99f6e4", "#3f6212"),
+    ];
+    let (sky, glow, land) = palettes[n % palettes.len()];
+    let sun = 200 + (n * 97) % 800;
+    format!(
+        "<svg xmlns='http://www.w3.org/2000/svg' width='1200' height='675' viewBox='0 0 1200 675'>\
+         <defs><linearGradient id='s' x1='0' y1='0' x2='0' y2='1'><stop offset='0' stop-color='{sky}'/><stop offset='1' stop-color='{glow}'/></linearGradient></defs>\
+         <rect width='1200' height='675' fill='url(#s)'/><circle cx='{sun}' cy='210' r='90' fill='#fef3c7'/>\
+         <path d='M0 470 Q300 360 600 450 T1200 420 V675 H0 Z' fill='{land}'/>\
+         <path d='M0 560 Q400 480 800 560 T1200 540 V675 H0 Z' fill='#000' opacity='.25'/></svg>"
+    )
+}
+
+/// An RSS feed of `stories`, newest first, pictures from `images`; the
+/// stories' links and guids under `edition`.
+fn news_feed(stories: &[&Story], images: &str, edition: &str) -> String {
+    let now = chrono::Utc::now();
+    let items: String = stories
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let slug: String = s
+                .title
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+                .collect();
+            let categories: String = s
+                .categories
+                .iter()
+                .map(|c| format!("<category>{c}</category>"))
+                .collect();
+            let image = if s.has_image {
+                format!("<media:content url=\"{images}/img/{i}\" type=\"image/svg+xml\" medium=\"image\"/>")
+            } else {
+                String::new()
+            };
+            format!(
+                "<item><title>{title}</title><link>https://news.example.com/{edition}/{slug}</link><guid isPermaLink=\"false\">{edition}/{slug}</guid><pubDate>{date}</pubDate><dc:creator>{author}</dc:creator>{categories}{image}<description><![CDATA[{body}]]></description></item>",
+                title = s.title,
+                date = (now - chrono::Duration::minutes(i as i64 + 1)).to_rfc2822(),
+                author = s.author,
+                body = s.body,
+            )
+        })
+        .collect();
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><rss version=\"2.0\" xmlns:media=\"http://search.yahoo.com/mrss/\" xmlns:dc=\"http://purl.org/dc/elements/1.1/\"><channel><title>The Daily Herald</title><link>https://news.example.com/</link>{items}</channel></rss>"
+    )
+}
+
+/// The news layout, as a reader's mail client shows the copies that
+/// arrived at smtp-sink: a one-story digest and a twelve-story one (stories
+/// from a feed, with pictures, categories and authors; two without a
+/// picture), at a desktop width and at 375 px. The masthead names the
+/// site; the lead story has a full-width picture, the category above a
+/// larger title, and a "Read more" link named for the story; every other
+/// story is a compact row, its thumbnail beside its title, its category
+/// shown. No picture is broken, nothing is wider than the screen, axe
+/// finds no WCAG 2.1 AA violation, and each message is under 100,000
+/// bytes. Screenshots:
+/// `target/test-screenshots/digest-layout/`.
+async fn the_digest_leads_with_one_story_and_lists_the_rest_compact(backend: Backend) {
+    let app = common::spawn_app_with(backend, common::SmtpSink::start(&[]), |c| {
+        c.site_url = Some("https://news.example.com".into());
+        c.postal_address = Some("The Daily Herald, 1 Main Street, Springfield".into());
+        c.feeds.backfill_days = 1;
+    })
+    .await;
+    app.import_confirmed(&["reader@example.org"]).await;
+
+    let pictures = axum::Router::new().route(
+        "/img/{n}",
+        axum::routing::get(
+            |axum::extract::Path(n): axum::extract::Path<usize>| async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "image/svg+xml")],
+                    picture(n),
+                )
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let images = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, pictures).await.unwrap() });
+
+    let one: Vec<&Story> = STORIES[..1].iter().collect();
+    let twelve: Vec<&Story> = STORIES.iter().collect();
+    let feeds = common::feed_server::serve(vec![
+        ("/one.xml", news_feed(&one, &images, "monday")),
+        ("/twelve.xml", news_feed(&twelve, &images, "tuesday")),
+    ])
+    .await;
+    let mut copies = Vec::new();
+    for path in ["/one.xml", "/twelve.xml"] {
+        let feed = common::feed_server::add_feed(&app, &format!("{feeds}{path}")).await;
+        common::feed_server::poll(&app, feed).await;
+        let id = app.send_digest_now().await;
+        app.wait_digest_done(id, Duration::from_secs(20)).await;
+        let mails = app.sink.messages_to("reader@example.org");
+        let copy = mails.last().expect("the digest arrived");
+        let size = copy.as_sent().len();
+        assert!(size < 100 * 1000, "{path}: a digest of {size} bytes");
+        copies.push(copy.html.clone());
+    }
+    assert_eq!(copies.len(), 2);
+
+    let dir = screenshot_dir("digest-layout");
+    println!("digest layout screenshots: {}", dir.display());
+    let files = tempfile::tempdir().unwrap();
+    let mut browser = Browser::launch().await;
+    for (label, stories, html) in [
+        ("one-story", &one, &copies[0]),
+        ("twelve-story", &twelve, &copies[1]),
+    ] {
+        for (screen, width, height, mobile) in
+            [("desktop", 1280, 900, false), ("phone", 375, 740, true)]
+        {
+            let what = format!("{label} digest, {screen}");
+            browser.set_viewport(width, height, mobile).await;
+            browser
+                .open_mail(html, files.path(), &format!("{label}-{screen}.html"))
+                .await;
+
+            // The masthead names the site and links to it.
+            assert!(
+                browser.shows("a", "The Daily Herald").await,
+                "{what}: masthead"
+            );
+            assert_eq!(
+                browser.broken_images().await,
+                Vec::<String>::new(),
+                "{what}: broken pictures"
+            );
+            let scroll_width = browser.scroll_width().await;
+            assert!(
+                scroll_width <= width as u64,
+                "{what}: {scroll_width} px wide"
+            );
+
+            // Every story: its category and title visible, the category
+            // above the title, and a "Read more" link named for it.
+            for story in stories.iter() {
+                let label = story.categories.join(" · ");
+                let category = browser.rect_of("p", &label).await;
+                let title = browser.rect_of("h2", story.title).await;
+                let (Some(category), Some(title)) = (category, title) else {
+                    panic!("{what}: {:?} with its category {label:?}", story.title);
+                };
+                assert!(browser.shows("p", &label).await, "{what}: {label} visible");
+                assert!(
+                    browser.shows("h2", story.title).await,
+                    "{what}: {} visible",
+                    story.title
+                );
+                assert!(
+                    category[3] <= title[1] + 1.0,
+                    "{what}: {label} above {}",
+                    story.title
+                );
+                let read_more = browser
+                    .eval(&format!(
+                        "[...document.querySelectorAll('a')].filter(a => a.textContent.startsWith('Read more') && a.getAttribute('aria-label') === {}).length",
+                        json!(format!("Read more: {}", story.title))
+                    ))
+                    .await;
+                assert_eq!(
+                    read_more, 1,
+                    "{what}: one Read more link for {}",
+                    story.title
+                );
+            }
+
+            // The lead: its picture the width of the column, its title
+            // larger than any other.
+            let lead = stories[0];
+            let picture = browser
+                .rect_of("img", lead.title)
+                .await
+                .expect("the lead picture");
+            let column = if mobile { 300.0 } else { 540.0 };
+            assert!(
+                picture[2] - picture[0] >= column,
+                "{what}: lead picture {picture:?}"
+            );
+            let sizes = browser
+                .eval("[...document.querySelectorAll('h2')].map(h => parseFloat(getComputedStyle(h).fontSize))")
+                .await;
+            let sizes: Vec<f64> = serde_json::from_value(sizes).unwrap();
+            assert!(
+                sizes[1..].iter().all(|s| sizes[0] >= s * 1.25),
+                "{what}: the lead title stands out: {sizes:?}"
+            );
+
+            // The others: compact rows, the thumbnail right of the title
+            // and level with it, small.
+            for story in stories[1..].iter().filter(|s| s.has_image) {
+                let title = browser.rect_of("h2", story.title).await.unwrap();
+                let thumb = browser
+                    .rect_of("img", story.title)
+                    .await
+                    .unwrap_or_else(|| panic!("{what}: a thumbnail for {}", story.title));
+                assert!(
+                    thumb[0] >= title[2] - 1.0,
+                    "{what}: {} thumbnail {thumb:?} beside its title {title:?}",
+                    story.title
+                );
+                assert!(
+                    thumb[1] < title[3] && thumb[3] > title[1],
+                    "{what}: {} thumbnail level with its title",
+                    story.title
+                );
+                assert!(
+                    thumb[2] - thumb[0] <= 120.0,
+                    "{what}: {} thumbnail {thumb:?} is small",
+                    story.title
+                );
+            }
+            let shot = dir.join(format!("{label}-{screen}-{backend:?}.png"));
+            browser.full_page_screenshot(&shot).await;
+            println!("{}", shot.display());
+        }
+        browser.set_viewport(1280, 900, false).await;
+        browser
+            .open_mail(html, files.path(), &format!("{label}-axe.html"))
+            .await;
+        browser
+            .assert_axe_wcag_21_aa(
+                &format!("the {label} digest"),
+                &["link-name", "color-contrast", "image-alt"],
+            )
+            .await;
+    }
+    app.shutdown().await;
+}
+
+both_backends!(the_digest_leads_with_one_story_and_lists_the_rest_compact);
+
+/// Every kind of mail herald sends, as it arrived at smtp-sink — the
+/// confirmation after a signup, the one after a re-subscribe, and a digest
+/// with a long unbroken title and link — opened at 375 px as a phone
+/// shows it: nothing is wider than the screen, and axe finds no WCAG 2.1
+/// AA violation. Screenshots: `target/test-screenshots/mails/`.
+async fn every_mail_herald_sends_fits_a_375_px_phone(backend: Backend) {
+    let app = common::spawn_app_with(backend, common::SmtpSink::start(&[]), |c| {
+        c.site_url = Some("https://news.example.com".into());
+    })
+    .await;
+    let reader = "reader@example.org";
+    app.subscribe_and_confirm(reader).await;
+    let unsubscribed = app.post(&app.one_click_url(reader).await).await;
+    assert!(unsubscribed.status().is_success());
+    app.subscribe_and_confirm(reader).await;
+    app.add_article(
+        "Supercalifragilisticexpialidocious-infrastructure-announcement-of-the-year",
+        &format!(
+            "https://news.example.com/{}",
+            "long-path-segment-".repeat(12)
+        ),
+        "<p>A story whose title and link have no place to break. It still fits a phone.</p>",
+    )
+    .await;
+    let id = app.send_digest_now().await;
+    app.wait_digest_done(id, Duration::from_secs(20)).await;
+
+    let mails = app.sink.messages_to(reader);
+    let kinds: Vec<&str> = mails
+        .iter()
+        .map(|m| {
+            if m.subject.starts_with("Confirm your subscription") {
+                "confirmation"
+            } else if m.header("List-Unsubscribe").is_some() {
+                "digest"
+            } else {
+                panic!("a mail this test does not know: {}", m.subject)
+            }
+        })
+        .collect();
+    assert_eq!(kinds, ["confirmation", "confirmation", "digest"]);
+
+    let dir = screenshot_dir("mails");
+    println!("mail screenshots: {}", dir.display());
+    let files = tempfile::tempdir().unwrap();
+    let mut browser = Browser::launch().await;
+    browser.set_viewport(375, 740, true).await;
+    for (i, (mail, kind)) in mails.iter().zip(&kinds).enumerate() {
+        let name = format!("{i}-{kind}");
+        browser
+            .open_mail(&mail.html, files.path(), &format!("{name}.html"))
+            .await;
+        browser
+            .full_page_screenshot(&dir.join(format!("{name}-phone-{backend:?}.png")))
+            .await;
+        let scroll_width = browser.scroll_width().await;
+        assert!(
+            scroll_width <= 375,
+            "mail {i} ({kind}) is {scroll_width} px wide at 375 px"
+        );
+        browser
+            .assert_axe_wcag_21_aa(
+                &format!("mail {i} ({kind})"),
+                &["link-name", "color-contrast"],
+            )
+            .await;
+    }
+    app.shutdown().await;
+}
+
+both_backends!(every_mail_herald_sends_fits_a_375_px_phone);

@@ -184,7 +184,7 @@ async fn a_digest_of_twenty_long_articles_stays_under_gmails_clipping_size(backe
     assert!(copies[0].text.contains(&app.url("/archive")));
     assert!(copies[0].html.contains(POSTAL_ADDRESS));
     assert!(copies[0].html.contains("Unsubscribe</a>"));
-    let shown = copies[0].text.matches("Read the article:").count();
+    let shown = copies[0].text.matches("Read more:").count();
     assert!((1..20).contains(&shown), "{shown} articles in the digest");
     // The rest go out in the next digests, each under the limit too.
     let mut total = shown;
@@ -198,7 +198,7 @@ async fn a_digest_of_twenty_long_articles_stays_under_gmails_clipping_size(backe
         assert_eq!(copies.len(), round, "a digest with the articles left over");
         let copy = &copies[round - 1];
         assert!(as_sent(copy).len() < 102 * 1024);
-        total += copy.text.matches("Read the article:").count();
+        total += copy.text.matches("Read more:").count();
     }
     assert_eq!(total, 20, "every article went out once");
     app.shutdown().await;

@@ -159,7 +159,7 @@ async fn subscriber_lifecycle_end_to_end(backend: Backend) {
     assert!(d.text.contains(
         "Relations between Azerbaijan and Iran have presented a series of warning signs."
     ));
-    assert!(d.text.contains(&format!("Read the article: {SEED_URL}")));
+    assert!(d.text.contains(&format!("Read more: {SEED_URL}")));
     // …and none of the site furniture or scripts.
     for unwanted in [
         "mailpoet",

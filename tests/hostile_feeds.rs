@@ -247,7 +247,7 @@ async fn feed_links_that_are_not_http_never_reach_a_digest(backend: Backend) {
     // The item without a link points at the feed itself.
     assert!(mail
         .text
-        .contains(&format!("Read the article: {server}/hostile.xml")));
+        .contains(&format!("Read more: {server}/hostile.xml")));
     for refused in [
         "JS link",
         "Data link",

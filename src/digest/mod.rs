@@ -54,7 +54,13 @@ pub async fn preview(
     let mut article_ids = Vec::with_capacity(articles.len());
     let mut views = Vec::with_capacity(articles.len());
     for a in &articles {
-        match ArticleView::with_excerpt(a, articles.len() <= render::FEW_ARTICLES) {
+        // The newest article that can be shown leads the digest.
+        let excerpt = if views.is_empty() {
+            render::Excerpt::Lead
+        } else {
+            render::Excerpt::Brief
+        };
+        match ArticleView::with_excerpt(a, excerpt) {
             Some(view) => {
                 article_ids.push(a.id);
                 views.push(view);

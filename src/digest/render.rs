@@ -5,19 +5,22 @@
 
 use super::slots::{Slot, SlottedBodies, SlottedBody};
 use crate::config::Config;
-use crate::domain::text::{cut_at_word, ArticleTitle, AuthorName, Summary};
+use crate::domain::text::{cut_at_word, ArticleTitle, AuthorName, Category, Summary};
 use crate::domain::WebUrl;
 use crate::store::ArticleRow;
 use askama::Template;
 
 /// The markers one render writes where the unsubscribe URL and the
-/// archive URL go, and cuts out again before the output leaves `render`.
-/// Each carries 128 random bits drawn after the articles were fixed, so no
-/// article text, link or image URL can hold one: a feed that writes any
-/// string herald might use is still only text.
+/// archive URL go, and around what only a mail shows, and cuts out again
+/// before the output leaves `render`. Each carries 128 random bits drawn
+/// after the articles were fixed, so no article text, link or image URL
+/// can hold one: a feed that writes any string herald might use is still
+/// only text.
 struct Markers {
     unsubscribe: String,
     archive: String,
+    mail_only_start: String,
+    mail_only_end: String,
 }
 
 impl Markers {
@@ -28,6 +31,8 @@ impl Markers {
         Self {
             unsubscribe: format!("herald-unsubscribe-{nonce}"),
             archive: format!("herald-archive-{nonce}"),
+            mail_only_start: format!("herald-mail-only-start-{nonce}"),
+            mail_only_end: format!("herald-mail-only-end-{nonce}"),
         }
     }
 
@@ -37,6 +42,8 @@ impl Markers {
             &[
                 (&self.unsubscribe, Slot::Unsubscribe),
                 (&self.archive, Slot::Archive),
+                (&self.mail_only_start, Slot::MailOnlyStart),
+                (&self.mail_only_end, Slot::MailOnlyEnd),
             ],
         )
     }
@@ -59,39 +66,86 @@ const HEADER_ROOM: usize = 4 * 1000;
 pub struct ArticleView {
     pub title: ArticleTitle,
     pub url: WebUrl,
+    /// The excerpt: whole sentences, longer for the lead story.
     pub summary: String,
     pub image_url: Option<WebUrl>,
-    /// The width, in pixels, the article declares for its image.
+    /// The width, in pixels, the article declares for its image: the
+    /// lead image is never shown wider.
     pub image_width: Option<u32>,
     pub author: Option<AuthorName>,
+    /// The article's first categories, at most [`SHOWN_CATEGORIES`].
+    pub categories: Vec<Category>,
 }
 
-/// Width of the digest's card image, in pixels: the template's column.
+/// How much of an article a digest shows: the lead story (the newest) a
+/// few sentences under its picture, every other story two or three lines
+/// beside a thumbnail. Both are cut at a sentence's end
+/// (`articles::clean::excerpt_of`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Excerpt {
+    Lead,
+    Brief,
+}
+
+impl Excerpt {
+    /// The longest excerpt, in characters: about four sentences for the
+    /// lead, two or three lines of a compact story.
+    pub fn max_chars(self) -> usize {
+        match self {
+            Self::Lead => 480,
+            Self::Brief => 160,
+        }
+    }
+}
+
+/// Categories shown above a story's title.
+pub const SHOWN_CATEGORIES: usize = 2;
+
+/// Longest category name shown, in characters (a feed may send 100).
+const CATEGORY_LABEL_CHARS: usize = 40;
+
+/// Width of the digest's card image (the lead story's), in pixels: the
+/// template's column.
 pub const CARD_WIDTH: u32 = 544;
 
-/// A digest of at most this many articles shows a longer excerpt of each
-/// ([`LONG_EXCERPT_CHARS`]): a digest of one story and its picture reads
-/// as a newsletter, not as an image with a caption (which is also what
-/// spam filters' image-to-text rules look for).
-pub const FEW_ARTICLES: usize = 3;
-pub const LONG_EXCERPT_CHARS: usize = Summary::MAX_CHARS;
+/// A compact story's thumbnail width, in pixels (88 on a phone).
+pub const THUMBNAIL_WIDTH: u32 = 120;
+
+/// The stored categories (a JSON array of names, as `store::articles`
+/// writes them) as a digest shows them: the first [`SHOWN_CATEGORIES`],
+/// each cut to a short label. Anything else stored shows none.
+fn shown_categories(stored: Option<&str>) -> Vec<Category> {
+    // Herald writes at most 20 names of 100 characters.
+    const MAX_STORED_BYTES: usize = 64 * 1024;
+    stored
+        .filter(|json| json.len() <= MAX_STORED_BYTES)
+        .and_then(|json| serde_json::from_str::<Vec<String>>(json).ok())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|name| Category::cut(&cut_at_word(name, CATEGORY_LABEL_CHARS)))
+        .take(SHOWN_CATEGORIES)
+        .collect()
+}
 
 impl ArticleView {
     pub fn from_row(a: &ArticleRow) -> Option<Self> {
-        Self::with_excerpt(a, false)
+        Self::with_excerpt(a, Excerpt::Brief)
     }
 
-    /// `long`: an excerpt of up to [`LONG_EXCERPT_CHARS`] taken from the
-    /// article's (cleaned) body instead of its stored summary.
-    pub fn with_excerpt(a: &ArticleRow, long: bool) -> Option<Self> {
+    /// The article with an excerpt of its (cleaned) body as long as
+    /// `excerpt` allows; its stored summary when the body has no text.
+    pub fn with_excerpt(a: &ArticleRow, excerpt: Excerpt) -> Option<Self> {
         let url = WebUrl::parse(&a.url).ok()?;
-        let long_excerpt = long
-            .then(|| crate::articles::clean::excerpt_of(&a.html, LONG_EXCERPT_CHARS))
-            .filter(|e| e.chars().count() > a.summary.chars().count());
+        let from_body = crate::articles::clean::excerpt_of(&a.html, excerpt.max_chars());
+        let text = if from_body.trim().is_empty() {
+            cut_at_word(&a.summary, excerpt.max_chars())
+        } else {
+            from_body
+        };
         Some(Self {
             title: ArticleTitle::cut(&a.title).or_else(|| ArticleTitle::cut("Untitled"))?,
             url,
-            summary: Summary::cut(long_excerpt.as_deref().unwrap_or(&a.summary))
+            summary: Summary::cut(&text)
                 .map(Summary::into_string)
                 .unwrap_or_default(),
             // A row stored before pixels were judged may name a
@@ -106,6 +160,18 @@ impl ArticleView {
                 .and_then(|w| u32::try_from(w).ok())
                 .filter(|w| *w > 0),
             author: a.author.as_deref().and_then(AuthorName::cut),
+            categories: shown_categories(a.categories.as_deref()),
+        })
+    }
+
+    /// The categories as one label, "World · Politics"; None without any.
+    pub fn category_label(&self) -> Option<String> {
+        (!self.categories.is_empty()).then(|| {
+            self.categories
+                .iter()
+                .map(Category::as_str)
+                .collect::<Vec<_>>()
+                .join(" · ")
         })
     }
 
@@ -123,11 +189,19 @@ struct DigestHtml<'a> {
     site_url: Option<&'a str>,
     subject: &'a str,
     date: &'a str,
-    articles: &'a [ArticleView],
+    /// The first article, shown large with its picture.
+    lead: Option<&'a ArticleView>,
+    /// The rest, compact.
+    others: &'a [ArticleView],
+    story_count: usize,
+    thumbnail_width: u32,
     unsubscribe_url: &'a str,
     /// Hidden text mail clients show after the subject: the first summary.
     preheader: Option<&'a str>,
     archive_url: Option<&'a str>,
+    /// Written around the "view this digest in your browser" line.
+    mail_only_start: &'a str,
+    mail_only_end: &'a str,
     /// Articles left for the next digest, and where to read them now.
     more: usize,
     more_url: Option<&'a str>,
@@ -140,6 +214,7 @@ struct DigestText<'a> {
     site_name: &'a str,
     date: &'a str,
     articles: &'a [ArticleView],
+    story_count: usize,
     unsubscribe_url: &'a str,
     archive_url: Option<&'a str>,
     more: usize,
@@ -186,7 +261,8 @@ pub fn render(
     loop {
         let rendered = render_some(config, articles, count, date)?;
         // A URL put in per copy is a few hundred bytes at most (the
-        // markers counted here are 50).
+        // markers counted here are 50 to 60; the mail-only ones stand for
+        // nothing).
         let size = rendered.size + HEADER_ROOM;
         if size <= MAX_MESSAGE_BYTES || count <= 1 {
             return Ok((rendered.digest, count));
@@ -221,15 +297,24 @@ fn render_some(
         .first()
         .map(|a| a.summary.as_str())
         .filter(|s| !s.is_empty());
+    let (lead, others) = match shown.split_first() {
+        Some((lead, others)) => (Some(lead), others),
+        None => (None, shown),
+    };
     let html = DigestHtml {
         site_name: &config.site_name,
         site_url: config.site_url.as_deref(),
         subject: &subject,
         date,
-        articles: shown,
+        lead,
+        others,
+        story_count: shown.len(),
+        thumbnail_width: THUMBNAIL_WIDTH,
         unsubscribe_url: &markers.unsubscribe,
         preheader,
         archive_url,
+        mail_only_start: &markers.mail_only_start,
+        mail_only_end: &markers.mail_only_end,
         more: rest.len(),
         more_url,
         postal_address,
@@ -239,6 +324,7 @@ fn render_some(
         site_name: &config.site_name,
         date,
         articles: shown,
+        story_count: shown.len(),
         unsubscribe_url: &markers.unsubscribe,
         archive_url,
         more: rest.len(),
@@ -313,7 +399,7 @@ fn fold_long_lines(body: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::fold_long_lines;
-    use super::{render, ArticleView, Slot};
+    use super::{render, ArticleView, Excerpt, Slot, CARD_WIDTH, THUMBNAIL_WIDTH};
     use crate::domain::text::{ArticleTitle, AuthorName};
     use crate::domain::WebUrl;
 
@@ -331,6 +417,7 @@ mod tests {
             ),
             image_width: None,
             author: AuthorName::cut(hostile),
+            categories: crate::domain::text::categories([hostile]),
         };
         let config = crate::config::Config::default();
         let (rendered, _) = render(&config, &[view.clone(), view], "Monday").unwrap();
@@ -338,7 +425,10 @@ mod tests {
             // The footer's unsubscribe link and the "view in your browser" link.
             assert_eq!(body.count(Slot::Unsubscribe), 1, "{body:?}");
             assert_eq!(body.count(Slot::Archive), 1, "{body:?}");
-            let filled = body.fill(|_| "FILLED");
+            let filled = body.fill(|s| match s {
+                Slot::Unsubscribe | Slot::Archive => "FILLED",
+                Slot::MailOnlyStart | Slot::MailOnlyEnd => "",
+            });
             assert_eq!(filled.matches("FILLED").count(), 2);
             assert!(filled.contains("%%HERALD_UNSUBSCRIBE_URL%%"));
             assert!(!filled.contains("herald-unsubscribe-") || filled.contains("0123456789abcdef"));
@@ -355,6 +445,25 @@ mod tests {
             .map(String::len)
             .sum::<usize>();
         assert!(first_unsubscribe > last_article);
+    }
+
+    fn story_row(n: usize, categories: Option<&str>) -> crate::store::ArticleRow {
+        crate::store::ArticleRow {
+            id: n as i64,
+            feed_id: None,
+            guid: format!("g{n}"),
+            url: format!("https://news.example/{n}"),
+            title: format!("Story {n}"),
+            summary: "A summary.".into(),
+            html: "<p>One sentence here. Another sentence there. A third one.</p>".into(),
+            image_url: Some(format!("https://news.example/{n}.jpg")),
+            image_width: None,
+            author: None,
+            published_at: 0,
+            created_at: 0,
+            categories: categories.map(str::to_string),
+            held_back: 0,
+        }
     }
 
     fn row(image_url: &str, image_width: Option<i64>) -> crate::store::ArticleRow {
@@ -374,6 +483,96 @@ mod tests {
             categories: None,
             held_back: 0,
         }
+    }
+
+    #[test]
+    fn the_first_categories_are_shown_and_anything_else_stored_shows_none() {
+        let view = |c| {
+            ArticleView::from_row(&story_row(1, c))
+                .unwrap()
+                .category_label()
+        };
+        assert_eq!(
+            view(Some(r#"["World","Politics","Europe"]"#)).as_deref(),
+            Some("World · Politics")
+        );
+        assert_eq!(view(Some(r#"["Sport"]"#)).as_deref(), Some("Sport"));
+        for nothing in [
+            None,
+            Some("[]"),
+            Some("not json"),
+            Some(r#"{"a":1}"#),
+            Some(r#"["  "]"#),
+        ] {
+            assert_eq!(view(nothing), None, "{nothing:?}");
+        }
+        let long = format!(r#"["{} tail"]"#, "word ".repeat(30));
+        assert!(view(Some(&long)).unwrap().chars().count() <= 41);
+    }
+
+    /// The lead's picture is full width (or its declared width), the
+    /// others' are thumbnails beside their titles; the "view in your
+    /// browser" line sits between the marks of what only a mail shows.
+    #[test]
+    fn the_first_story_leads_and_the_rest_are_compact() {
+        let rows: Vec<_> = (0..3).map(|n| story_row(n, Some(r#"["City"]"#))).collect();
+        let mut views: Vec<_> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let excerpt = if i == 0 {
+                    Excerpt::Lead
+                } else {
+                    Excerpt::Brief
+                };
+                ArticleView::with_excerpt(r, excerpt).unwrap()
+            })
+            .collect();
+        views[0].image_width = Some(300);
+        assert_eq!(views[0].card_image_width(), 300);
+        assert_eq!(views[1].card_image_width(), CARD_WIDTH);
+        let config = crate::config::Config::default();
+        let (rendered, n) = render(&config, &views, "Monday").unwrap();
+        assert_eq!(n, 3);
+        let html = rendered.bodies.html.fill(|s| match s {
+            Slot::MailOnlyStart => "[",
+            Slot::MailOnlyEnd => "]",
+            _ => "URL",
+        });
+        assert!(html.contains(r#"src="https://news.example/0.jpg" alt="Story 0" width="300""#));
+        for n in [1, 2] {
+            assert!(html.contains(&format!(
+                r#"src="https://news.example/{n}.jpg" alt="Story {n}" width="{THUMBNAIL_WIDTH}""#
+            )));
+        }
+        assert_eq!(html.matches(">City</p>").count(), 3);
+        assert_eq!(html.matches("aria-label=\"Read more: Story").count(), 3);
+        assert!(html.contains("3 stories"));
+        let line = &html[html.find('[').unwrap()..html.find(']').unwrap()];
+        assert!(line.contains("View this digest in your browser"), "{line}");
+        // Each copy is spliced from one template, not built again.
+        let from = "herald <news@herald.example>".parse().unwrap();
+        let template = crate::mail::DigestTemplate::prepare(
+            &from,
+            &rendered.subject,
+            "<digest.herald.example>",
+            &rendered
+                .bodies
+                .with_archive_url("https://herald.example/archive/1"),
+        )
+        .unwrap();
+        assert!(template.is_spliceable());
+        let text = rendered.bodies.text.fill(|_| "URL");
+        let order: Vec<usize> = [
+            "CITY\nStory 0",
+            "Read more: https://news.example/0",
+            "CITY\nStory 1",
+            "Read more: https://news.example/1",
+        ]
+        .iter()
+        .map(|t| text.find(t).unwrap_or_else(|| panic!("{t} in {text}")))
+        .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{text}");
     }
 
     #[test]

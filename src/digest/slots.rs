@@ -27,6 +27,11 @@ pub enum Slot {
     Unsubscribe,
     /// The digest's archive page: one value per digest.
     Archive,
+    /// Where what only a mail shows begins and ends: the "view this digest
+    /// in your browser" line. A copy (and a preview) fills both with
+    /// nothing; the archive page and its feed drop what lies between.
+    MailOnlyStart,
+    MailOnlyEnd,
 }
 
 /// A body cut at its slots: `segments.len() == slots.len() + 1`, slot `i`
@@ -55,6 +60,14 @@ struct StoredSlots {
 /// The placeholders herald wrote into bodies before it recorded positions.
 const LEGACY_UNSUBSCRIBE: &str = "%%HERALD_UNSUBSCRIBE_URL%%";
 const LEGACY_ARCHIVE: &str = "%%HERALD_ARCHIVE_URL%%";
+
+/// The HTML herald's template wrote around the archive slot of its "view
+/// this digest in your browser" line before it marked that line as mail
+/// only (one template version ever had the line unmarked).
+const LEGACY_BROWSER_LINE_START: &str =
+    "<p style=\"margin:6px 0 0;font-size:13px;color:#4b5563;\"><a href=\"";
+const LEGACY_BROWSER_LINE_END: &str =
+    "\" style=\"color:#4b5563;\">View this digest in your browser</a></p>\n";
 
 impl SlottedBody {
     /// A body with no slots.
@@ -163,6 +176,87 @@ impl SlottedBody {
         out
     }
 
+    /// The body as a web page shows it: without what only a mail shows.
+    /// Each region from a [`Slot::MailOnlyStart`] to the next
+    /// [`Slot::MailOnlyEnd`] is dropped, with any slot inside it. A body
+    /// stored before herald marked those regions has its "view this digest
+    /// in your browser" line dropped instead: the line is found at its
+    /// recorded archive slot, by the exact text herald's template wrote on
+    /// either side of it (never by searching the body). Regions that do not
+    /// pair up, which only a damaged row can have, drop nothing.
+    pub fn without_mail_only(&self) -> Self {
+        let marks: Vec<Slot> = self
+            .slots
+            .iter()
+            .copied()
+            .filter(|s| matches!(s, Slot::MailOnlyStart | Slot::MailOnlyEnd))
+            .collect();
+        if marks.is_empty() {
+            return self.without_legacy_browser_line();
+        }
+        let paired = marks.len() % 2 == 0
+            && marks
+                .chunks(2)
+                .all(|pair| pair == [Slot::MailOnlyStart, Slot::MailOnlyEnd]);
+        let mut out = Self {
+            segments: vec![String::new()],
+            slots: Vec::with_capacity(self.slots.len()),
+        };
+        let mut inside = false;
+        for (i, segment) in self.segments.iter().enumerate() {
+            if i > 0 {
+                match self.slots[i - 1] {
+                    Slot::MailOnlyStart if paired => inside = true,
+                    Slot::MailOnlyEnd if paired => inside = false,
+                    Slot::MailOnlyStart | Slot::MailOnlyEnd => {}
+                    slot if !inside => {
+                        out.slots.push(slot);
+                        out.segments.push(String::new());
+                    }
+                    _ => {}
+                }
+            }
+            if !inside {
+                if let Some(last) = out.segments.last_mut() {
+                    last.push_str(segment);
+                }
+            }
+        }
+        out
+    }
+
+    /// See [`Self::without_mail_only`].
+    fn without_legacy_browser_line(&self) -> Self {
+        let mut out = Self {
+            segments: vec![self.segments[0].clone()],
+            slots: Vec::with_capacity(self.slots.len()),
+        };
+        for (slot, segment) in self.slots.iter().zip(&self.segments[1..]) {
+            let before = out.segments.last().map_or("", String::as_str);
+            let line = (*slot == Slot::Archive)
+                .then(|| {
+                    before
+                        .strip_suffix(LEGACY_BROWSER_LINE_START)
+                        .zip(segment.strip_prefix(LEGACY_BROWSER_LINE_END))
+                })
+                .flatten()
+                .map(|(kept, after)| (kept.len(), after));
+            match line {
+                Some((kept, after)) => {
+                    if let Some(last) = out.segments.last_mut() {
+                        last.truncate(kept);
+                        last.push_str(after);
+                    }
+                }
+                None => {
+                    out.slots.push(*slot);
+                    out.segments.push(segment.clone());
+                }
+            }
+        }
+        out
+    }
+
     /// Each segment through `f`, slots where they were.
     pub fn map_segments(&self, mut f: impl FnMut(&str) -> String) -> Self {
         Self {
@@ -259,31 +353,52 @@ impl SlottedBodies {
     }
 
     /// Both bodies with the archive page's URL in (escaped as an attribute
-    /// value in the HTML): what every copy of one digest shares.
+    /// value in the HTML) and what only a mail shows kept: what every copy
+    /// of one digest shares. Only unsubscribe slots are left.
     pub fn with_archive_url(&self, archive_url: &str) -> Self {
         let escaped = html_escape::encode_double_quoted_attribute(archive_url);
+        let mail = |body: &SlottedBody, url: &str| {
+            body.fill_only(Slot::Archive, url)
+                .fill_only(Slot::MailOnlyStart, "")
+                .fill_only(Slot::MailOnlyEnd, "")
+        };
         Self {
-            html: self.html.fill_only(Slot::Archive, &escaped),
-            text: self.text.fill_only(Slot::Archive, archive_url),
+            html: mail(&self.html, &escaped),
+            text: mail(&self.text, archive_url),
         }
     }
 
-    /// Both bodies with every slot filled: `unsubscribe_url` and
-    /// `archive_url` (escaped in the HTML). For previews and the archive
-    /// page; sending splices copies from `mail::DigestTemplate`.
+    /// Both bodies as a mail shows them, every slot filled:
+    /// `unsubscribe_url` and `archive_url` (escaped in the HTML). For
+    /// previews; sending splices copies from `mail::DigestTemplate`, and
+    /// the archive page takes [`Self::web_page_html`].
     pub fn filled(&self, unsubscribe_url: &str, archive_url: &str) -> (String, String) {
-        let unsubscribe_escaped = html_escape::encode_double_quoted_attribute(unsubscribe_url);
-        let archive_escaped = html_escape::encode_double_quoted_attribute(archive_url);
-        let html = self.html.fill(|s| match s {
-            Slot::Unsubscribe => &unsubscribe_escaped,
-            Slot::Archive => &archive_escaped,
-        });
+        let html = fill_html(&self.html, unsubscribe_url, archive_url);
         let text = self.text.fill(|s| match s {
             Slot::Unsubscribe => unsubscribe_url,
             Slot::Archive => archive_url,
+            Slot::MailOnlyStart | Slot::MailOnlyEnd => "",
         });
         (html, text)
     }
+
+    /// The HTML body as a web page shows it: what only a mail shows (the
+    /// "view this digest in your browser" line) left out, the other slots
+    /// filled as in [`Self::filled`].
+    pub fn web_page_html(&self, unsubscribe_url: &str, archive_url: &str) -> String {
+        fill_html(&self.html.without_mail_only(), unsubscribe_url, archive_url)
+    }
+}
+
+/// `body` with its slots filled, URLs escaped as attribute values.
+fn fill_html(body: &SlottedBody, unsubscribe_url: &str, archive_url: &str) -> String {
+    let unsubscribe_escaped = html_escape::encode_double_quoted_attribute(unsubscribe_url);
+    let archive_escaped = html_escape::encode_double_quoted_attribute(archive_url);
+    body.fill(|s| match s {
+        Slot::Unsubscribe => &unsubscribe_escaped,
+        Slot::Archive => &archive_escaped,
+        Slot::MailOnlyStart | Slot::MailOnlyEnd => "",
+    })
 }
 
 #[cfg(test)]
@@ -351,6 +466,72 @@ mod tests {
         assert_eq!(b.segments(), ["a", "bARCHc", ""]);
         assert_eq!(b.slots(), [Slot::Unsubscribe, Slot::Unsubscribe]);
         assert_eq!(b.fill(|_| "U"), "aUbARCHcU");
+    }
+
+    #[test]
+    fn a_web_page_leaves_out_what_only_a_mail_shows() {
+        let b = SlottedBody::cut_at_markers(
+            "a<S>view <A><E>b<U>c<S>x<E>",
+            &[
+                ("<S>", Slot::MailOnlyStart),
+                ("<E>", Slot::MailOnlyEnd),
+                ("<A>", Slot::Archive),
+                ("<U>", Slot::Unsubscribe),
+            ],
+        );
+        let web = b.without_mail_only();
+        assert_eq!(web.segments(), ["ab", "c"]);
+        assert_eq!(web.slots(), [Slot::Unsubscribe]);
+        let bodies = SlottedBodies {
+            html: b,
+            text: body(),
+        };
+        assert_eq!(bodies.web_page_html("U", "A"), "abUc");
+        // A mail keeps the line, the marks stand for nothing.
+        assert_eq!(bodies.filled("U", "A").0, "aview AbUcx");
+        let mail = bodies.with_archive_url("A");
+        assert_eq!(mail.html.slots(), [Slot::Unsubscribe]);
+        assert_eq!(mail.html.fill(|_| "U"), "aview AbUcx");
+    }
+
+    #[test]
+    fn marks_that_do_not_pair_up_leave_everything_in() {
+        for body in ["a<E>b<S>c<U>", "a<S>b<S>c<E>d<U>", "a<S>b<U>"] {
+            let b = SlottedBody::cut_at_markers(
+                body,
+                &[
+                    ("<S>", Slot::MailOnlyStart),
+                    ("<E>", Slot::MailOnlyEnd),
+                    ("<U>", Slot::Unsubscribe),
+                ],
+            );
+            let web = b.without_mail_only();
+            assert_eq!(web.slots(), [Slot::Unsubscribe], "{body}");
+            assert_eq!(
+                web.fill(|_| "U"),
+                body.replace("<S>", "")
+                    .replace("<E>", "")
+                    .replace("<U>", "U")
+            );
+        }
+    }
+
+    #[test]
+    fn an_older_digest_loses_its_browser_line_on_the_web_page() {
+        let old = "<p>Herald</p>\n<p style=\"margin:6px 0 0;font-size:13px;color:#4b5563;\"><a href=\"%%HERALD_ARCHIVE_URL%%\" style=\"color:#4b5563;\">View this digest in your browser</a></p>\n<h2>Story</h2><a href=\"%%HERALD_UNSUBSCRIBE_URL%%\">Unsubscribe</a>";
+        let b = SlottedBody::from_legacy(old);
+        let web = b.without_mail_only();
+        assert_eq!(web.slots(), [Slot::Unsubscribe]);
+        assert_eq!(
+            web.fill(|_| "U"),
+            "<p>Herald</p>\n<h2>Story</h2><a href=\"U\">Unsubscribe</a>"
+        );
+        // An archive slot anywhere else stays, as does text that only
+        // looks like the line.
+        let other =
+            "<p>View this digest in your browser</p><a href=\"%%HERALD_ARCHIVE_URL%%\">x</a>";
+        let b = SlottedBody::from_legacy(other);
+        assert_eq!(b.without_mail_only(), b);
     }
 
     #[test]

@@ -279,7 +279,10 @@ fn assert_digest_lines(articles: &[NewArticle]) {
             author: a.author.as_ref().map(|u| u.to_string()),
             published_at: a.published_at,
             created_at: a.published_at,
-            categories: None,
+            categories: serde_json::to_string(
+                &a.categories.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+            )
+            .ok(),
             held_back: 0,
         })
         .collect();

@@ -125,7 +125,8 @@ impl DigestTemplate {
         list_id: &str,
         bodies: &SlottedBodies,
     ) -> Result<Self, Error> {
-        if bodies.html.count(Slot::Archive) + bodies.text.count(Slot::Archive) > 0 {
+        let per_digest = |body: &SlottedBody| body.slots().len() - body.count(Slot::Unsubscribe);
+        if per_digest(&bodies.html) + per_digest(&bodies.text) > 0 {
             return Err(Error::Build(
                 "template: the digest's archive link was not filled in".into(),
             ));

@@ -1,8 +1,9 @@
 //! A stored digest as a web page. The stored HTML is the email document
 //! every subscriber got, with recorded slots (`digest::slots`) where each
 //! copy had its own unsubscribe URL. The archive puts the signup page's URL there
-//! (so no page can carry anybody's token), keeps the document whole so it
-//! renders as in a mail client, and adds just inside its `<body>` a herald
+//! (so no page can carry anybody's token), leaves out what only a mail
+//! shows (the "view this digest in your browser" line), keeps the rest of
+//! the document whole so it renders as in a mail client, and adds just inside its `<body>` a herald
 //! header (site name, links to the archive and the signup page, the
 //! subject and date, as a mail client shows them above a message) and a
 //! footer.
@@ -14,14 +15,15 @@ use askama::Template;
 
 /// The digest's HTML with the signup page's URL wherever a subscriber's
 /// unsubscribe URL was (escaped as an attribute value, as each copy's
-/// is), and its own archive page where the mail's "view this digest in
-/// your browser" link points. Empty (and logged) when the stored slot
-/// positions do not fit the body, which only a damaged row can do.
+/// is), and without the mail's "view this digest in your browser" line:
+/// whoever reads this is in the browser already. Empty (and logged) when
+/// the stored slot positions do not fit the body, which only a damaged
+/// row can do.
 pub fn without_subscriber_links(state: &AppState, digest: &DigestRow) -> String {
     match SlottedBodies::of_digest(digest) {
         Ok(bodies) => {
             let archive_url = state.url(&format!("/archive/{}", digest.id));
-            bodies.filled(&state.url("/"), &archive_url).0
+            bodies.web_page_html(&state.url("/"), &archive_url)
         }
         Err(e) => {
             tracing::error!(digest_id = digest.id, error = %e, "archive: cannot show the digest");
