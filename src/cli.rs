@@ -316,7 +316,7 @@ async fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
             postgres_url,
             duration_secs,
         } => {
-            crate::bench_subscribe::subscribe(database, postgres_url.as_deref(), duration_secs)
+            crate::bench::subscribe::subscribe(database, postgres_url.as_deref(), duration_secs)
                 .await
         }
     }

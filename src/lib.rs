@@ -4,7 +4,6 @@
 
 pub mod articles;
 pub mod bench;
-pub mod bench_subscribe;
 pub mod cli;
 pub mod config;
 pub mod config_env;

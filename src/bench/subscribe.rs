@@ -8,18 +8,7 @@
 //! "database is locked". Every load run is bounded by wrk's `-d` and by a
 //! deadline after which wrk is killed.
 
-/// Prints through the CLI's writer (`cli::out::line`): `herald bench … |
-/// head` ends quietly when the reader goes, as every other command does.
-macro_rules! println {
-    () => {
-        $crate::cli::out::line(format_args!(""))
-    };
-    ($($arg:tt)*) => {
-        $crate::cli::out::line(format_args!($($arg)*))
-    };
-}
-
-use crate::bench::{free_port, fresh_database, kinds, tempdir, Databases, WorkerGuard};
+use super::{free_port, fresh_database, kinds, tempdir, Databases, WorkerGuard};
 use crate::store::Store;
 use anyhow::{bail, Context};
 use axum::extract::State;

@@ -1,7 +1,4 @@
-//! `herald bench`: throughput and scale measured against a baseline taken in
-//! the same run, on this machine. Not run in CI.
-//!
-//! `bench send` starts Postfix's smtp-sink on a loopback port, measures the
+//! `herald bench send` starts Postfix's smtp-sink on a loopback port, measures the
 //! ceiling with smtp-source at each concurrency (same message size, one
 //! connection per session reused for every message), then herald's whole
 //! path — claim, render each copy with its own links, send through the pool,
@@ -10,35 +7,8 @@
 //! herald/ceiling, the worker's peak RSS, the CPU time per message of each
 //! process and the share of CPU time the host stole. `--rounds N` repeats
 //! each row and reports medians.
-//!
-//! `bench enqueue` seeds N confirmed subscribers and times queueing one
-//! digest for all of them.
 
-/// Prints through the CLI's writer (`cli::out::line`): `herald bench … |
-/// head` ends quietly when the reader goes, as every other command does.
-macro_rules! println {
-    () => {
-        $crate::cli::out::line(format_args!(""))
-    };
-    ($($arg:tt)*) => {
-        $crate::cli::out::line(format_args!($($arg)*))
-    };
-}
-
-use crate::config::Config;
-use crate::digest::{self, CreateOutcome};
-use crate::domain::time::now_millis;
-use crate::store::Store;
-use anyhow::{bail, Context};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-mod render;
-pub use render::render;
-
-pub const SMTP_SINK: &str = "/usr/sbin/smtp-sink";
-pub const SMTP_SOURCE: &str = "/usr/sbin/smtp-source";
+use super::*;
 
 /// Which DKIM keys the worker signs with in `bench send`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -119,26 +89,6 @@ fn openssl_rsa2048_signs() -> anyhow::Result<f64> {
         .filter_map(|l| l.split(':').nth(2)?.parse::<f64>().ok())
         .next()
         .with_context(|| format!("no RSA result in openssl speed's output: {stdout}"))
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Databases {
-    Sqlite,
-    Postgres,
-    Both,
-}
-
-fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false)
-}
-
-pub(crate) fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 /// smtp-sink on a loopback port, stopped on drop.
@@ -227,47 +177,6 @@ fn ceiling(
     ))
 }
 
-/// A fresh database of the kind asked for; returns its URL.
-pub(crate) async fn fresh_database(
-    kind: Databases,
-    postgres_url: Option<&str>,
-    dir: &Path,
-    label: &str,
-) -> anyhow::Result<String> {
-    match kind {
-        Databases::Sqlite => Ok(format!(
-            "sqlite://{}",
-            dir.join(format!("{label}.db")).display()
-        )),
-        _ => {
-            let admin = postgres_url.context("--postgres-url (a server where herald may create databases) is needed for PostgreSQL")?;
-            let name = format!("herald_bench_{}_{}", label, std::process::id());
-            let store = Store::connect(admin).await?;
-            if let Store::Postgres(pool) = &store {
-                sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
-                    .execute(pool)
-                    .await?;
-                sqlx::query(&format!("CREATE DATABASE {name}"))
-                    .execute(pool)
-                    .await?;
-            }
-            store.close().await;
-            let base = admin
-                .rsplit_once('/')
-                .map(|(b, _)| b)
-                .context("the PostgreSQL URL names a database")?;
-            Ok(format!("{base}/{name}"))
-        }
-    }
-}
-
-pub(crate) fn kinds(which: Databases) -> Vec<Databases> {
-    match which {
-        Databases::Both => vec![Databases::Sqlite, Databases::Postgres],
-        one => vec![one],
-    }
-}
-
 /// Adds articles until the rendered digest message is about `size` bytes.
 async fn digest_of_size(store: &Store, config: &mut Config, size: usize) -> anyhow::Result<usize> {
     let now = now_millis();
@@ -304,25 +213,6 @@ async fn digest_of_size(store: &Store, config: &mut Config, size: usize) -> anyh
             return Ok(bytes);
         }
         articles += 1;
-    }
-}
-
-/// The worker process, terminated when the benchmark stops for any reason.
-pub(crate) struct WorkerGuard(pub(crate) std::process::Child);
-
-impl Drop for WorkerGuard {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &self.0.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline && matches!(self.0.try_wait(), Ok(None)) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = self.0.kill();
-        }
-        let _ = self.0.wait();
     }
 }
 
@@ -847,71 +737,4 @@ fn goal_rate(row: &Row, rsa_signs: Option<f64>) -> f64 {
 
 fn is_met(row: &Row, rsa_signs: Option<f64>) -> bool {
     row.herald >= goal_rate(row, rsa_signs)
-}
-
-pub async fn enqueue(
-    subscribers: i64,
-    which: Databases,
-    postgres_url: Option<&str>,
-) -> anyhow::Result<()> {
-    let dir = tempdir()?;
-    for kind in kinds(which) {
-        let name = if kind == Databases::Sqlite {
-            "sqlite"
-        } else {
-            "postgres"
-        };
-        let url = fresh_database(kind, postgres_url, &dir, "enqueue").await?;
-        let store = Store::connect(&url).await?;
-        store.migrate().await?;
-        let started = Instant::now();
-        store
-            .seed_bench_subscribers(subscribers, now_millis())
-            .await?;
-        let seeded = started.elapsed();
-        let config = Config {
-            database_url: Some(url.clone()),
-            site_name: "herald".into(),
-            ..Config::default()
-        };
-        crate::articles::add_article(
-            &store,
-            crate::articles::ArticleInput {
-                title: "Benchmark story".into(),
-                url: "https://news.example.com/bench/".into(),
-                html: "<p>Text.</p>".into(),
-                published_at: None,
-                author: None,
-                image_url: None,
-                guid: None,
-            },
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let started = Instant::now();
-        let outcome = digest::create(&store, &config, "manual:bench-enqueue", now_millis()).await?;
-        let queued = started.elapsed();
-        let CreateOutcome::Created(id) = outcome else {
-            bail!("digest not created");
-        };
-        let recipients = store
-            .digest_by_id(id)
-            .await?
-            .map(|d| d.recipients)
-            .unwrap_or(0);
-        println!(
-            "{name:<9} seeded {subscribers} subscribers in {:.1} s; queued a digest for {recipients} in {:.2} s",
-            seeded.as_secs_f64(),
-            queued.as_secs_f64()
-        );
-        store.close().await;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
-}
-
-pub(crate) fn tempdir() -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("herald-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }
