@@ -22,6 +22,7 @@ pub mod redact;
 pub mod scheduler;
 pub mod signup_writer;
 pub mod startup;
+pub mod state;
 pub mod store;
 pub mod subscriptions;
 pub mod web;

@@ -10,7 +10,7 @@
 use crate::domain::time::now_millis;
 use crate::domain::token::{hash_token, new_confirmation_token, LinkSigner};
 use crate::domain::{SubscriberEmail, SubscriberName};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::{
     ConfirmOutcome, NewSignup, PendingConfirmation, SignupOutcome, SignupRequest, SubscriberRow,
     TokenLookup,

@@ -5,7 +5,7 @@ mod common;
 use common::{spawn_app, spawn_app_with, Backend, SmtpSink, API_TOKEN};
 use herald::digest::{self, CreateOutcome};
 use herald::domain::time::now_millis;
-use herald::startup::AppState;
+use herald::state::AppState;
 
 async fn api_refuses_requests_without_the_right_bearer_token(backend: Backend) {
     let app = spawn_app(backend).await;

@@ -6,9 +6,10 @@
 //! rows stored before that, and for text that never passed a type.
 //!
 //! Every line a command prints goes through [`line`], by way of the
-//! `println!` defined here: `#[macro_use] mod out;` comes first in cli.rs, so
-//! it replaces std's `println!` in cli.rs and in every module declared after
-//! it (cli/dkim.rs, cli/smtp.rs, any later one). std's `println!` panics when
+//! `println!` defined here: `#[macro_use] mod out;` comes first in
+//! cli/mod.rs, so it replaces std's `println!` in cli/mod.rs and in every
+//! module declared after it (cli/digest.rs, cli/smtp.rs, every command
+//! group's file). std's `println!` panics when
 //! the reader has gone (`herald subscribers list | head -3`); this one ends
 //! the command quietly instead.
 

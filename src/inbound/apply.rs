@@ -4,7 +4,7 @@
 use super::classify::{classify, Mailboxes, Report};
 use crate::domain::time::now_millis;
 use crate::domain::SubscriberEmail;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::{EventKind, NewEvent, SubscriberRow};
 
 /// What herald did with an inbound message.

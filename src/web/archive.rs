@@ -10,7 +10,7 @@ mod feed;
 
 use super::pages::{page, MessagePage};
 use crate::domain::time::{format_rfc3339, to_datetime, Millis};
-use crate::startup::AppState;
+use crate::state::AppState;
 use askama::Template;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};

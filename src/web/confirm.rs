@@ -3,7 +3,7 @@
 
 use super::pages::{page, MessagePage};
 use super::return_to;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::{ConfirmOutcome, SignupOutcome, TokenLookup};
 use crate::subscriptions::{
     self, PAGE_ALREADY_CONFIRMED, PAGE_EXPIRED, PAGE_NOT_SUBSCRIBED, PAGE_REPLACED, PAGE_SUBSCRIBED,

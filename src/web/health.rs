@@ -4,7 +4,7 @@
 //! `GET /api/smtp-servers` and `herald smtp list`.
 
 use crate::domain::time::{format_rfc3339, now_millis};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::SmtpHealthRow;
 use axum::extract::State;
 use axum::http::StatusCode;

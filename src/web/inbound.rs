@@ -3,7 +3,7 @@
 //! same handling as `herald inbound` on stdin.
 
 use super::api::{bearer_token, token_matches};
-use crate::startup::AppState;
+use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};

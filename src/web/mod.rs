@@ -17,7 +17,7 @@ mod webhooks;
 
 pub use error::Error;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue, Request};

@@ -28,7 +28,7 @@ a { color: var(--accent); }
 .pager { display: flex; justify-content: space-between; gap: 1rem; }
 "#;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 use askama::Template;
 use axum::extract::State;
 use axum::http::{header, StatusCode};

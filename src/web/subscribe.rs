@@ -3,7 +3,7 @@
 use super::pages::{page, IndexPage, MessagePage};
 use super::return_to;
 use crate::domain::{DomainError, SubscriberEmail, SubscriberName};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::subscriptions::{self, Consent};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;

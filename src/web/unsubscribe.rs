@@ -3,7 +3,7 @@
 
 use super::pages::{page, MessagePage};
 use crate::domain::masked_address;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::subscriptions::{self, UnsubscribeOutcome, PAGE_UNSUBSCRIBED};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;

@@ -10,7 +10,7 @@
 //! answered `{"status":"received"}` whatever it changed (see
 //! `crate::webhooks`).
 
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::webhooks::{self, BodyBudget, Error, Summary};
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};

@@ -50,7 +50,7 @@ pub mod sns;
 use crate::config::WebhooksConfig;
 use crate::domain::time::now_millis;
 use crate::domain::SubscriberEmail;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::{EventKind, NewEvent};
 use axum::http::HeaderMap;
 use std::sync::Arc;

@@ -27,7 +27,7 @@
 
 use super::{apply, detail, ConfigError, Error, Item, RelayEvent, Summary};
 use crate::config::PostmarkWebhookConfig;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::EventKind;
 use crate::web::api::token_matches;
 use axum::http::{header, HeaderMap};

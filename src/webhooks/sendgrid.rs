@@ -22,7 +22,7 @@
 
 use super::{apply, detail, header, ConfigError, Error, Item, RelayEvent, Summary};
 use crate::config::SendGridWebhookConfig;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::EventKind;
 use axum::http::HeaderMap;
 use base64::Engine;

@@ -27,7 +27,7 @@
 use super::sns::{self, Certificates, Envelope, MessageType, SigningKey, TopicArn};
 use super::{apply, detail, header, ConfigError, Error, Item, RelayEvent, Summary};
 use crate::config::SesWebhookConfig;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::EventKind;
 use axum::http::HeaderMap;
 use std::time::Duration;

@@ -322,7 +322,7 @@ fn envelope_address(raw: &str, line: &str) -> String {
 }
 
 pub struct TestApp {
-    pub state: herald::startup::AppState,
+    pub state: herald::state::AppState,
     pub base_url: String,
     pub client: reqwest::Client,
     pub store: Store,

@@ -1,7 +1,7 @@
 use super::ApiError;
 use crate::articles::{self, ArticleInput};
 use crate::domain::time::now_millis;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::Removal;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;

@@ -1,7 +1,7 @@
 use super::ApiError;
 use crate::digest::{self, CreateOutcome};
 use crate::domain::time::now_millis;
-use crate::startup::AppState;
+use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;

@@ -4,7 +4,7 @@ use crate::domain::time::now_millis;
 use crate::domain::web_url::FeedUrl;
 use crate::domain::DomainError;
 use crate::feeds::{self, add, Poller};
-use crate::startup::AppState;
+use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;

@@ -1,7 +1,7 @@
 //! `GET /api/health`: the health report with its details, for the
 //! operator only (the public `/health` says ok, degraded or unavailable).
 
-use crate::startup::AppState;
+use crate::state::AppState;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::Json;

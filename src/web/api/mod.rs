@@ -8,7 +8,7 @@ mod health;
 mod smtp_servers;
 mod subscribers;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};

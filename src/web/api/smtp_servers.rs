@@ -3,7 +3,7 @@
 use super::ApiError;
 use crate::delivery::servers;
 use crate::domain::time::format_rfc3339;
-use crate::startup::AppState;
+use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::Json;
 use serde_json::{json, Value};

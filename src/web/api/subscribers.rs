@@ -5,7 +5,7 @@
 use super::ApiError;
 use crate::domain::time::format_rfc3339;
 use crate::domain::SubscriberStatus;
-use crate::startup::AppState;
+use crate::state::AppState;
 use axum::extract::{Query, State};
 use axum::Json;
 use serde::Deserialize;

@@ -9,7 +9,7 @@
 //! footer.
 
 use crate::digest::slots::SlottedBodies;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::DigestRow;
 use askama::Template;
 

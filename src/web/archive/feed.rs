@@ -10,7 +10,7 @@
 
 use super::document::{split, without_subscriber_links};
 use crate::domain::time::{now_millis, to_datetime, Millis};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::DigestRow;
 use atom_syndication::{Content, Entry, Feed, FixedDateTime, Generator, Link, Person, Text};
 
