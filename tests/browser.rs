@@ -33,7 +33,11 @@ impl Browser {
             "{CHROMIUM} is missing: install Debian's chromium package (scripts/test.sh does)"
         );
         let profile = tempfile::tempdir().unwrap();
-        let port = common::free_port();
+        // Port 0: chromium picks a free port itself and writes it to
+        // DevToolsActivePort in its profile. A port chosen here and handed
+        // over could be taken by another test's chromium in between, and the
+        // two tests would then drive one page (seen as "Axe is already
+        // running" when both ran axe on it).
         let child = Command::new(CHROMIUM)
             .args([
                 "--headless",
@@ -47,13 +51,28 @@ impl Browser {
                 "--window-size=1000,900",
             ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg(format!("--remote-debugging-port={port}"))
+            .arg("--remote-debugging-port=0")
             .arg("about:blank")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start chromium");
         let deadline = Instant::now() + Duration::from_secs(30);
+        let active = profile.path().join("DevToolsActivePort");
+        let port: u16 = loop {
+            if let Some(port) = std::fs::read_to_string(&active)
+                .ok()
+                .and_then(|s| s.lines().next().and_then(|l| l.trim().parse().ok()))
+            {
+                break port;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chromium did not write {}",
+                active.display()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
         let ws_url = loop {
             let list = reqwest::get(format!("http://127.0.0.1:{port}/json/list")).await;
             if let Ok(resp) = list {

@@ -651,8 +651,17 @@ async fn the_poller_follows_feeds_listed_in_the_configuration(backend: Backend) 
     .await;
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
+        // The poll stores the articles, then records itself (title, next
+        // poll): wait for both.
         let articles = app.store.list_articles(10).await.unwrap();
-        if articles.iter().any(|a| a.title == "Old story 7") {
+        let polled = app
+            .store
+            .list_feeds()
+            .await
+            .unwrap()
+            .iter()
+            .any(|f| f.last_polled_at.is_some());
+        if polled && articles.iter().any(|a| a.title == "Old story 7") {
             break;
         }
         assert!(

@@ -180,6 +180,14 @@ impl ArticleView {
     pub fn card_image_width(&self) -> u32 {
         self.image_width.map_or(CARD_WIDTH, |w| w.min(CARD_WIDTH))
     }
+
+    /// The thumbnail's width beside a compact story: [`THUMBNAIL_WIDTH`],
+    /// or the picture's declared width when that is smaller (a picture is
+    /// never scaled up).
+    pub fn thumbnail_width(&self) -> u32 {
+        self.image_width
+            .map_or(THUMBNAIL_WIDTH, |w| w.clamp(1, THUMBNAIL_WIDTH))
+    }
 }
 
 #[derive(Template)]
@@ -531,6 +539,16 @@ mod tests {
         views[0].image_width = Some(300);
         assert_eq!(views[0].card_image_width(), 300);
         assert_eq!(views[1].card_image_width(), CARD_WIDTH);
+        // A thumbnail is never wider than its picture declares either.
+        let mut small = views[1].clone();
+        for (declared, shown) in [
+            (Some(80), 80),
+            (Some(300), THUMBNAIL_WIDTH),
+            (None, THUMBNAIL_WIDTH),
+        ] {
+            small.image_width = declared;
+            assert_eq!(small.thumbnail_width(), shown, "{declared:?}");
+        }
         let config = crate::config::Config::default();
         let (rendered, n) = render(&config, &views, "Monday").unwrap();
         assert_eq!(n, 3);
