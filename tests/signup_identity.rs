@@ -245,3 +245,80 @@ both_backends!(
     unmailable_addresses_are_refused_at_the_form,
     display_names_with_bidi_overrides_are_refused,
 );
+
+/// Thousands of rows stored before address keys (more than one batch of
+/// the set-based keying), two of them one address spelled twice, far
+/// apart: every row gets its key, the pair merges into one subscriber,
+/// nothing else does. Inputs: 12,000 plain addresses, `Dup@example.com`
+/// first and `dup@EXAMPLE.com` 11,000 rows later, and an IDNA address.
+async fn thousands_of_old_rows_are_keyed_in_batches_and_only_duplicates_merge(backend: Backend) {
+    let app = spawn_app(backend).await;
+    on_pool!(&app.store, pool => {
+        sqlx::query(
+            "INSERT INTO subscribers (email, status, source, created_at) VALUES ('Dup@example.com', 'confirmed', 'form', 0)",
+        )
+        .execute(pool)
+        .await
+        .unwrap();
+        // 11,000 rows, the other spelling, 1,000 more: set-based inserts.
+        let many = "WITH RECURSIVE seq(n) AS (SELECT $1 UNION ALL SELECT n + 1 FROM seq WHERE n < $2)
+             INSERT INTO subscribers (email, status, source, created_at)
+             SELECT 'reader' || n || '@example.com', 'confirmed', 'form', 0 FROM seq";
+        sqlx::query(many).bind(1i64).bind(11_000i64).execute(pool).await.unwrap();
+        sqlx::query(
+            "INSERT INTO subscribers (email, status, source, created_at) VALUES ('dup@EXAMPLE.com', 'pending', 'form', 0)",
+        )
+        .execute(pool)
+        .await
+        .unwrap();
+        sqlx::query(many).bind(11_001i64).bind(12_000i64).execute(pool).await.unwrap();
+        sqlx::query(
+            "INSERT INTO subscribers (email, status, source, created_at) VALUES ('anna@BÜCHER.example', 'confirmed', 'form', 0)",
+        )
+        .execute(pool)
+        .await
+        .unwrap();
+        sqlx::query("UPDATE subscribers SET email_key = NULL").execute(pool).await.unwrap();
+    });
+    app.store.migrate().await.expect("migrate and key old rows");
+    let (unkeyed, merged, unsubscribed): (i64, i64, i64) = on_pool!(&app.store, pool => {
+        sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM subscribers WHERE email_key IS NULL),
+                    (SELECT COUNT(*) FROM subscribers WHERE email_key LIKE 'merged:%'),
+                    (SELECT COUNT(*) FROM subscribers WHERE status = 'unsubscribed')",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap()
+    });
+    assert_eq!((unkeyed, merged, unsubscribed), (0, 1, 1));
+    let dup: Vec<(String, String, String)> = on_pool!(&app.store, pool => {
+        sqlx::query_as("SELECT email, status, email_key FROM subscribers WHERE lower(email) = 'dup@example.com' ORDER BY id")
+            .fetch_all(pool)
+            .await
+            .unwrap()
+    });
+    assert_eq!(
+        dup[0],
+        (
+            "Dup@example.com".into(),
+            "confirmed".into(),
+            "dup@example.com".into()
+        )
+    );
+    assert_eq!(dup[1].1, "unsubscribed");
+    assert!(
+        dup[1].2.starts_with("merged:") && dup[1].2.ends_with(":dup@example.com"),
+        "{dup:?}"
+    );
+    let idna: String = on_pool!(&app.store, pool => {
+        sqlx::query_scalar("SELECT email_key FROM subscribers WHERE email = 'anna@BÜCHER.example'")
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    });
+    assert_eq!(idna, herald::domain::email_key("anna@BÜCHER.example"));
+    app.shutdown().await;
+}
+
+both_backends!(thousands_of_old_rows_are_keyed_in_batches_and_only_duplicates_merge);

@@ -1,7 +1,8 @@
 //! `herald bench`: throughput and scale measured against a baseline taken in
 //! the same run, on this machine. Not run in CI. One module per benchmark:
 //! `send` (delivery against the SMTP ceiling), `enqueue` (queueing a digest
-//! for many subscribers), `render` (building each copy), `subscribe` (signups
+//! for many subscribers), `keys` (keying addresses stored before address
+//! keys), `render` (building each copy), `subscribe` (signups
 //! against a minimal baseline); what they share is here.
 
 /// Prints through the CLI's writer (`cli::out::line`): `herald bench … |
@@ -25,11 +26,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod enqueue;
+mod keys;
 mod render;
 mod send;
 pub mod subscribe;
 
 pub use enqueue::enqueue;
+pub use keys::keys;
 pub use render::render;
 pub use send::{send, Signing};
 

@@ -38,6 +38,16 @@ pub enum BenchCommand {
         #[arg(long, env = "PG_TEST_URL")]
         postgres_url: Option<String>,
     },
+    /// Time keying N subscribers stored before address keys, against one
+    /// SQL UPDATE on the same rows.
+    Keys {
+        #[arg(long, default_value_t = 1_000_000)]
+        subscribers: i64,
+        #[arg(long, value_enum, default_value_t = crate::bench::Databases::Both)]
+        database: crate::bench::Databases,
+        #[arg(long, env = "PG_TEST_URL")]
+        postgres_url: Option<String>,
+    },
     /// Per-copy rendering time: lettre's builder for every copy against the
     /// digest built once and spliced per copy.
     Render {
@@ -85,6 +95,11 @@ pub(super) async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             database,
             postgres_url,
         } => crate::bench::enqueue(subscribers, database, postgres_url.as_deref()).await,
+        BenchCommand::Keys {
+            subscribers,
+            database,
+            postgres_url,
+        } => crate::bench::keys(subscribers, database, postgres_url.as_deref()).await,
         BenchCommand::Render { copies } => crate::bench::render(copies),
         BenchCommand::Subscribe {
             database,
