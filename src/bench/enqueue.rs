@@ -10,11 +10,7 @@ pub async fn enqueue(
 ) -> anyhow::Result<()> {
     let dir = tempdir()?;
     for kind in kinds(which) {
-        let name = if kind == Databases::Sqlite {
-            "sqlite"
-        } else {
-            "postgres"
-        };
+        let name = kind.label();
         let url = fresh_database(kind, postgres_url, &dir, "enqueue").await?;
         let store = Store::connect(&url).await?;
         store.migrate().await?;

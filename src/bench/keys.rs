@@ -13,11 +13,7 @@ pub async fn keys(
 ) -> anyhow::Result<()> {
     let dir = tempdir()?;
     for kind in kinds(which) {
-        let name = if kind == Databases::Sqlite {
-            "sqlite"
-        } else {
-            "postgres"
-        };
+        let name = kind.label();
         let url = fresh_database(kind, postgres_url, &dir, "keys").await?;
         let store = Store::connect(&url).await?;
         store.migrate().await?;

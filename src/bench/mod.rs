@@ -46,6 +46,16 @@ pub enum Databases {
     Both,
 }
 
+impl Databases {
+    /// The database's name in a benchmark's output.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Databases::Sqlite => "sqlite",
+            _ => "postgres",
+        }
+    }
+}
+
 fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self")

@@ -614,11 +614,7 @@ pub async fn send(
                     let (after, _) = ceiling(&sink, c, subscribers as usize, size)?;
                     let ceiling = (before + after) / 2.0;
                     let row = Row {
-                        database: if kind == Databases::Sqlite {
-                            "sqlite"
-                        } else {
-                            "postgres"
-                        },
+                        database: kind.label(),
                         signing,
                         concurrency: c,
                         ceiling,

@@ -469,11 +469,7 @@ pub async fn subscribe(
     let started_load = load_average();
     let mut rows = Vec::new();
     for kind in kinds(which) {
-        let name = if kind == Databases::Sqlite {
-            "sqlite"
-        } else {
-            "postgres"
-        };
+        let name = kind.label();
         let run_dir = dir.join(name);
         std::fs::create_dir_all(&run_dir)?;
         let base_url = fresh_database(kind, postgres_url, &run_dir, "sub_baseline").await?;

@@ -192,17 +192,7 @@ impl Mailer {
                 )));
             }
             let rate = rate_limit(&name, &spec, timeout)?;
-            let mut pool = SmtpPool::new(target.clone(), size, timeout);
-            // Read once here, so a bad ca_file stops herald at start.
-            if target.security != target::Security::None {
-                let trust = tls::Trust::new(
-                    &target.host,
-                    target.ca_file.as_deref(),
-                    target.tls_pin.as_deref(),
-                )
-                .map_err(|e| for_server(&name, e))?;
-                pool = pool.with_trust(trust);
-            }
+            let pool = pool_for(&name, &target, size, timeout)?;
             servers.push(Arc::new(Server::new(
                 name,
                 pool,
@@ -427,6 +417,28 @@ fn server_specs(config: &Config) -> Result<Vec<(String, SmtpTarget, SmtpServerCo
 }
 
 /// `e` said of the server `name`.
+/// The connection pool of server `name`, with the TLS trust its URL asks
+/// for (`ca_file`, `tls_pin`) read now, so a bad file stops herald at start
+/// and `herald smtp check` tries exactly what a send would.
+fn pool_for(
+    name: &str,
+    target: &SmtpTarget,
+    size: u32,
+    timeout: Duration,
+) -> Result<SmtpPool, Error> {
+    let pool = SmtpPool::new(target.clone(), size, timeout);
+    if target.security == target::Security::None {
+        return Ok(pool);
+    }
+    let trust = tls::Trust::new(
+        &target.host,
+        target.ca_file.as_deref(),
+        target.tls_pin.as_deref(),
+    )
+    .map_err(|e| for_server(name, e))?;
+    Ok(pool.with_trust(trust))
+}
+
 fn for_server(name: &str, e: Error) -> Error {
     match e {
         Error::SmtpServers(m) => Error::SmtpServers(format!("server {name}: {m}")),
@@ -456,16 +468,7 @@ pub async fn check_servers(
         if only.is_some_and(|o| o != name) {
             continue;
         }
-        let mut pool = SmtpPool::new(target.clone(), 1, timeout);
-        if target.security != target::Security::None {
-            let trust = tls::Trust::new(
-                &target.host,
-                target.ca_file.as_deref(),
-                target.tls_pin.as_deref(),
-            )
-            .map_err(|e| for_server(&name, e))?;
-            pool = pool.with_trust(trust);
-        }
+        let pool = pool_for(&name, &target, 1, timeout)?;
         let result = pool.check().await;
         checked.push((name, result));
     }
